@@ -1,0 +1,52 @@
+# The two commands of the README: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+FLASK := $(BIN)/flask --app portal
+PORT ?= 5000
+export PORTAL_EMBEDDED_WORKER ?= 1
+export PORTAL_ALLOW_PRIVATE_CALLBACKS ?= 1
+
+.PHONY: run test lint migrations translations check-migrations bench clean
+
+$(BIN)/flask: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+install: $(BIN)/flask
+
+# Serve the portal on http://127.0.0.1:$(PORT) with SQLite, sandbox payments and mail in var/mail.
+run: install
+	mkdir -p instance var/mail
+	$(BIN)/pybabel -q compile -d translations || true
+	$(FLASK) db upgrade
+	$(FLASK) demo
+	PORTAL_BASE_URL=$${PORTAL_BASE_URL:-http://127.0.0.1:$(PORT)} $(FLASK) run --host 127.0.0.1 --port $(PORT)
+
+# The whole suite; the PostgreSQL half runs when PORTAL_TEST_DATABASE_URL is set.
+test: install
+	$(BIN)/pybabel -q compile -d translations || true
+	$(BIN)/ruff check .
+	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# Regenerate the single initial migration from the models (until the first release).
+migrations: install
+	rm -f instance/migrate.db migrations/versions/*.py
+	mkdir -p instance
+	PORTAL_DATABASE_URL=sqlite:///$(CURDIR)/instance/migrate.db $(FLASK) db revision --autogenerate --rev-id 0001 -m initial
+	rm -f instance/migrate.db
+
+translations: install
+	$(BIN)/pybabel -q extract -F babel.cfg -k _l -k lazy_gettext -o translations/messages.pot --no-location --sort-output .
+	$(BIN)/pybabel -q update -i translations/messages.pot -d translations --no-fuzzy-matching --ignore-obsolete
+	$(BIN)/python scripts/i18n.py fill-en
+	$(BIN)/pybabel -q compile -d translations
+
+clean:
+	rm -rf $(VENV) instance var

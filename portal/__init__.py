@@ -1,0 +1,60 @@
+"""The payment portal: :func:`create_app` builds the Flask application."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from portal.config import ROOT, Settings
+
+__all__ = ["create_app"]
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app from ``PORTAL_*`` environment variables, overridden by ``config``.
+
+    ``config`` keys may be Settings field names (``database_url``) or Flask
+    config keys (``TESTING``).
+    """
+    settings = Settings.from_env()
+    extra: dict[str, Any] = {}
+    for key, value in (config or {}).items():
+        if hasattr(settings, key):
+            setattr(settings, key, value)
+        else:
+            extra[key] = value
+    settings.validate()
+
+    app = Flask(
+        __name__,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+        instance_path=str(ROOT / "instance"),
+    )
+    app.config.update(settings.as_flask_config())
+    app.config.update(extra)
+    app.extensions["portal_settings"] = settings
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    from portal import web
+    from portal.extensions import babel, csrf, db, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"))
+    babel.init_app(app, locale_selector=web.select_locale)
+    csrf.init_app(app)
+
+    import portal.models  # noqa: F401 - register every model
+    from portal.api.views import bp as api_bp
+    from portal.cli import register_cli
+    from portal.customer.views import bp as customer_bp
+
+    app.register_blueprint(api_bp)
+    app.register_blueprint(customer_bp)
+    csrf.exempt(api_bp)
+    web.init_app(app)
+    register_cli(app)
+    return app

@@ -1,0 +1,357 @@
+"""The OpenAPI 3.1 description of ``/api/v1`` (served at ``/api/v1/openapi.json``).
+
+Each endpoint added to the API adds its path here; a test checks that every
+API route is described and that the document validates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+
+Schema = dict[str, Any]
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def nullable(schema: Schema) -> Schema:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+STR = {"type": "string"}
+INT = {"type": "integer"}
+BOOL = {"type": "boolean"}
+DATE = {"type": "string", "format": "date"}
+DATETIME = {"type": "string", "format": "date-time"}
+AMOUNT = {"type": "integer", "minimum": 1, "description": "Minor units (cents)."}
+
+
+def _error(description: str) -> Schema:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": ref("Error")}},
+    }
+
+
+ERRORS = {
+    "400": _error("Malformed request (not JSON, not an object)."),
+    "401": _error("No or bad API key."),
+    "404": _error("Not found (also another merchant's object)."),
+    "409": _error("Conflict: state or idempotency."),
+    "422": _error("Valid JSON with invalid values; `error.code` says which rule."),
+    "429": _error("Rate limited; see Retry-After."),
+}
+
+IDEMPOTENCY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "maxLength": 255},
+    "description": "Same key and body: same answer. Same key, other body: 409.",
+}
+
+
+def _json(schema: Schema, description: str = "OK") -> Schema:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _op(
+    op_id: str,
+    summary: str,
+    responses: dict[str, Schema],
+    *,
+    body: Schema | None = None,
+    params: list[Schema] | None = None,
+    public: bool = False,
+) -> Schema:
+    operation: Schema = {
+        "operationId": op_id,
+        "summary": summary,
+        "parameters": params or [],
+        "responses": {**responses, **({} if public else ERRORS)},
+    }
+    if body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": body}},
+        }
+    if public:
+        operation["security"] = []
+    return operation
+
+
+def _path_param(name: str, description: str) -> Schema:
+    return {"name": name, "in": "path", "required": True, "schema": STR, "description": description}
+
+
+def _query(name: str, schema: Schema, description: str) -> Schema:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+CUSTOMER = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "name": {**STR, "maxLength": 200},
+        "email": {**STR, "format": "email", "maxLength": 254},
+        "phone": {**STR, "description": "Normalised to E.164."},
+        "locale": {"type": "string", "enum": ["en", "fr", "nl"]},
+        "reference": {**STR, "maxLength": 100},
+    },
+}
+
+STATEMENT = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "period_start": DATE,
+        "period_end": DATE,
+        "balance": {**INT, "description": "Minor units; amount must not exceed it."},
+        "lines": {
+            "type": "array",
+            "maxItems": 500,
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["description", "amount"],
+                "properties": {
+                    "date": DATE,
+                    "description": {**STR, "maxLength": 300},
+                    "amount": {**INT, "description": "Minor units; negative for credits."},
+                    "reference": {**STR, "maxLength": 100},
+                },
+            },
+        },
+    },
+}
+
+ORDER = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "reference": {**STR, "maxLength": 100},
+        "total": AMOUNT,
+        "lines": {
+            "type": "array",
+            "maxItems": 500,
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["description", "unit_amount"],
+                "properties": {
+                    "description": {**STR, "maxLength": 300},
+                    "quantity": {**INT, "minimum": 1},
+                    "unit_amount": {**INT, "minimum": 0},
+                },
+            },
+        },
+    },
+}
+
+WALLET = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "min_amount": AMOUNT,
+        "max_amount": AMOUNT,
+        "suggested": {"type": "array", "maxItems": 6, "items": AMOUNT},
+    },
+}
+
+CREATE = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["kind", "currency"],
+    "properties": {
+        "kind": {"type": "string", "enum": ["statement", "wallet_topup", "order_deposit"]},
+        "currency": {**STR, "description": "ISO 4217; the merchant's currency."},
+        "amount": {
+            **AMOUNT,
+            "description": "Minor units; amount due, deposit, or fixed top-up. "
+            "Omit for a customer-chosen top-up.",
+        },
+        "reference": {**STR, "maxLength": 100},
+        "description": {**STR, "maxLength": 500},
+        "customer": CUSTOMER,
+        "due_date": DATE,
+        "expires_at": DATETIME,
+        "metadata": {
+            "type": "object",
+            "maxProperties": 50,
+            "additionalProperties": {"type": "string", "maxLength": 500},
+        },
+        "statement": STATEMENT,
+        "order": ORDER,
+        "wallet": WALLET,
+        "allow_partial": BOOL,
+        "allow_full_payment": BOOL,
+        "send": {"type": "array", "items": {"type": "string", "enum": ["email", "sms"]}},
+    },
+}
+
+PAYMENT_REQUEST = {
+    "type": "object",
+    "required": ["id", "object", "kind", "status", "currency", "url", "qr_code_url"],
+    "properties": {
+        "id": {**STR, "pattern": "^pr_"},
+        "object": {"const": "payment_request"},
+        "kind": {"type": "string", "enum": ["statement", "wallet_topup", "order_deposit"]},
+        "status": {
+            "type": "string",
+            "enum": ["open", "partially_paid", "paid", "void", "expired"],
+        },
+        "currency": STR,
+        "amount": nullable(INT),
+        "amount_paid": INT,
+        "amount_due": nullable(INT),
+        "amount_refunded": INT,
+        "reference": nullable(STR),
+        "description": nullable(STR),
+        "customer": {"type": "object"},
+        "due_date": nullable(DATE),
+        "expires_at": DATETIME,
+        "metadata": {"type": "object", "additionalProperties": STR},
+        "allow_partial": BOOL,
+        "allow_full_payment": BOOL,
+        "url": {**STR, "format": "uri", "description": "The customer's signed link."},
+        "qr_code_url": {**STR, "format": "uri"},
+        "created_at": DATETIME,
+        "paid_at": nullable(DATETIME),
+        "voided_at": nullable(DATETIME),
+        "statement": {"type": "object"},
+        "order": {"type": "object"},
+        "wallet": {"type": "object"},
+    },
+}
+
+ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": STR, "message": STR, "field": STR},
+        }
+    },
+}
+
+
+def _list_of(item: str) -> Schema:
+    return {
+        "type": "object",
+        "properties": {
+            "object": {"const": "list"},
+            "data": {"type": "array", "items": ref(item)},
+            "has_more": BOOL,
+            "next_starting_after": nullable(STR),
+        },
+    }
+
+
+def base_paths() -> dict[str, Schema]:
+    rid = _path_param("request_id", "A payment request id (pr_…).")
+    return {
+        "/payment-requests": {
+            "post": _op(
+                "createPaymentRequest",
+                "Create a payment request (statement, wallet top-up or order deposit).",
+                {"201": _json(ref("PaymentRequest"), "Created.")},
+                body=ref("CreatePaymentRequest"),
+                params=[IDEMPOTENCY],
+            ),
+            "get": _op(
+                "listPaymentRequests",
+                "List payment requests, newest first.",
+                {"200": _json(_list_of("PaymentRequest"))},
+                params=[
+                    _query("status", STR, "Only this status."),
+                    _query("reference", STR, "Only this merchant reference."),
+                    _query("customer_reference", STR, "Only this customer."),
+                    _query("limit", {**INT, "minimum": 1, "maximum": 100}, "Page size (20)."),
+                    _query("starting_after", STR, "Cursor: the last id of the previous page."),
+                ],
+            ),
+        },
+        "/payment-requests/{request_id}": {
+            "get": _op(
+                "getPaymentRequest",
+                "Read a payment request.",
+                {"200": _json(ref("PaymentRequest"))},
+                params=[rid],
+            )
+        },
+        "/payment-requests/{request_id}/void": {
+            "post": _op(
+                "voidPaymentRequest",
+                "Void a payment request while nothing is paid.",
+                {"200": _json(ref("PaymentRequest"))},
+                params=[rid, IDEMPOTENCY],
+            )
+        },
+        "/payment-requests/void": {
+            "post": _op(
+                "voidCustomerPaymentRequests",
+                "Void every open request of one customer.",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "object": {"const": "void_result"},
+                                "count": INT,
+                                "ids": {"type": "array", "items": STR},
+                            },
+                        }
+                    )
+                },
+                body={
+                    "type": "object",
+                    "required": ["customer_reference"],
+                    "properties": {"customer_reference": STR},
+                },
+                params=[IDEMPOTENCY],
+            )
+        },
+        "/openapi.json": {
+            "get": _op(
+                "getOpenApi",
+                "This document.",
+                {"200": _json({"type": "object"})},
+                public=True,
+            )
+        },
+    }
+
+
+# Other modules (events, refunds, sending) register their paths and schemas here.
+EXTRA_PATHS: dict[str, Schema] = {}
+EXTRA_SCHEMAS: dict[str, Schema] = {}
+
+
+def openapi_document() -> Schema:
+    base = current_app.config["PORTAL_BASE_URL"]
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Payment portal API",
+            "version": "1.0.0",
+            "description": "Create payment links for statements, wallet top-ups and order "
+            "deposits; amounts are integers in minor units.",
+        },
+        "servers": [{"url": f"{base}/api/v1"}],
+        "security": [{"bearer": []}],
+        "paths": {**base_paths(), **EXTRA_PATHS},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": ERROR,
+                "PaymentRequest": PAYMENT_REQUEST,
+                "CreatePaymentRequest": CREATE,
+                **EXTRA_SCHEMAS,
+            },
+        },
+    }

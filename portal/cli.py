@@ -1,0 +1,143 @@
+"""``flask --app portal …`` commands: merchants and keys, the demo data."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from portal.extensions import db
+from portal.merchants.models import ApiKey, Merchant
+from portal.merchants.services import (
+    MerchantError,
+    create_api_key,
+    create_merchant,
+    revoke_api_key,
+)
+from portal.money import to_major
+
+merchant_cli = AppGroup("merchant", help="Create and inspect merchants.")
+keys_cli = AppGroup("keys", help="Create and revoke API keys.")
+merchant_cli.add_command(keys_cli)
+
+
+def _print(data: dict) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+def _get_merchant(merchant_id: str) -> Merchant:
+    merchant = db.session.get(Merchant, merchant_id)
+    if merchant is None:
+        raise click.ClickException(f"no merchant {merchant_id}")
+    return merchant
+
+
+@merchant_cli.command("create")
+@click.option("--name", required=True)
+@click.option("--currency", required=True, help="ISO 4217 code, e.g. EUR.")
+@click.option("--ceiling", default=None, help="Largest amount, in major units (10000.00).")
+@click.option("--locale", default="en", type=click.Choice(["en", "fr", "nl"]))
+@click.option("--display-name", default=None)
+@click.option("--support-email", default=None)
+def merchant_create(
+    name: str,
+    currency: str,
+    ceiling: str | None,
+    locale: str,
+    display_name: str | None,
+    support_email: str | None,
+) -> None:
+    """Create a merchant and print its id and a new API key (shown once)."""
+    try:
+        merchant = create_merchant(
+            name,
+            currency,
+            ceiling=ceiling,
+            default_ceiling=current_app.config["PORTAL_DEFAULT_CEILING"],
+            locale=locale,
+            display_name=display_name,
+            support_email=support_email,
+        )
+    except MerchantError as exc:
+        raise click.ClickException(str(exc)) from None
+    secret = create_api_key(merchant, label="created with the merchant")
+    db.session.commit()
+    _print({"merchant_id": merchant.id, "api_key": secret})
+
+
+@merchant_cli.command("show")
+@click.argument("merchant_id")
+def merchant_show(merchant_id: str) -> None:
+    """Show a merchant's settings and keys (never the secrets)."""
+    m = _get_merchant(merchant_id)
+    keys = db.session.query(ApiKey).filter_by(merchant_id=m.id).order_by(ApiKey.created_at).all()
+    _print(
+        {
+            "id": m.id,
+            "name": m.name,
+            "display_name": m.display_name,
+            "currency": m.currency,
+            "ceiling": str(to_major(m.ceiling, m.currency)),
+            "default_locale": m.default_locale,
+            "support_email": m.support_email,
+            "embed_origins": m.embed_origins,
+            "stripe_account": m.stripe_account,
+            "api_keys": [
+                {
+                    "id": k.id,
+                    "prefix": k.prefix,
+                    "label": k.label,
+                    "created_at": k.created_at.isoformat(),
+                    "last_used_at": k.last_used_at.isoformat() if k.last_used_at else None,
+                    "revoked": k.revoked_at is not None,
+                }
+                for k in keys
+            ],
+        }
+    )
+
+
+@keys_cli.command("create")
+@click.argument("merchant_id")
+@click.option("--label", default=None)
+def keys_create(merchant_id: str, label: str | None) -> None:
+    """Create a new API key for a merchant (shown once)."""
+    secret = create_api_key(_get_merchant(merchant_id), label=label)
+    db.session.commit()
+    _print({"merchant_id": merchant_id, "api_key": secret})
+
+
+@keys_cli.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke an API key by its id (key_…): it stops working at once."""
+    key = revoke_api_key(key_id)
+    if key is None:
+        raise click.ClickException(f"no API key {key_id}")
+    db.session.commit()
+    _print({"id": key.id, "revoked": True})
+
+
+@click.command("demo")
+def demo_command() -> None:
+    """Create (once) the demo merchant, its API key and one link of each kind; print them."""
+    from portal.demo import ensure_demo
+
+    if current_app.config["PORTAL_ENV"] == "production":
+        raise click.ClickException("the demo data is for development only")
+    info = ensure_demo()
+    click.echo("")
+    click.echo("Demo merchant: %s (%s)" % (info["merchant_name"], info["merchant_id"]))
+    click.echo("Demo API key:  %s" % info["api_key"])
+    for kind, url in info["links"].items():
+        click.echo(f"{kind:<15} {url}")
+    click.echo("")
+    sys.stdout.flush()
+
+
+def register_cli(app: Flask) -> None:
+    app.cli.add_command(merchant_cli)
+    app.cli.add_command(demo_command)

@@ -1,0 +1,132 @@
+"""Typed settings read from ``PORTAL_*`` (and ``STRIPE_*``) environment variables.
+
+Every setting has an embedded default that makes ``make run`` work on a fresh
+machine (SQLite, sandbox payments, mail to a folder). In production
+(``PORTAL_ENV=production``) the app refuses to start with missing or default
+secrets.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+DEV_SECRET = "dev-only-secret-change-me"  # noqa: S105 - the documented development default
+
+
+class ConfigError(RuntimeError):
+    """Raised when the settings are unusable (e.g. default secrets in production)."""
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _list(value: str | None) -> list[str]:
+    return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+@dataclass
+class Settings:
+    env: str = "development"
+    database_url: str = f"sqlite:///{ROOT / 'instance' / 'portal.db'}"
+    # Newest first: the first key signs, every key verifies (rotation).
+    secret_keys: list[str] = field(default_factory=lambda: [DEV_SECRET])
+    base_url: str = "http://127.0.0.1:5000"
+    payment_provider: str = "sandbox"
+    mail_url: str = f"file://{ROOT / 'var' / 'mail'}"
+    mail_from: str = "payments@portal.localhost"
+    sms_url: str = "console"
+    default_ceiling: str = "10000.00"
+    allow_private_callbacks: bool = False
+    embedded_worker: bool = False
+    redis_url: str = ""
+    store_open_ip: bool = False
+    stripe_secret_key: str = ""
+    stripe_publishable_key: str = ""
+    stripe_webhook_secret: str = ""
+    stripe_api_base: str = ""
+    stripe_js_url: str = "https://js.stripe.com/v3/"
+    stripe_payment_method_types: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        s = cls()
+        simple = {
+            "env": "PORTAL_ENV",
+            "database_url": "PORTAL_DATABASE_URL",
+            "base_url": "PORTAL_BASE_URL",
+            "payment_provider": "PORTAL_PAYMENT_PROVIDER",
+            "mail_url": "PORTAL_MAIL_URL",
+            "mail_from": "PORTAL_MAIL_FROM",
+            "sms_url": "PORTAL_SMS_URL",
+            "default_ceiling": "PORTAL_DEFAULT_CEILING",
+            "redis_url": "PORTAL_REDIS_URL",
+            "stripe_secret_key": "STRIPE_SECRET_KEY",
+            "stripe_publishable_key": "STRIPE_PUBLISHABLE_KEY",
+            "stripe_webhook_secret": "STRIPE_WEBHOOK_SECRET",
+            "stripe_api_base": "STRIPE_API_BASE",
+            "stripe_js_url": "STRIPE_JS_URL",
+        }
+        for attr, name in simple.items():
+            if env.get(name):
+                setattr(s, attr, env[name])
+        if env.get("PORTAL_SECRET_KEYS"):
+            s.secret_keys = _list(env["PORTAL_SECRET_KEYS"])
+        if env.get("STRIPE_PAYMENT_METHOD_TYPES"):
+            s.stripe_payment_method_types = _list(env["STRIPE_PAYMENT_METHOD_TYPES"])
+        s.allow_private_callbacks = _bool(env.get("PORTAL_ALLOW_PRIVATE_CALLBACKS"))
+        s.embedded_worker = _bool(env.get("PORTAL_EMBEDDED_WORKER"))
+        s.store_open_ip = _bool(env.get("PORTAL_STORE_OPEN_IP"))
+        s.base_url = s.base_url.rstrip("/")
+        return s
+
+    def validate(self) -> None:
+        """Fail fast on settings that would be unsafe or unusable."""
+        if self.env not in {"development", "test", "production"}:
+            raise ConfigError(f"PORTAL_ENV must be development, test or production, not {self.env!r}")
+        if not self.secret_keys:
+            raise ConfigError("PORTAL_SECRET_KEYS is empty")
+        if self.payment_provider not in {"sandbox", "stripe"}:
+            raise ConfigError("PORTAL_PAYMENT_PROVIDER must be 'sandbox' or 'stripe'")
+        if self.env == "production":
+            weak = [k for k in self.secret_keys if k == DEV_SECRET or len(k) < 32]
+            if weak:
+                raise ConfigError(
+                    "PORTAL_SECRET_KEYS must be set in production, each key at least 32 "
+                    "characters and none the development default"
+                )
+            if self.payment_provider == "stripe" and not (
+                self.stripe_secret_key and self.stripe_webhook_secret
+            ):
+                raise ConfigError("STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET are required")
+            if self.allow_private_callbacks:
+                raise ConfigError("PORTAL_ALLOW_PRIVATE_CALLBACKS is not allowed in production")
+
+    def as_flask_config(self) -> dict[str, object]:
+        values = {f"PORTAL_{f.name.upper()}": getattr(self, f.name) for f in fields(self)}
+        values.update(
+            SECRET_KEY=self.secret_keys[0],
+            SQLALCHEMY_DATABASE_URI=self.database_url,
+            SQLALCHEMY_ENGINE_OPTIONS=_engine_options(self.database_url),
+            TESTING=self.env == "test",
+            WTF_CSRF_TIME_LIMIT=None,
+            BABEL_TRANSLATION_DIRECTORIES=str(ROOT / "translations"),
+            BABEL_DEFAULT_LOCALE="en",
+            JSON_SORT_KEYS=False,
+        )
+        return values
+
+
+def _engine_options(url: str) -> dict[str, object]:
+    if url.startswith("sqlite"):
+        # A busy writer makes others wait instead of failing at once.
+        return {"connect_args": {"timeout": 30}}
+    return {"pool_pre_ping": True}

@@ -1,0 +1,121 @@
+"""Writing events: in the caller's transaction, with a per-merchant sequence number."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import update
+
+from portal.db_types import isoformat
+from portal.extensions import db
+from portal.ledger.models import Event
+from portal.merchants.models import Merchant
+
+EVENT_TYPES = (
+    "payment.succeeded",
+    "payment.failed",
+    "payment.refunded",
+    "payment_request.paid",
+    "payment_request.expired",
+    "payment_request.voided",
+)
+
+
+def next_event_seq(merchant_id: str) -> int:
+    """Bump and return the merchant's event counter (locks its row until commit)."""
+    return db.session.execute(
+        update(Merchant)
+        .where(Merchant.id == merchant_id)
+        .values(event_seq=Merchant.event_seq + 1)
+        .returning(Merchant.event_seq)
+    ).scalar_one()
+
+
+def request_summary(pr: Any) -> dict[str, Any]:
+    """What a ledger needs to know of a payment request to settle without calling back."""
+    summary: dict[str, Any] = {
+        "id": pr.id,
+        "kind": pr.kind,
+        "status": pr.status,
+        "reference": pr.reference,
+        "currency": pr.currency,
+        "amount": pr.amount,
+        "amount_paid": pr.amount_paid,
+        "amount_due": pr.amount_due,
+        "customer": {"reference": pr.customer_reference, "name": pr.customer_name},
+        "metadata": pr.metadata_dict,
+    }
+    if pr.kind == "statement":
+        summary["statement"] = {
+            "line_references": [ln.reference for ln in pr.statement_lines if ln.reference]
+        }
+    elif pr.kind == "order_deposit":
+        summary["order"] = {"reference": pr.order_reference, "total": pr.order_total}
+    return summary
+
+
+def payment_summary(payment: Any) -> dict[str, Any]:
+    return {
+        "id": payment.id,
+        "status": payment.status,
+        "amount": payment.amount,
+        "currency": payment.currency,
+        "amount_refunded": payment.amount_refunded,
+        "method": {
+            "type": payment.method_type,
+            "card_brand": payment.card_brand,
+            "card_last4": payment.card_last4,
+        },
+        "provider": payment.provider,
+        "provider_payment_id": payment.provider_payment_id,
+        "provider_charge_id": payment.provider_charge_id,
+        "receipt_number": payment.receipt_number,
+        "succeeded_at": isoformat(payment.succeeded_at),
+    }
+
+
+def record_event(
+    event_type: str,
+    request: Any,
+    payment: Any = None,
+    extra: dict[str, Any] | None = None,
+) -> Event:
+    """Write an event in the current transaction (no commit) and queue its deliveries."""
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {event_type!r}")
+    data: dict[str, Any] = {"payment_request": request_summary(request)}
+    if payment is not None:
+        data["payment"] = payment_summary(payment)
+    if extra:
+        data.update(extra)
+    event = Event(
+        merchant_id=request.merchant_id,
+        seq=next_event_seq(request.merchant_id),
+        type=event_type,
+        request_id=request.id,
+        payment_id=payment.id if payment is not None else None,
+        data=data,
+    )
+    db.session.add(event)
+    db.session.flush()
+    fan_out(event)
+    return event
+
+
+def fan_out(event: Event) -> None:
+    """Queue one delivery per enabled callback endpoint that wants this event type.
+
+    Filled in by the callbacks work (endpoints, deliveries); without endpoints
+    the event is still there for the pull API.
+    """
+
+
+def event_body(event: Event) -> dict[str, Any]:
+    """The JSON body posted to callbacks and returned by the pull API."""
+    return {
+        "id": event.id,
+        "type": event.type,
+        "sequence": event.seq,
+        "created_at": isoformat(event.created_at),
+        "data": event.data,
+    }

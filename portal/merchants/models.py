@@ -1,0 +1,54 @@
+"""Merchants and their API keys."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.db_types import UTCDateTime, utcnow
+from portal.extensions import db
+from portal.ids import new_id
+
+
+class Merchant(db.Model):
+    __tablename__ = "merchants"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("mer"))
+    name: Mapped[str] = mapped_column(String(200))
+    display_name: Mapped[str] = mapped_column(String(200))
+    currency: Mapped[str] = mapped_column(String(3))
+    default_locale: Mapped[str] = mapped_column(String(10), default="en")
+    locales: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["en", "fr", "nl"])
+    # Largest amount of any request or customer-chosen amount, in minor units.
+    ceiling: Mapped[int] = mapped_column(BigInteger)
+    logo_url: Mapped[str | None] = mapped_column(String(500))
+    accent_color: Mapped[str] = mapped_column(String(7), default="#1f5f8b")
+    support_email: Mapped[str | None] = mapped_column(String(254))
+    support_phone: Mapped[str | None] = mapped_column(String(32))
+    # Origins allowed to frame the portal's pages (``frame-ancestors``).
+    embed_origins: Mapped[list[str]] = mapped_column(JSON, default=list)
+    stripe_account: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # Last event sequence number handed out; bumped under a row lock.
+    event_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    api_keys: Mapped[list[ApiKey]] = relationship(back_populates="merchant")
+
+
+class ApiKey(db.Model):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("key"))
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"), index=True)
+    # The secret itself is shown once; only its SHA-256 is kept.
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # First characters, to let a merchant tell keys apart.
+    prefix: Mapped[str] = mapped_column(String(16))
+    label: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    merchant: Mapped[Merchant] = relationship(back_populates="api_keys")

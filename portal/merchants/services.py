@@ -1,0 +1,105 @@
+"""Merchants and API keys: creation, authentication, revocation."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from portal.db_types import utcnow
+from portal.extensions import db
+from portal.ids import random_token
+from portal.merchants.models import ApiKey, Merchant
+from portal.money import MoneyError, is_supported_currency, to_minor
+
+KEY_PREFIX = "sk_portal_"
+LOCALES = ("en", "fr", "nl")
+# Writing last_used_at on every call would make every API read a write.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class MerchantError(ValueError):
+    """Invalid merchant settings (CLI input)."""
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_merchant(
+    name: str,
+    currency: str,
+    *,
+    ceiling: str | None = None,
+    default_ceiling: str = "10000.00",
+    locale: str = "en",
+    display_name: str | None = None,
+    support_email: str | None = None,
+) -> Merchant:
+    """Add a merchant to the session (no commit)."""
+    currency = currency.upper()
+    if not is_supported_currency(currency):
+        raise MerchantError(f"unknown currency {currency!r}")
+    if locale not in LOCALES:
+        raise MerchantError(f"locale must be one of {', '.join(LOCALES)}")
+    try:
+        ceiling_minor = to_minor(ceiling or default_ceiling, currency)
+    except MoneyError as exc:
+        raise MerchantError(str(exc)) from None
+    if ceiling_minor <= 0:
+        raise MerchantError("the ceiling must be positive")
+    if not name.strip():
+        raise MerchantError("the name must not be empty")
+    merchant = Merchant(
+        name=name.strip(),
+        display_name=(display_name or name).strip(),
+        currency=currency,
+        default_locale=locale,
+        locales=list(LOCALES),
+        ceiling=ceiling_minor,
+        support_email=support_email,
+        embed_origins=[],
+        event_seq=0,
+    )
+    db.session.add(merchant)
+    db.session.flush()
+    return merchant
+
+
+def create_api_key(merchant: Merchant, label: str | None = None, secret: str | None = None) -> str:
+    """Add a new key and return its secret, the only time it is ever visible."""
+    secret = secret or f"{KEY_PREFIX}{random_token(24)}"
+    db.session.add(
+        ApiKey(
+            merchant_id=merchant.id,
+            key_hash=hash_key(secret),
+            prefix=secret[: len(KEY_PREFIX) + 4],
+            label=label,
+        )
+    )
+    db.session.flush()
+    return secret
+
+
+def revoke_api_key(key_id: str) -> ApiKey | None:
+    key = db.session.get(ApiKey, key_id)
+    if key is not None and key.revoked_at is None:
+        key.revoked_at = utcnow()
+    return key
+
+
+def authenticate(secret: str) -> ApiKey | None:
+    """The live key for ``secret``, or None. Updates last use at most once a minute."""
+    if not secret or len(secret) > 200:
+        return None
+    digest = hash_key(secret)
+    key = db.session.scalars(select(ApiKey).where(ApiKey.key_hash == digest)).first()
+    if key is None or key.revoked_at is not None or not hmac.compare_digest(key.key_hash, digest):
+        return None
+    now = utcnow()
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+        db.session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
+        db.session.commit()
+    return key

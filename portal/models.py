@@ -1,0 +1,21 @@
+"""Every model, imported in one place so Alembic and ``create_all`` see them all."""
+
+from portal.api.models import IdempotencyKey
+from portal.jobs.models import Job
+from portal.ledger.models import Event
+from portal.merchants.models import ApiKey, Merchant
+from portal.payment_requests.models import OrderLine, PaymentRequest, StatementLine
+from portal.payments.models import Payment, Refund
+
+__all__ = [
+    "ApiKey",
+    "Event",
+    "IdempotencyKey",
+    "Job",
+    "Merchant",
+    "OrderLine",
+    "Payment",
+    "PaymentRequest",
+    "Refund",
+    "StatementLine",
+]

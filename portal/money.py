@@ -1,0 +1,70 @@
+"""Money: integer minor units plus an ISO 4217 currency code.
+
+Precision comes from Babel's CLDR data (JPY 0, EUR 2, KWD 3), so conversion
+between a major-unit string such as ``"10000.00"`` and minor units never goes
+through floats.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from functools import cache
+
+from babel.numbers import format_currency, get_currency_precision, list_currencies
+
+# Historical and fund codes that CLDR still lists but no merchant charges in.
+_NOT_TENDER = {
+    "ADP", "AFA", "ALK", "AOK", "AON", "AOR", "ARA", "ARL", "ARM", "ARP", "ATS", "AZM", "BAD",
+    "BAN", "BEC", "BEF", "BEL", "BGL", "BGM", "BGO", "BOL", "BOP", "BOV", "BRB", "BRC", "BRE",
+    "BRN", "BRR", "BRZ", "BUK", "BYB", "BYR", "CHE", "CHW", "CLE", "CLF", "CNH", "CNX", "COU",
+    "CSD", "CSK", "CUC", "CYP", "DDM", "DEM", "ECS", "ECV", "EEK", "ESA", "ESB", "ESP", "FIM",
+    "FRF", "GEK", "GHC", "GNS", "GQE", "GRD", "GWE", "GWP", "HRD", "HRK", "IEP", "ILP", "ILR",
+    "ISJ", "ITL", "KRH", "KRO", "LTL", "LTT", "LUC", "LUF", "LUL", "LVL", "LVR", "MAF", "MCF",
+    "MDC", "MGF", "MKN", "MLF", "MRO", "MTL", "MTP", "MVP", "MXP", "MXV", "MZE", "MZM", "NIC",
+    "NLG", "PEI", "PES", "PLZ", "PTE", "RHD", "ROL", "RUR", "SDD", "SDP", "SIT", "SKK", "SLL",
+    "SRG", "STD", "SUR", "SVC", "TJR", "TMM", "TPE", "TRL", "UAK", "UGS", "USN", "USS", "UYI",
+    "UYP", "UYW", "VEB", "VEF", "VED", "VNN", "XAG", "XAU", "XBA", "XBB", "XBC", "XBD", "XDR",
+    "XEU", "XFO", "XFU", "XPD", "XPT", "XRE", "XSU", "XTS", "XUA", "XXX", "YDD", "YUD", "YUM",
+    "YUN", "YUR", "ZAL", "ZMK", "ZRN", "ZRZ", "ZWD", "ZWL", "ZWR",
+}  # fmt: skip
+
+
+class MoneyError(ValueError):
+    """An amount or currency that cannot be used."""
+
+
+@cache
+def supported_currencies() -> frozenset[str]:
+    return frozenset(c for c in list_currencies() if c not in _NOT_TENDER)
+
+
+def is_supported_currency(code: str) -> bool:
+    return isinstance(code, str) and code in supported_currencies()
+
+
+def precision(currency: str) -> int:
+    """Number of minor-unit digits of ``currency`` (JPY 0, EUR 2, KWD 3)."""
+    return get_currency_precision(currency)
+
+
+def to_minor(major: str | Decimal | int, currency: str) -> int:
+    """``"10000.00"`` EUR → ``1000000``. Refuses more digits than the currency has."""
+    try:
+        value = Decimal(str(major))
+    except InvalidOperation as exc:
+        raise MoneyError(f"not an amount: {major!r}") from exc
+    scaled = value.scaleb(precision(currency))
+    if scaled != scaled.to_integral_value():
+        raise MoneyError(f"{major} has more decimals than {currency} allows")
+    return int(scaled)
+
+
+def to_major(amount: int, currency: str) -> Decimal:
+    """``1250`` EUR → ``Decimal("12.50")``."""
+    digits = precision(currency)
+    return Decimal(amount).scaleb(-digits).quantize(Decimal(1).scaleb(-digits))
+
+
+def format_money(amount: int, currency: str, locale: str = "en") -> str:
+    """Locale-aware display: ``€ 1.234,56`` in nl, ``1 234,56 €`` in fr."""
+    return format_currency(to_major(amount, currency), currency, locale=locale)

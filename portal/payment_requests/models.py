@@ -1,0 +1,127 @@
+"""Payment requests of the three kinds, with their statement and order lines."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.db_types import UTCDateTime, utcnow
+from portal.extensions import db
+from portal.ids import new_id
+from portal.merchants.models import Merchant
+from portal.states import RequestStatus
+
+
+class PaymentRequest(db.Model):
+    __tablename__ = "payment_requests"
+    __table_args__ = (
+        Index("ix_payment_requests_merchant_created", "merchant_id", "created_at", "id"),
+        Index("ix_payment_requests_merchant_reference", "merchant_id", "reference"),
+        Index("ix_payment_requests_merchant_customer_ref", "merchant_id", "customer_reference"),
+        Index("ix_payment_requests_customer_email", "customer_email"),
+        Index("ix_payment_requests_customer_phone", "customer_phone"),
+        Index("ix_payment_requests_status_expires", "status", "expires_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("pr"))
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    kind: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), default=RequestStatus.OPEN)
+    currency: Mapped[str] = mapped_column(String(3))
+    # What the customer is asked to pay; None for a customer-chosen top-up.
+    amount: Mapped[int | None] = mapped_column(BigInteger)
+    amount_paid: Mapped[int] = mapped_column(BigInteger, default=0)
+    amount_refunded: Mapped[int] = mapped_column(BigInteger, default=0)
+    reference: Mapped[str | None] = mapped_column(String(100))
+    description: Mapped[str | None] = mapped_column(String(500))
+    customer_name: Mapped[str | None] = mapped_column(String(200))
+    customer_email: Mapped[str | None] = mapped_column(String(254))
+    customer_phone: Mapped[str | None] = mapped_column(String(20))
+    customer_locale: Mapped[str | None] = mapped_column(String(10))
+    customer_reference: Mapped[str | None] = mapped_column(String(100))
+    due_date: Mapped[date | None] = mapped_column(Date)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
+    allow_partial: Mapped[bool] = mapped_column(Boolean, default=False)
+    allow_full_payment: Mapped[bool] = mapped_column(Boolean, default=False)
+    # statement
+    period_start: Mapped[date | None] = mapped_column(Date)
+    period_end: Mapped[date | None] = mapped_column(Date)
+    balance: Mapped[int | None] = mapped_column(BigInteger)
+    # order deposit
+    order_reference: Mapped[str | None] = mapped_column(String(100))
+    order_total: Mapped[int | None] = mapped_column(BigInteger)
+    # wallet top-up
+    wallet_min: Mapped[int | None] = mapped_column(BigInteger)
+    wallet_max: Mapped[int | None] = mapped_column(BigInteger)
+    wallet_suggested: Mapped[list[int]] = mapped_column(JSON, default=list)
+
+    created_by_key_id: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Link opens, for support (no IP kept unless the operator asks).
+    open_count: Mapped[int] = mapped_column(Integer, default=0)
+    first_opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    notes: Mapped[str | None] = mapped_column(Text)
+
+    merchant: Mapped[Merchant] = relationship(lazy="joined")
+    statement_lines: Mapped[list[StatementLine]] = relationship(
+        order_by="StatementLine.position", cascade="all, delete-orphan"
+    )
+    order_lines: Mapped[list[OrderLine]] = relationship(
+        order_by="OrderLine.position", cascade="all, delete-orphan"
+    )
+
+    @property
+    def amount_due(self) -> int | None:
+        """What remains to pay on the asked amount (None for a free top-up)."""
+        if self.amount is None:
+            return None
+        return max(self.amount - self.amount_paid, 0)
+
+    @property
+    def metadata_dict(self) -> dict[str, Any]:
+        return dict(self.metadata_ or {})
+
+
+class StatementLine(db.Model):
+    __tablename__ = "statement_lines"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("payment_requests.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    date: Mapped[date | None] = mapped_column(Date)
+    description: Mapped[str] = mapped_column(String(300))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    reference: Mapped[str | None] = mapped_column(String(100))
+
+
+class OrderLine(db.Model):
+    __tablename__ = "order_lines"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("payment_requests.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str] = mapped_column(String(300))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_amount: Mapped[int] = mapped_column(BigInteger)
+
+    @property
+    def total(self) -> int:
+        return self.quantity * self.unit_amount

@@ -1,0 +1,461 @@
+"""Rules for payment requests: creation (with every validation), listing, voiding, expiry."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from portal import validation as v
+from portal.db_types import utcnow
+from portal.errors import ApiError, Conflict, Invalid, NotFound
+from portal.extensions import db
+from portal.ledger.services import record_event
+from portal.merchants.models import Merchant
+from portal.money import format_money, is_supported_currency
+from portal.payment_requests.models import OrderLine, PaymentRequest, StatementLine
+from portal.states import Kind, RequestStatus, transition
+
+DEFAULT_LIFETIME = {
+    Kind.STATEMENT: timedelta(days=30),
+    Kind.WALLET_TOPUP: timedelta(days=30),
+    Kind.ORDER_DEPOSIT: timedelta(days=14),
+}
+MAX_LIFETIME = timedelta(days=120)
+MAX_LINES = 500
+LOCALES = ("en", "fr", "nl")
+
+TOP_FIELDS = {
+    "kind", "currency", "amount", "reference", "description", "customer", "due_date",
+    "expires_at", "metadata", "statement", "order", "wallet", "allow_partial",
+    "allow_full_payment", "send",
+}  # fmt: skip
+
+
+def _ceiling_check(merchant: Merchant, amount: int, field: str) -> None:
+    if amount > merchant.ceiling:
+        raise Invalid(
+            "amount_exceeds_ceiling",
+            f"{field} is above this merchant's ceiling of "
+            f"{format_money(merchant.ceiling, merchant.currency)}.",
+            field,
+        )
+
+
+def _customer(pr: PaymentRequest, data: dict[str, Any]) -> None:
+    customer = v.as_object(data, "customer")
+    v.no_unknown_fields(customer, {"name", "email", "phone", "locale", "reference"}, "customer.")
+    pr.customer_name = v.opt_string(customer, "name", "customer.name", 200)
+    pr.customer_reference = v.opt_string(customer, "reference", "customer.reference", 100)
+    if customer.get("email") is not None:
+        pr.customer_email = v.as_email(customer["email"], "customer.email")
+    if customer.get("phone") is not None:
+        pr.customer_phone = v.as_phone(customer["phone"], "customer.phone")
+    if customer.get("locale") is not None:
+        locale = v.as_string(customer["locale"], "customer.locale", 10)
+        base = locale.replace("-", "_").split("_")[0].lower()
+        if base not in LOCALES:
+            raise Invalid(
+                "unsupported_locale", "customer.locale must be one of en, fr, nl.", "customer.locale"
+            )
+        pr.customer_locale = base
+
+
+def _statement(pr: PaymentRequest, merchant: Merchant, data: dict[str, Any]) -> None:
+    st = v.as_object(data, "statement")
+    v.no_unknown_fields(st, {"period_start", "period_end", "balance", "lines"}, "statement.")
+    if st.get("period_start") is not None:
+        pr.period_start = v.as_date(st["period_start"], "statement.period_start")
+    if st.get("period_end") is not None:
+        pr.period_end = v.as_date(st["period_end"], "statement.period_end")
+    if pr.period_start and pr.period_end and pr.period_start > pr.period_end:
+        raise Invalid(
+            "invalid_period", "statement.period_start is after period_end.", "statement.period_end"
+        )
+    lines = v.as_list(st.get("lines", []), "statement.lines", MAX_LINES)
+    for i, raw in enumerate(lines):
+        path = f"statement.lines[{i}]"
+        line = v.as_object(raw, path)
+        v.no_unknown_fields(line, {"date", "description", "amount", "reference"}, f"{path}.")
+        pr.statement_lines.append(
+            StatementLine(
+                position=i,
+                date=v.as_date(line["date"], f"{path}.date") if line.get("date") else None,
+                description=v.as_string(
+                    v.require(line, "description", f"{path}.description"),
+                    f"{path}.description",
+                    300,
+                ),
+                amount=v.as_int(v.require(line, "amount", f"{path}.amount"), f"{path}.amount"),
+                reference=v.opt_string(line, "reference", f"{path}.reference", 100),
+            )
+        )
+    if st.get("balance") is not None:
+        pr.balance = v.as_int(st["balance"], "statement.balance")
+        if lines and sum(ln.amount for ln in pr.statement_lines) != pr.balance:
+            raise Invalid(
+                "lines_do_not_match_balance",
+                "The statement lines do not add up to statement.balance.",
+                "statement.lines",
+            )
+        if pr.amount > pr.balance:
+            raise Invalid(
+                "amount_exceeds_balance",
+                "amount (the amount due) is larger than statement.balance.",
+                "amount",
+            )
+
+
+def _order(pr: PaymentRequest, merchant: Merchant, data: dict[str, Any]) -> None:
+    order = v.as_object(data, "order")
+    v.no_unknown_fields(order, {"reference", "total", "lines"}, "order.")
+    pr.order_reference = v.opt_string(order, "reference", "order.reference", 100)
+    lines = v.as_list(order.get("lines", []), "order.lines", MAX_LINES)
+    for i, raw in enumerate(lines):
+        path = f"order.lines[{i}]"
+        line = v.as_object(raw, path)
+        v.no_unknown_fields(line, {"description", "quantity", "unit_amount"}, f"{path}.")
+        quantity = v.as_int(line.get("quantity", 1), f"{path}.quantity")
+        if quantity <= 0:
+            raise Invalid("invalid_value", f"{path}.quantity must be positive.", f"{path}.quantity")
+        unit = v.as_int(v.require(line, "unit_amount", f"{path}.unit_amount"), f"{path}.unit_amount")
+        if unit < 0:
+            raise Invalid(
+                "invalid_value", f"{path}.unit_amount must not be negative.", f"{path}.unit_amount"
+            )
+        pr.order_lines.append(
+            OrderLine(
+                position=i,
+                description=v.as_string(
+                    v.require(line, "description", f"{path}.description"),
+                    f"{path}.description",
+                    300,
+                ),
+                quantity=quantity,
+                unit_amount=unit,
+            )
+        )
+    lines_total = sum(ln.total for ln in pr.order_lines)
+    if order.get("total") is not None:
+        pr.order_total = v.as_amount(order["total"], "order.total")
+        if lines and lines_total != pr.order_total:
+            raise Invalid(
+                "lines_do_not_match_total",
+                "The order lines do not add up to order.total.",
+                "order.lines",
+            )
+    elif lines_total > 0:
+        pr.order_total = lines_total
+    else:
+        raise Invalid("missing_field", "order.total (or priced order.lines) is required.", "order.total")
+    if pr.amount > pr.order_total:
+        raise Invalid(
+            "deposit_exceeds_total", "amount (the deposit) is larger than order.total.", "amount"
+        )
+    if pr.allow_full_payment:
+        _ceiling_check(merchant, pr.order_total, "order.total")
+
+
+def _wallet(pr: PaymentRequest, merchant: Merchant, data: dict[str, Any] | None) -> None:
+    wallet = v.as_object(data if data is not None else {}, "wallet")
+    v.no_unknown_fields(wallet, {"min_amount", "max_amount", "suggested"}, "wallet.")
+    if pr.amount is not None:
+        if wallet:
+            raise Invalid(
+                "invalid_value",
+                "Give either amount (a fixed top-up) or wallet bounds, not both.",
+                "wallet",
+            )
+        return
+    minor_unit = 10 ** _precision(merchant.currency)
+    pr.wallet_min = v.as_amount(wallet.get("min_amount", minor_unit), "wallet.min_amount")
+    pr.wallet_max = v.as_amount(wallet.get("max_amount", merchant.ceiling), "wallet.max_amount")
+    _ceiling_check(merchant, pr.wallet_max, "wallet.max_amount")
+    if pr.wallet_min > pr.wallet_max:
+        raise Invalid(
+            "invalid_bounds", "wallet.min_amount is larger than wallet.max_amount.", "wallet.min_amount"
+        )
+    suggested = v.as_list(wallet.get("suggested", []), "wallet.suggested", 6)
+    pr.wallet_suggested = []
+    for i, raw in enumerate(suggested):
+        amount = v.as_amount(raw, f"wallet.suggested[{i}]")
+        if not pr.wallet_min <= amount <= pr.wallet_max:
+            raise Invalid(
+                "amount_out_of_bounds",
+                "Each suggested amount must lie between min_amount and max_amount.",
+                f"wallet.suggested[{i}]",
+            )
+        pr.wallet_suggested.append(amount)
+
+
+def _precision(currency: str) -> int:
+    from portal.money import precision
+
+    return precision(currency)
+
+
+def _expiry(pr: PaymentRequest, data: dict[str, Any], now: datetime) -> datetime:
+    latest = now + MAX_LIFETIME
+    if data.get("expires_at") is not None:
+        expires = v.as_datetime(data["expires_at"], "expires_at")
+        if expires <= now:
+            raise Invalid("expiry_in_past", "expires_at must be in the future.", "expires_at")
+        if expires > latest:
+            raise Invalid(
+                "expiry_too_far", "expires_at must be at most 120 days from now.", "expires_at"
+            )
+        return expires
+    default = now + DEFAULT_LIFETIME[Kind(pr.kind)]
+    if pr.kind == Kind.STATEMENT and pr.due_date is not None:
+        after_due = datetime.combine(pr.due_date, time(23, 59, 59), UTC) + timedelta(days=30)
+        if after_due > now:
+            default = after_due
+    return min(default, latest)
+
+
+def create_payment_request(
+    merchant: Merchant, data: dict[str, Any], api_key_id: str | None = None
+) -> PaymentRequest:
+    """Validate ``data`` (the API body) and add the new request to the session (caller commits).
+
+    Raises :class:`ApiError` subclasses (422 with a code and a field) for
+    anything invalid; nothing is written then.
+    """
+    v.no_unknown_fields(data, TOP_FIELDS)
+    kind_raw = v.require(data, "kind", "kind")
+    if kind_raw not in {k.value for k in Kind}:
+        raise Invalid(
+            "invalid_kind", "kind must be statement, wallet_topup or order_deposit.", "kind"
+        )
+    kind = Kind(kind_raw)
+    currency = v.require(data, "currency", "currency")
+    if not isinstance(currency, str) or not is_supported_currency(currency.upper()):
+        raise Invalid("unsupported_currency", "currency is not a known ISO 4217 code.", "currency")
+    currency = currency.upper()
+    if currency != merchant.currency:
+        raise Invalid(
+            "currency_not_enabled",
+            f"This merchant charges in {merchant.currency} only.",
+            "currency",
+        )
+    now = utcnow()
+    pr = PaymentRequest(
+        merchant=merchant,
+        merchant_id=merchant.id,
+        kind=kind.value,
+        status=RequestStatus.OPEN.value,
+        currency=currency,
+        created_by_key_id=api_key_id,
+        created_at=now,
+        updated_at=now,
+        wallet_suggested=[],
+        metadata_={},
+    )
+    if data.get("amount") is not None:
+        pr.amount = v.as_amount(data["amount"], "amount")
+        _ceiling_check(merchant, pr.amount, "amount")
+    elif kind != Kind.WALLET_TOPUP:
+        raise Invalid("missing_field", "amount is required.", "amount")
+    pr.reference = v.opt_string(data, "reference", "reference", 100)
+    pr.description = v.opt_string(data, "description", "description", 500)
+    if data.get("customer") is not None:
+        _customer(pr, data["customer"])
+    if data.get("due_date") is not None:
+        pr.due_date = v.as_date(data["due_date"], "due_date")
+    if data.get("metadata") is not None:
+        pr.metadata_ = v.as_metadata(data["metadata"], "metadata")
+    pr.allow_partial = v.as_bool(data.get("allow_partial", False), "allow_partial")
+    pr.allow_full_payment = v.as_bool(data.get("allow_full_payment", False), "allow_full_payment")
+    if pr.allow_full_payment and kind != Kind.ORDER_DEPOSIT:
+        raise Invalid(
+            "invalid_value",
+            "allow_full_payment applies to order deposits only.",
+            "allow_full_payment",
+        )
+    if pr.allow_partial and kind == Kind.WALLET_TOPUP:
+        raise Invalid(
+            "invalid_value", "allow_partial does not apply to wallet top-ups.", "allow_partial"
+        )
+    for other in {"statement", "order", "wallet"} - {_section(kind)}:
+        if data.get(other) is not None:
+            raise Invalid("invalid_value", f"{other} does not apply to a {kind.value}.", other)
+    if kind == Kind.STATEMENT:
+        _statement(pr, merchant, data.get("statement") or {})
+    elif kind == Kind.ORDER_DEPOSIT:
+        _order(pr, merchant, v.require(data, "order", "order"))
+    else:
+        _wallet(pr, merchant, data.get("wallet"))
+    pr.expires_at = _expiry(pr, data, now)
+    send = v.as_list(data.get("send", []), "send", 2)
+    for i, channel in enumerate(send):
+        if channel not in ("email", "sms"):
+            raise Invalid("invalid_channel", "send items are email or sms.", f"send[{i}]")
+    db.session.add(pr)
+    db.session.flush()
+    return pr
+
+
+def _section(kind: Kind) -> str:
+    return {Kind.STATEMENT: "statement", Kind.ORDER_DEPOSIT: "order", Kind.WALLET_TOPUP: "wallet"}[
+        kind
+    ]
+
+
+def get_for_merchant(merchant: Merchant, request_id: str, *, lock: bool = False) -> PaymentRequest:
+    """The merchant's request, or a 404 (also for another merchant's id)."""
+    query = select(PaymentRequest).where(
+        PaymentRequest.id == request_id, PaymentRequest.merchant_id == merchant.id
+    )
+    if lock:
+        query = query.with_for_update(of=PaymentRequest)
+    pr = db.session.scalars(query).first()
+    if pr is None:
+        raise NotFound("payment request")
+    return pr
+
+
+def list_for_merchant(
+    merchant: Merchant,
+    *,
+    status: str | None = None,
+    reference: str | None = None,
+    customer_reference: str | None = None,
+    limit: int = 20,
+    starting_after: str | None = None,
+) -> tuple[list[PaymentRequest], bool]:
+    """Newest first, cursor-paginated by id; returns (page, has_more)."""
+    query = select(PaymentRequest).where(PaymentRequest.merchant_id == merchant.id)
+    if status:
+        if status not in {s.value for s in RequestStatus}:
+            raise Invalid("invalid_value", "status is not a known request status.", "status")
+        query = query.where(PaymentRequest.status == status)
+    if reference:
+        query = query.where(PaymentRequest.reference == reference)
+    if customer_reference:
+        query = query.where(PaymentRequest.customer_reference == customer_reference)
+    if starting_after:
+        cursor = db.session.get(PaymentRequest, starting_after)
+        if cursor is None or cursor.merchant_id != merchant.id:
+            raise Invalid(
+                "invalid_cursor", "starting_after is not one of your requests.", "starting_after"
+            )
+        query = query.where(
+            (PaymentRequest.created_at < cursor.created_at)
+            | ((PaymentRequest.created_at == cursor.created_at) & (PaymentRequest.id < cursor.id))
+        )
+    rows = db.session.scalars(
+        query.order_by(PaymentRequest.created_at.desc(), PaymentRequest.id.desc()).limit(limit + 1)
+    ).all()
+    return list(rows[:limit]), len(rows) > limit
+
+
+def is_expired(pr: PaymentRequest, now: datetime | None = None) -> bool:
+    """Expired in fact, even before the periodic job has written the status."""
+    if pr.status == RequestStatus.EXPIRED:
+        return True
+    return pr.status == RequestStatus.OPEN and pr.expires_at <= (now or utcnow())
+
+
+def has_payment_in_flight(pr: PaymentRequest) -> bool:
+    from portal.payments.models import Payment
+    from portal.states import PaymentStatus
+
+    return (
+        db.session.scalar(
+            select(Payment.id)
+            .where(
+                Payment.request_id == pr.id,
+                Payment.status.in_([PaymentStatus.PROCESSING, PaymentStatus.SUCCEEDED]),
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def void_request(merchant: Merchant, request_id: str, reason: str | None = None) -> PaymentRequest:
+    """Void a request while nothing is paid; writes ``payment_request.voided``.
+
+    The caller commits (the API commits together with the idempotency record).
+    """
+    pr = get_for_merchant(merchant, request_id, lock=True)
+    _void_locked(pr)
+    db.session.flush()
+    return pr
+
+
+def _void_locked(pr: PaymentRequest) -> None:
+    if pr.status == RequestStatus.VOID:
+        raise Conflict("already_void", "This payment request is already void.")
+    if pr.status != RequestStatus.OPEN or pr.amount_paid > 0:
+        raise Conflict(
+            "request_not_voidable", f"A {pr.status} payment request cannot be voided."
+        )
+    if has_payment_in_flight(pr):
+        raise Conflict(
+            "payment_in_progress", "A payment for this request is in progress; it cannot be voided."
+        )
+    transition(pr, RequestStatus.VOID)
+    pr.voided_at = utcnow()
+    record_event("payment_request.voided", pr)
+
+
+def void_customer_requests(merchant: Merchant, customer_reference: Any) -> list[str]:
+    """Void every open request of one customer (lost phone, closed account). Caller commits."""
+    ref = v.as_string(customer_reference, "customer_reference", 100)
+    rows = db.session.scalars(
+        select(PaymentRequest)
+        .where(
+            PaymentRequest.merchant_id == merchant.id,
+            PaymentRequest.customer_reference == ref,
+            PaymentRequest.status == RequestStatus.OPEN,
+            PaymentRequest.amount_paid == 0,
+        )
+        .order_by(PaymentRequest.created_at)
+        .with_for_update(of=PaymentRequest)
+    ).all()
+    voided = []
+    for pr in rows:
+        if has_payment_in_flight(pr):
+            continue
+        _void_locked(pr)
+        voided.append(pr.id)
+    db.session.flush()
+    return voided
+
+
+def expire_overdue(now: datetime | None = None, batch: int = 500) -> int:
+    """Mark open requests past their expiry as expired, with their events. Commits."""
+    now = now or utcnow()
+    rows = db.session.scalars(
+        select(PaymentRequest)
+        .where(PaymentRequest.status == RequestStatus.OPEN, PaymentRequest.expires_at <= now)
+        .limit(batch)
+        .with_for_update(skip_locked=True, of=PaymentRequest)
+    ).all()
+    count = 0
+    for pr in rows:
+        if has_payment_in_flight(pr):
+            continue  # a payment in flight decides; expiry waits
+        transition(pr, RequestStatus.EXPIRED)
+        record_event("payment_request.expired", pr)
+        count += 1
+    db.session.commit()
+    return count
+
+
+def today() -> date:
+    return utcnow().date()
+
+
+__all__ = [
+    "ApiError",
+    "create_payment_request",
+    "expire_overdue",
+    "get_for_merchant",
+    "is_expired",
+    "list_for_merchant",
+    "void_customer_requests",
+    "void_request",
+]

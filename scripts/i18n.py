@@ -1,0 +1,95 @@
+"""Catalogue chores: ``fill-en`` copies msgid to msgstr in the English catalogue;
+``check`` fails when a catalogue is incomplete or fuzzy, or the .pot is stale."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import polib
+
+ROOT = Path(__file__).resolve().parent.parent
+TRANSLATIONS = ROOT / "translations"
+LOCALES = ("en", "fr", "nl")
+
+
+def fill_en() -> None:
+    po = polib.pofile(str(TRANSLATIONS / "en/LC_MESSAGES/messages.po"))
+    for entry in po:
+        if entry.msgid_plural:
+            entry.msgstr_plural = {0: entry.msgid, 1: entry.msgid_plural}
+        elif not entry.msgstr:
+            entry.msgstr = entry.msgid
+        if "fuzzy" in entry.flags:
+            entry.flags.remove("fuzzy")
+    po.save()
+
+
+def extract(target: Path) -> None:
+    subprocess.run(
+        [
+            sys.executable, "-m", "babel.messages.frontend", "-q", "extract",
+            "-F", str(ROOT / "babel.cfg"), "-k", "_l", "-k", "lazy_gettext",
+            "--no-location", "--sort-output", "-o", str(target), str(ROOT),
+        ],
+        check=True,
+        cwd=ROOT,
+    )  # fmt: skip
+
+
+def problems() -> list[str]:
+    found: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = Path(tmp) / "messages.pot"
+        extract(fresh)
+        current = {e.msgid for e in polib.pofile(str(TRANSLATIONS / "messages.pot"))}
+        wanted = {e.msgid for e in polib.pofile(str(fresh))}
+        if current != wanted:
+            found.append(
+                "translations/messages.pot is stale: run `make translations` "
+                f"(missing {sorted(wanted - current)[:5]}, extra {sorted(current - wanted)[:5]})"
+            )
+    for locale in LOCALES:
+        po = polib.pofile(str(TRANSLATIONS / locale / "LC_MESSAGES/messages.po"))
+        ids = {e.msgid for e in po if not e.obsolete}
+        missing = wanted - ids
+        if missing:
+            found.append(f"{locale}: not in catalogue: {sorted(missing)[:5]}")
+        untranslated = [e.msgid for e in po.untranslated_entries()]
+        if untranslated:
+            found.append(f"{locale}: untranslated: {untranslated[:5]}")
+        fuzzy = [e.msgid for e in po.fuzzy_entries()]
+        if fuzzy:
+            found.append(f"{locale}: fuzzy: {fuzzy[:5]}")
+    return found
+
+
+def set_translations(json_file: str) -> None:
+    """Apply ``{"fr": {msgid: msgstr}, "nl": {...}}`` to the catalogues."""
+    import json
+
+    table = json.loads(Path(json_file).read_text(encoding="utf-8"))
+    for locale, strings in table.items():
+        path = TRANSLATIONS / locale / "LC_MESSAGES/messages.po"
+        po = polib.pofile(str(path))
+        for entry in po:
+            if entry.msgid in strings:
+                entry.msgstr = strings[entry.msgid]
+                if "fuzzy" in entry.flags:
+                    entry.flags.remove("fuzzy")
+        po.save()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "set":
+        set_translations(sys.argv[2])
+    elif sys.argv[1:] == ["fill-en"]:
+        fill_en()
+    elif sys.argv[1:] == ["check"]:
+        issues = problems()
+        print("\n".join(issues) or "catalogues complete")
+        sys.exit(1 if issues else 0)
+    else:
+        sys.exit("usage: python scripts/i18n.py fill-en|check|set FILE.json")
