@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import pytest
+
+from portal import create_app
+from portal.config import DEV_SECRET, ConfigError, Settings
+
+
+def test_from_env_reads_prefixed_variables():
+    s = Settings.from_env(
+        {
+            "PORTAL_DATABASE_URL": "postgresql://db/portal",
+            "PORTAL_SECRET_KEYS": "new-key , old-key",
+            "PORTAL_BASE_URL": "https://pay.example.com/",
+            "PORTAL_PAYMENT_PROVIDER": "stripe",
+            "PORTAL_MAIL_URL": "smtp://u:p@mail:587",
+            "PORTAL_DEFAULT_CEILING": "100000.00",
+            "PORTAL_ALLOW_PRIVATE_CALLBACKS": "1",
+        }
+    )
+    assert s.database_url == "postgresql://db/portal"
+    assert s.secret_keys == ["new-key", "old-key"]
+    assert s.base_url == "https://pay.example.com"
+    assert s.payment_provider == "stripe"
+    assert s.mail_url == "smtp://u:p@mail:587"
+    assert s.default_ceiling == "100000.00"
+    assert s.allow_private_callbacks is True
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"PORTAL_ENV": "production"},
+        {"PORTAL_ENV": "production", "PORTAL_SECRET_KEYS": DEV_SECRET},
+        {"PORTAL_ENV": "production", "PORTAL_SECRET_KEYS": "short"},
+        {"PORTAL_ENV": "production", "PORTAL_SECRET_KEYS": "k" * 40 + "," + DEV_SECRET},
+        {
+            "PORTAL_ENV": "production",
+            "PORTAL_SECRET_KEYS": "k" * 40,
+            "PORTAL_PAYMENT_PROVIDER": "stripe",
+        },
+        {"PORTAL_ENV": "production", "PORTAL_SECRET_KEYS": "k" * 40, "PORTAL_ALLOW_PRIVATE_CALLBACKS": "1"},
+        {"PORTAL_ENV": "staging"},
+        {"PORTAL_PAYMENT_PROVIDER": "paypal"},
+    ],
+)
+def test_unsafe_settings_refuse_to_start(env):
+    with pytest.raises(ConfigError):
+        Settings.from_env(env).validate()
+
+
+def test_production_with_real_secrets_starts(monkeypatch, tmp_path):
+    monkeypatch.setenv("PORTAL_ENV", "production")
+    monkeypatch.setenv("PORTAL_SECRET_KEYS", "k" * 40)
+    monkeypatch.setenv("PORTAL_DATABASE_URL", f"sqlite:///{tmp_path}/p.db")
+    app = create_app()
+    assert app.config["PORTAL_ENV"] == "production"
+    assert app.config["SECRET_KEY"] == "k" * 40
+
+
+def test_create_app_refuses_production_default_secret(monkeypatch):
+    monkeypatch.setenv("PORTAL_ENV", "production")
+    monkeypatch.delenv("PORTAL_SECRET_KEYS", raising=False)
+    with pytest.raises(ConfigError):
+        create_app()
