@@ -48,6 +48,9 @@ class Settings:
     embedded_worker: bool = False
     redis_url: str = ""
     store_open_ip: bool = False
+    rate_limits: bool = True
+    api_rate_limit: str = "100 per second"
+    link_rate_limit: str = "120 per minute"
     stripe_secret_key: str = ""
     stripe_publishable_key: str = ""
     stripe_webhook_secret: str = ""
@@ -69,6 +72,8 @@ class Settings:
             "sms_url": "PORTAL_SMS_URL",
             "default_ceiling": "PORTAL_DEFAULT_CEILING",
             "redis_url": "PORTAL_REDIS_URL",
+            "api_rate_limit": "PORTAL_API_RATE_LIMIT",
+            "link_rate_limit": "PORTAL_LINK_RATE_LIMIT",
             "stripe_secret_key": "STRIPE_SECRET_KEY",
             "stripe_publishable_key": "STRIPE_PUBLISHABLE_KEY",
             "stripe_webhook_secret": "STRIPE_WEBHOOK_SECRET",
@@ -85,6 +90,7 @@ class Settings:
         s.allow_private_callbacks = _bool(env.get("PORTAL_ALLOW_PRIVATE_CALLBACKS"))
         s.embedded_worker = _bool(env.get("PORTAL_EMBEDDED_WORKER"))
         s.store_open_ip = _bool(env.get("PORTAL_STORE_OPEN_IP"))
+        s.rate_limits = _bool(env.get("PORTAL_RATE_LIMITS"), default=True)
         s.base_url = s.base_url.rstrip("/")
         return s
 
@@ -121,6 +127,11 @@ class Settings:
             BABEL_TRANSLATION_DIRECTORIES=str(ROOT / "translations"),
             BABEL_DEFAULT_LOCALE="en",
             JSON_SORT_KEYS=False,
+            MAX_CONTENT_LENGTH=1024 * 1024,
+            # Tests turn limits on where they test them: counters would leak between apps.
+            RATELIMIT_ENABLED=self.rate_limits and self.env != "test",
+            RATELIMIT_STORAGE_URI=self.redis_url or "memory://",
+            RATELIMIT_HEADERS_ENABLED=True,
         )
         return values
 

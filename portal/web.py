@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import secrets
 
 from flask import Flask, Response, g, jsonify, render_template, request
@@ -57,7 +59,24 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
+class MaskTokens(logging.Filter):
+    """Access logs never show a whole link token: ``/p/pr_5kWq…``."""
+
+    pattern = re.compile(r"(/p/[A-Za-z0-9_]{0,11})[A-Za-z0-9_.\-]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = self.pattern.sub(r"\1…", message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
 def init_app(app: Flask) -> None:
+    for name in ("werkzeug", "gunicorn.access"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, MaskTokens) for f in logger.filters):
+            logger.addFilter(MaskTokens())
     app.after_request(_security_headers)
     app.jinja_env.globals["csp_nonce"] = csp_nonce
     app.jinja_env.globals["format_money"] = format_money_here

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from portal.api.idempotency import fingerprint, run_idempotent
 from portal.api.openapi import openapi_document
 from portal.api.serializers import payment_request_json
 from portal.errors import ApiError, Invalid
-from portal.extensions import db
+from portal.extensions import db, limiter
 from portal.merchants.models import Merchant
 from portal.merchants.services import authenticate
 from portal.payment_requests import services as requests_service
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+def _api_key_identity() -> str:
+    """Rate-limit per presented key (hashed), before authentication runs."""
+    header = request.headers.get("Authorization", "")
+    return "api:" + hashlib.sha256(header.encode()).hexdigest()[:24]
+
+
+limiter.limit(
+    lambda: current_app.config["PORTAL_API_RATE_LIMIT"], key_func=_api_key_identity
+)(bp)
 
 PUBLIC_ENDPOINTS = {"api.openapi"}
 

@@ -168,3 +168,12 @@ def test_unknown_api_route_and_method_are_json(client, merchant):
     resp = client.delete(URL, headers=merchant.headers)
     assert resp.status_code == 405
     assert resp.json["error"]["code"] == "method_not_allowed"
+
+
+def test_oversized_body_is_413_json(client, merchant):
+    resp = client.post(
+        URL, data=b"{" + b" " * (1024 * 1024 + 10) + b"}", content_type="application/json",
+        headers=merchant.headers,
+    )  # fmt: skip
+    assert resp.status_code == 413
+    assert resp.json["error"]["code"] == "payload_too_large"
