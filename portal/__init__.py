@@ -40,12 +40,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     from portal import web
-    from portal.extensions import babel, csrf, db, migrate
+    from portal.extensions import babel, csrf, db, limiter, migrate
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     babel.init_app(app, locale_selector=web.select_locale)
     csrf.init_app(app)
+    limiter.init_app(app)
 
     import portal.models  # noqa: F401 - register every model
     from portal.api.views import bp as api_bp
