@@ -18,16 +18,17 @@ $(BIN)/flask: pyproject.toml
 install: $(BIN)/flask
 
 # Serve the portal on http://127.0.0.1:$(PORT) with SQLite, sandbox payments and mail in var/mail.
+run: export PORTAL_BASE_URL ?= http://127.0.0.1:$(PORT)
 run: install
 	mkdir -p instance var/mail
-	$(BIN)/pybabel -q compile -d translations || true
+	$(BIN)/pybabel -q compile -d translations
 	$(FLASK) db upgrade
 	$(FLASK) demo
-	PORTAL_BASE_URL=$${PORTAL_BASE_URL:-http://127.0.0.1:$(PORT)} $(FLASK) run --host 127.0.0.1 --port $(PORT)
+	$(FLASK) run --host 127.0.0.1 --port $(PORT)
 
 # The whole suite; the PostgreSQL half runs when PORTAL_TEST_DATABASE_URL is set.
 test: install
-	$(BIN)/pybabel -q compile -d translations || true
+	$(BIN)/pybabel -q compile -d translations
 	$(BIN)/ruff check .
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
 

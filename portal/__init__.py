@@ -38,6 +38,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(extra)
     app.extensions["portal_settings"] = settings
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
 
     from portal import web
     from portal.extensions import babel, csrf, db, limiter, migrate

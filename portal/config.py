@@ -126,7 +126,6 @@ class Settings:
             WTF_CSRF_TIME_LIMIT=None,
             BABEL_TRANSLATION_DIRECTORIES=str(ROOT / "translations"),
             BABEL_DEFAULT_LOCALE="en",
-            JSON_SORT_KEYS=False,
             MAX_CONTENT_LENGTH=1024 * 1024,
             # Tests turn limits on where they test them: counters would leak between apps.
             RATELIMIT_ENABLED=self.rate_limits and self.env != "test",
