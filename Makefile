@@ -4,8 +4,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app portal
 PORT ?= 5000
-export PORTAL_EMBEDDED_WORKER ?= 1
-export PORTAL_ALLOW_PRIVATE_CALLBACKS ?= 1
 
 .PHONY: run test lint migrations translations check-migrations bench clean
 
@@ -19,6 +17,8 @@ install: $(BIN)/flask
 
 # Serve the portal on http://127.0.0.1:$(PORT) with SQLite, sandbox payments and mail in var/mail.
 run: export PORTAL_BASE_URL ?= http://127.0.0.1:$(PORT)
+run: export PORTAL_EMBEDDED_WORKER ?= 1
+run: export PORTAL_ALLOW_PRIVATE_CALLBACKS ?= 1
 run: install
 	mkdir -p instance var/mail
 	$(BIN)/pybabel -q compile -d translations

@@ -130,8 +130,8 @@ def demo_command() -> None:
         raise click.ClickException("the demo data is for development only")
     info = ensure_demo()
     click.echo("")
-    click.echo("Demo merchant: %s (%s)" % (info["merchant_name"], info["merchant_id"]))
-    click.echo("Demo API key:  %s" % info["api_key"])
+    click.echo(f"Demo merchant: {info['merchant_name']} ({info['merchant_id']})")
+    click.echo(f"Demo API key:  {info['api_key']}")
     for kind, url in info["links"].items():
         click.echo(f"{kind:<15} {url}")
     click.echo("")

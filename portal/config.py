@@ -97,7 +97,9 @@ class Settings:
     def validate(self) -> None:
         """Fail fast on settings that would be unsafe or unusable."""
         if self.env not in {"development", "test", "production"}:
-            raise ConfigError(f"PORTAL_ENV must be development, test or production, not {self.env!r}")
+            raise ConfigError(
+                f"PORTAL_ENV must be development, test or production, not {self.env!r}"
+            )
         if not self.secret_keys:
             raise ConfigError("PORTAL_SECRET_KEYS is empty")
         if self.payment_provider not in {"sandbox", "stripe"}:

@@ -19,7 +19,7 @@ from portal.states import RequestStatus
 
 DEMO_NAME = "Demo Corner Shop"
 # Development only: `flask demo` refuses to run in production.
-DEMO_API_KEY = "sk_portal_demo_do_not_use_in_production"  # noqa: S105
+DEMO_API_KEY = "sk_portal_demo_do_not_use_in_production"
 
 
 def _demo_bodies() -> dict[str, dict[str, Any]]:
@@ -115,7 +115,10 @@ def ensure_demo() -> dict[str, Any]:
             support_email="help@corner-shop.example",
         )
         merchant.support_phone = "+32 2 555 01 23"
-    if db.session.scalars(select(ApiKey).where(ApiKey.key_hash == hash_key(DEMO_API_KEY))).first() is None:
+    if (
+        db.session.scalars(select(ApiKey).where(ApiKey.key_hash == hash_key(DEMO_API_KEY))).first()
+        is None
+    ):
         create_api_key(merchant, label="demo", secret=DEMO_API_KEY)
     links = {}
     for kind, body in _demo_bodies().items():

@@ -37,7 +37,12 @@ class Kind(StrEnum):
 
 REQUEST_TRANSITIONS: dict[RequestStatus, frozenset[RequestStatus]] = {
     RequestStatus.OPEN: frozenset(
-        {RequestStatus.PARTIALLY_PAID, RequestStatus.PAID, RequestStatus.VOID, RequestStatus.EXPIRED}
+        {
+            RequestStatus.PARTIALLY_PAID,
+            RequestStatus.PAID,
+            RequestStatus.VOID,
+            RequestStatus.EXPIRED,
+        }
     ),
     RequestStatus.PARTIALLY_PAID: frozenset({RequestStatus.PAID}),
     RequestStatus.PAID: frozenset(),

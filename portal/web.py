@@ -14,7 +14,7 @@ SUPPORTED_LOCALES = ("en", "fr", "nl")
 
 
 def select_locale() -> str:
-    """The request's locale: set by the view (customer's, chosen, merchant's), else the browser's."""
+    """The request's locale: set by the view (customer's, chosen, merchant's), else the browser."""
     chosen = getattr(g, "locale", None)
     if chosen in SUPPORTED_LOCALES:
         return chosen
@@ -92,7 +92,7 @@ def init_app(app: Flask) -> None:
         return jsonify(status="ok")
 
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):  # noqa: ANN202 - Flask handler
+    def http_error(exc: HTTPException):
         if request.path.startswith("/api/"):
             from portal.api.views import error_response
 
@@ -103,7 +103,7 @@ def init_app(app: Flask) -> None:
         )
 
     @app.errorhandler(Exception)
-    def unexpected(exc: Exception):  # noqa: ANN202 - Flask handler
+    def unexpected(exc: Exception):
         app.logger.exception("unhandled error")
         from portal.extensions import db
 

@@ -62,7 +62,7 @@ def worker_id(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path) -> str:  # noqa: ANN001
+def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'portal.db'}"
     return request.getfixturevalue("pg_database")
@@ -123,7 +123,7 @@ def client(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture
-def merchant(app: Flask):  # noqa: ANN201
+def merchant(app: Flask):
     from tests.factories import make_merchant
 
     return make_merchant()

@@ -25,9 +25,7 @@ def _api_key_identity() -> str:
     return "api:" + hashlib.sha256(header.encode()).hexdigest()[:24]
 
 
-limiter.limit(
-    lambda: current_app.config["PORTAL_API_RATE_LIMIT"], key_func=_api_key_identity
-)(bp)
+limiter.limit(lambda: current_app.config["PORTAL_API_RATE_LIMIT"], key_func=_api_key_identity)(bp)
 
 PUBLIC_ENDPOINTS = {"api.openapi"}
 

@@ -57,7 +57,9 @@ def _customer(pr: PaymentRequest, data: dict[str, Any]) -> None:
         base = locale.replace("-", "_").split("_")[0].lower()
         if base not in LOCALES:
             raise Invalid(
-                "unsupported_locale", "customer.locale must be one of en, fr, nl.", "customer.locale"
+                "unsupported_locale",
+                "customer.locale must be one of en, fr, nl.",
+                "customer.locale",
             )
         pr.customer_locale = base
 
@@ -119,7 +121,9 @@ def _order(pr: PaymentRequest, merchant: Merchant, data: dict[str, Any]) -> None
         quantity = v.as_int(line.get("quantity", 1), f"{path}.quantity")
         if quantity <= 0:
             raise Invalid("invalid_value", f"{path}.quantity must be positive.", f"{path}.quantity")
-        unit = v.as_int(v.require(line, "unit_amount", f"{path}.unit_amount"), f"{path}.unit_amount")
+        unit = v.as_int(
+            v.require(line, "unit_amount", f"{path}.unit_amount"), f"{path}.unit_amount"
+        )
         if unit < 0:
             raise Invalid(
                 "invalid_value", f"{path}.unit_amount must not be negative.", f"{path}.unit_amount"
@@ -148,7 +152,9 @@ def _order(pr: PaymentRequest, merchant: Merchant, data: dict[str, Any]) -> None
     elif lines_total > 0:
         pr.order_total = lines_total
     else:
-        raise Invalid("missing_field", "order.total (or priced order.lines) is required.", "order.total")
+        raise Invalid(
+            "missing_field", "order.total (or priced order.lines) is required.", "order.total"
+        )
     if pr.amount > pr.order_total:
         raise Invalid(
             "deposit_exceeds_total", "amount (the deposit) is larger than order.total.", "amount"
@@ -174,7 +180,9 @@ def _wallet(pr: PaymentRequest, merchant: Merchant, data: dict[str, Any] | None)
     _ceiling_check(merchant, pr.wallet_max, "wallet.max_amount")
     if pr.wallet_min > pr.wallet_max:
         raise Invalid(
-            "invalid_bounds", "wallet.min_amount is larger than wallet.max_amount.", "wallet.min_amount"
+            "invalid_bounds",
+            "wallet.min_amount is larger than wallet.max_amount.",
+            "wallet.min_amount",
         )
     suggested = v.as_list(wallet.get("suggested", []), "wallet.suggested", 6)
     pr.wallet_suggested = []
@@ -389,9 +397,7 @@ def _void_locked(pr: PaymentRequest) -> None:
     if pr.status == RequestStatus.VOID:
         raise Conflict("already_void", "This payment request is already void.")
     if pr.status != RequestStatus.OPEN or pr.amount_paid > 0:
-        raise Conflict(
-            "request_not_voidable", f"A {pr.status} payment request cannot be voided."
-        )
+        raise Conflict("request_not_voidable", f"A {pr.status} payment request cannot be voided.")
     if has_payment_in_flight(pr):
         raise Conflict(
             "payment_in_progress", "A payment for this request is in progress; it cannot be voided."

@@ -49,7 +49,9 @@ class Payment(db.Model):
     succeeded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     request: Mapped[PaymentRequest] = relationship()
-    refunds: Mapped[list[Refund]] = relationship(back_populates="payment", order_by="Refund.created_at")
+    refunds: Mapped[list[Refund]] = relationship(
+        back_populates="payment", order_by="Refund.created_at"
+    )
 
     @property
     def refundable(self) -> int:

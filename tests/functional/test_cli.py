@@ -69,4 +69,4 @@ def test_demo_is_idempotent(app, client):
     links = [line.split()[-1] for line in first.output.splitlines() if "/p/" in line]
     assert len(links) == 3
     for link in links:
-        assert client.get(link[link.index("/p/"):]).status_code == 200
+        assert client.get(link[link.index("/p/") :]).status_code == 200

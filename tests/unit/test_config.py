@@ -39,7 +39,11 @@ def test_from_env_reads_prefixed_variables():
             "PORTAL_SECRET_KEYS": "k" * 40,
             "PORTAL_PAYMENT_PROVIDER": "stripe",
         },
-        {"PORTAL_ENV": "production", "PORTAL_SECRET_KEYS": "k" * 40, "PORTAL_ALLOW_PRIVATE_CALLBACKS": "1"},
+        {
+            "PORTAL_ENV": "production",
+            "PORTAL_SECRET_KEYS": "k" * 40,
+            "PORTAL_ALLOW_PRIVATE_CALLBACKS": "1",
+        },
         {"PORTAL_ENV": "staging"},
         {"PORTAL_PAYMENT_PROVIDER": "paypal"},
     ],
@@ -47,6 +51,12 @@ def test_from_env_reads_prefixed_variables():
 def test_unsafe_settings_refuse_to_start(env):
     with pytest.raises(ConfigError):
         Settings.from_env(env).validate()
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch):
+    for name in ("PORTAL_ALLOW_PRIVATE_CALLBACKS", "PORTAL_PAYMENT_PROVIDER", "PORTAL_ENV"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def test_production_with_real_secrets_starts(monkeypatch, tmp_path):

@@ -5,7 +5,14 @@ from decimal import Decimal
 import pytest
 
 from portal.ids import new_id
-from portal.money import MoneyError, format_money, is_supported_currency, precision, to_major, to_minor
+from portal.money import (
+    MoneyError,
+    format_money,
+    is_supported_currency,
+    precision,
+    to_major,
+    to_minor,
+)
 
 
 def test_precision_from_babel():

@@ -41,7 +41,11 @@ def test_create_wallet_topup_customer_chosen(client, merchant):
     resp = post(client, merchant, wallet_body())
     assert resp.status_code == 201, resp.json
     assert resp.json["amount"] is None
-    assert resp.json["wallet"] == {"min_amount": 500, "max_amount": 50000, "suggested": [1000, 2000, 5000]}
+    assert resp.json["wallet"] == {
+        "min_amount": 500,
+        "max_amount": 50000,
+        "suggested": [1000, 2000, 5000],
+    }
 
 
 def test_create_wallet_topup_fixed_amount(client, merchant):
@@ -72,9 +76,7 @@ def test_order_total_from_lines(client, merchant):
 
 
 def test_statement_without_balance_or_lines(client, merchant):
-    resp = post(
-        client, merchant, {"kind": "statement", "currency": "EUR", "amount": 100}
-    )
+    resp = post(client, merchant, {"kind": "statement", "currency": "EUR", "amount": 100})
     assert resp.status_code == 201, resp.json
     assert resp.json["statement"]["lines"] == []
 
@@ -150,8 +152,10 @@ INVALID = [
     (statement_body, "statement.lines.0.amount", "x", "invalid_type", "statement.lines[0].amount"),
     (statement_body, "statement.lines.0.description", DELETE, "missing_field",
      "statement.lines[0].description"),
-    (statement_body, "statement.lines.0.date", "03/10/2026", "invalid_date", "statement.lines[0].date"),
-    (statement_body, "statement.period_start", "2026-11-30", "invalid_period", "statement.period_end"),
+    (statement_body, "statement.lines.0.date", "03/10/2026", "invalid_date",
+     "statement.lines[0].date"),
+    (statement_body, "statement.period_start", "2026-11-30", "invalid_period",
+     "statement.period_end"),
     (statement_body, "statement.lines", "none", "invalid_type", "statement.lines"),
     (statement_body, "statement.colour", "red", "unknown_field", "statement.colour"),
     (statement_body, "order", {"total": 5}, "invalid_value", "order"),

@@ -32,7 +32,9 @@ def test_same_key_other_body_is_409(client, merchant):
 
 def test_keys_are_per_merchant(client, merchant):
     other = make_merchant(name="Other")
-    a = client.post(URL, json=statement_body(), headers={**merchant.headers, "Idempotency-Key": "k"})
+    a = client.post(
+        URL, json=statement_body(), headers={**merchant.headers, "Idempotency-Key": "k"}
+    )
     b = client.post(URL, json=statement_body(), headers={**other.headers, "Idempotency-Key": "k"})
     assert a.status_code == b.status_code == 201
     assert a.json["id"] != b.json["id"]

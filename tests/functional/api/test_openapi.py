@@ -17,9 +17,7 @@ def test_openapi_is_valid_31_and_public(client):
 
 def test_every_api_route_is_documented(app, client):
     doc = client.get("/api/v1/openapi.json").json
-    documented = {
-        (path, method.upper()) for path, ops in doc["paths"].items() for method in ops
-    }
+    documented = {(path, method.upper()) for path, ops in doc["paths"].items() for method in ops}
     for rule in app.url_map.iter_rules():
         if not rule.rule.startswith("/api/v1/"):
             continue

@@ -142,9 +142,7 @@ def test_void_all_of_a_customer(client, merchant):
     paid = make_request(merchant, statement_body(reference="P"))
     paid.status, paid.amount_paid = "paid", paid.amount
     db.session.commit()
-    resp = client.post(
-        f"{URL}/void", json={"customer_reference": "C-1"}, headers=merchant.headers
-    )
+    resp = client.post(f"{URL}/void", json={"customer_reference": "C-1"}, headers=merchant.headers)
     assert resp.status_code == 200, resp.json
     assert resp.json["count"] == 2
     assert set(resp.json["ids"]) == {a.id, c.id}
