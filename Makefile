@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app portal
 PORT ?= 5000
 
-.PHONY: run test lint migrations translations check-migrations bench clean
+.PHONY: run test lint migrations translations check-migrations bench bench-smoke wrk clean
 
 $(BIN)/flask: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,22 @@ translations: install
 	$(BIN)/pybabel -q update -i translations/messages.pot -d translations --no-fuzzy-matching --ignore-obsolete
 	$(BIN)/python scripts/i18n.py fill-en
 	$(BIN)/pybabel -q compile -d translations
+
+# Benchmarks against a bare Flask page (bench/README.md): PostgreSQL on 127.0.0.1:5432 and wrk.
+BENCH_ADMIN_URL ?= postgresql://postgres@127.0.0.1:5432/
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { echo "bench: installing wrk (Debian package)"; \
+	  apt-get install -y -qq wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } \
+	  || { echo "bench: could not install wrk; run 'apt-get install -y wrk' as root" >&2; exit 1; }; }
+
+bench: install wrk
+	$(BIN)/pybabel -q compile -d translations
+	BENCH_ADMIN_URL=$(BENCH_ADMIN_URL) $(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# The same run with small data and one-second loads (< 60 s); results go to a temporary folder.
+bench-smoke: install wrk
+	$(BIN)/pybabel -q compile -d translations
+	BENCH_ADMIN_URL=$(BENCH_ADMIN_URL) $(BIN)/python -m bench.run --smoke $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) instance var

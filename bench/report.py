@@ -1,0 +1,221 @@
+"""Turning a run's figures into the table of ``latest.md``: value, baseline, ratio, target."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _baseline(results: dict[str, Any]) -> dict[str, float]:
+    runs = [results[k] for k in ("baseline_before", "baseline_after") if k in results]
+    if not runs:
+        return {"rps": 0.0, "p99_ms": 0.0, "rss_mb": 0.0}
+    return {
+        "rps": sum(r["rps"] for r in runs) / len(runs),
+        "p99_ms": sum(r["p99_ms"] for r in runs) / len(runs),
+        "rss_mb": max(max(r.get("rss_mb") or [0.0]) for r in runs),
+    }
+
+
+def _row(
+    scenario: str,
+    figure: str,
+    value: float | None,
+    target: str,
+    met: bool | None,
+    baseline: float | None = None,
+    ratio: float | None = None,
+    note: str = "",
+) -> dict[str, Any]:
+    return {
+        "scenario": scenario,
+        "figure": figure,
+        "value": None if value is None else round(value, 2),
+        "baseline": None if baseline is None else round(baseline, 2),
+        "ratio": None if ratio is None else round(ratio, 3),
+        "target": target,
+        "met": met,
+        "note": note,
+    }
+
+
+def _errors_note(result: dict[str, Any]) -> str:
+    count = result.get("error_count") or 0
+    return f"{count} errors (non-2xx or socket) of {result.get('requests', 0)}" if count else ""
+
+
+def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
+    base = _baseline(results)
+    sc = results["scenarios"]
+    rows: list[dict[str, Any]] = []
+    rows.append(
+        _row("baseline: bare Flask page", "req/s", base["rps"], "(reference)", None, note="")
+    )
+
+    def missing(name: str, label: str, figure: str, target: str) -> bool:
+        result = sc.get(name)
+        if result is None or not result.get("measured"):
+            why = (result or {}).get("why", "not run")
+            rows.append(_row(label, figure, None, target, None, note=f"not measured: {why}"))
+            return True
+        return False
+
+    large = sc.get("page_large", {})
+    small = sc.get("page_small", {})
+    rows_large = results.get("config", {}).get("rows_large", 1_000_000)
+    rows_small = results.get("config", {}).get("rows_small", 10_000)
+    conns = large.get("connections") or results.get("config", {}).get("connections", "?")
+    label_large = f"statement page, {rows_large:,} requests, {conns} conns"
+    if not missing("page_large", label_large, "req/s vs baseline", "≥ 50 %"):
+        ratio = large["rps"] / base["rps"] if base["rps"] else None
+        note = _errors_note(large) or f"page shows {large.get('lines_shown', '?')}/20 lines"
+        ok = ratio is not None and ratio >= 0.5 and not large["error_count"]
+        rows.append(
+            _row(
+                label_large,
+                "req/s",
+                large["rps"],
+                "≥ 50 % of baseline",
+                ok,
+                base["rps"],
+                ratio,
+                note,
+            )
+        )
+        rows.append(
+            _row(
+                label_large,
+                "p99 ms",
+                large["p99_ms"],
+                "≤ 30 ms",
+                large["p99_ms"] <= 30,
+                base["p99_ms"],
+                large["p99_ms"] / base["p99_ms"] if base["p99_ms"] else None,
+            )
+        )
+    label_small = f"statement page, {rows_small:,} requests"
+    if not missing("page_small", label_small, "req/s", "≤ 1.2x slower at 1M"):
+        slow = small["rps"] / large["rps"] if large.get("rps") else None
+        rows.append(
+            _row(
+                label_small,
+                f"req/s (ratio = {rows_small:,} ÷ {rows_large:,})",
+                small["rps"],
+                "ratio ≤ 1.2",
+                slow is not None and slow <= 1.2 and not small["error_count"],
+                base["rps"],
+                slow,
+                _errors_note(small),
+            )
+        )
+    api = sc.get("api_create", {})
+    label_api = f"API create (statement, 20 lines), {api.get('connections', '?')} conns"
+    if not missing("api_create", label_api, "req/s", "≥ 500/s"):
+        note = _errors_note(api) or f"{api.get('created_rows')} rows created"
+        rows.append(
+            _row(
+                label_api,
+                "req/s",
+                api["rps"],
+                "≥ 500/s",
+                api["rps"] >= 500 and not api["error_count"],
+                base["rps"],
+                api["rps"] / base["rps"] if base["rps"] else None,
+                note,
+            )
+        )
+        rows.append(_row(label_api, "p99 ms", api["p99_ms"], "≤ 50 ms", api["p99_ms"] <= 50))
+    hook = sc.get("webhook_ingest", {})
+    label_hook = "Stripe webhook ingest (10 % duplicates)"
+    if not missing("webhook_ingest", label_hook, "events/s fulfilled", "≥ 300/s, 0 doubles"):
+        rows.append(
+            _row(
+                label_hook,
+                "events/s fulfilled",
+                hook["rate"],
+                "≥ 300/s, 0 doubles",
+                hook["rate"] >= 300 and hook["double_fulfilments"] == 0,
+                base["rps"],
+                hook["rate"] / base["rps"] if base["rps"] else None,
+                f"{hook['double_fulfilments']} double fulfilments; {hook.get('note', '')}".strip(),
+            )
+        )
+    lat = sc.get("callback_latency", {})
+    label_lat = "settlement callback latency"
+    if not missing("callback_latency", label_lat, "p50 / p99 s", "≤ 0.5 s / ≤ 2 s"):
+        rows.append(_row(label_lat, "p50 s", lat["p50_s"], "≤ 0.5 s", lat["p50_s"] <= 0.5))
+        rows.append(_row(label_lat, "p99 s", lat["p99_s"], "≤ 2 s", lat["p99_s"] <= 2))
+    thr = sc.get("callback_throughput", {})
+    label_thr = "callback throughput (2 workers)"
+    if not missing("callback_throughput", label_thr, "deliveries/s", "≥ 500/s"):
+        rows.append(
+            _row(label_thr, "deliveries/s", thr["rate"], "≥ 500/s", thr["rate"] >= 500,
+                 note=thr.get("note", ""))
+        )  # fmt: skip
+    sup = sc.get("support_search", {})
+    label_sup = f"support search by email, {rows_large:,} requests"
+    if not missing("support_search", label_sup, "p99 ms", "≤ 50 ms"):
+        rows.append(
+            _row(
+                label_sup,
+                "p99 ms",
+                sup["p99_ms"],
+                "≤ 50 ms",
+                sup["p99_ms"] <= 50 and not sup["error_count"],
+                base["p99_ms"],
+                note=_errors_note(sup) or f"{sup['rps']:.0f} req/s",
+            )
+        )
+    if not missing("page_large", "memory", "RSS per worker MB", "≤ 120 MB"):
+        rss = large["rss_mb_max"]
+        rows.append(
+            _row(
+                "memory: RSS per gunicorn worker after the page run",
+                "MB (max of workers)",
+                rss,
+                "≤ 120 MB",
+                rss <= 120,
+                base["rss_mb"],
+                rss / base["rss_mb"] if base["rss_mb"] else None,
+            )
+        )
+    return rows
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
+    return str(value)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    cfg = results["config"]
+    machine = results["machine"]
+    lines = [
+        f"# Bench results ({'smoke run' if results['smoke'] else 'full run'})",
+        "",
+        f"{results['started_at']} · commit {machine.get('commit') or '?'} · "
+        f"{machine['cpus']} CPUs · Python {machine['python']} · {cfg['gunicorn']} · "
+        f"wrk {cfg['wrk_threads']} threads, {cfg['duration_s']} s per run after "
+        f"{cfg['warmup_s']} s warm-up · whole run {results.get('elapsed_s')} s",
+        "",
+        "| scenario | figure | value | baseline | ratio | target | met |",
+        "|---|---|---:|---:|---:|---|---|",
+    ]
+    for row in results["table"]:
+        met = {True: "yes", False: "**no**", None: "-"}[row["met"]]
+        value = _fmt(row["value"]) if row["value"] is not None else row["note"] or "-"
+        note = f" ({row['note']})" if row["note"] and row["value"] is not None else ""
+        lines.append(
+            f"| {row['scenario']} | {row['figure']} | {value}{note} | {_fmt(row['baseline'])} | "
+            f"{_fmt(row['ratio'])} | {row['target']} | {met} |"
+        )
+    lines += [
+        "",
+        "Baseline: a bare Flask app (bench/baseline.py) rendering a static 20-line statement "
+        "page under the same gunicorn configuration, measured before and after the portal "
+        "runs (mean shown). Ratios: portal ÷ baseline, except the 10k row (10k ÷ 1M req/s).",
+        "",
+    ]
+    return "\n".join(lines)

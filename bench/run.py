@@ -1,0 +1,255 @@
+"""``python -m bench.run``: the whole benchmark, or a smoke run of it (``--smoke``).
+
+Sets up PostgreSQL data, serves the portal and a bare Flask baseline with the
+same gunicorn configuration, drives both with wrk on loopback, and writes
+``bench/results/latest.json`` and ``latest.md``. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import scenarios, seed
+from bench.servers import BENCH_DIR, GunicornConfig, Server, run_wrk
+
+BENCH_SECRET = "bench-secret-key-0123456789abcdef0123456789"
+DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/"
+
+
+@dataclass
+class Plan:
+    """Sizes and durations; ``smoke()`` is the seconds-long variant the test suite runs."""
+
+    admin_url: str = DEFAULT_ADMIN_URL
+    db_name: str = "portal_bench"
+    rows_small: int = 10_000
+    rows_large: int = 1_000_000
+    measured: int = 1_000
+    duration_s: int = 10
+    warmup_s: int = 2
+    connections: int = 32
+    api_connections: int = 16
+    gunicorn: GunicornConfig = field(default_factory=GunicornConfig)
+    smoke: bool = False
+    keep_db: bool = False
+    out_dir: Path = BENCH_DIR / "results"
+    profile: bool = False
+
+    @classmethod
+    def smoke_plan(cls, **overrides: Any) -> Plan:
+        plan = cls(
+            db_name=f"portal_bench_smoke_{os.getpid()}",
+            rows_small=300,
+            rows_large=1_000,
+            measured=50,
+            duration_s=1,
+            warmup_s=0,
+            connections=4,
+            api_connections=2,
+            smoke=True,
+        )
+        for key, value in overrides.items():
+            setattr(plan, key, value)
+        return plan
+
+
+@dataclass
+class Context:
+    plan: Plan
+    seeded: seed.Seeded
+    work: Path
+    results: dict[str, Any]
+    portal_env: dict[str, str]
+    log_path: Path
+    app: Any = None
+
+    def portal(self) -> Server:
+        return Server(
+            "portal:create_app()",
+            self.portal_env,
+            self.plan.gunicorn,
+            ready_path="/healthz",
+            log_path=self.log_path,
+        )
+
+    def wrk(self, url: str, script: str, env: dict[str, str], connections: int | None = None):
+        conns = connections or self.plan.connections
+        if self.plan.warmup_s:
+            run_wrk(url, script, self.plan.warmup_s, conns, env=env)
+        return run_wrk(url, script, self.plan.duration_s, conns, env=env)
+
+
+def log(message: str) -> None:
+    print(f"[bench {datetime.now(UTC):%H:%M:%S}] {message}", flush=True)
+
+
+def portal_env(plan: Plan, url: str, base_url: str = "http://127.0.0.1") -> dict[str, str]:
+    return {
+        "PORTAL_ENV": "development",
+        "PORTAL_DATABASE_URL": url,
+        "PORTAL_SECRET_KEYS": BENCH_SECRET,
+        "PORTAL_BASE_URL": base_url,
+        # The limiter stays on (its cost is part of the figure) with limits no run reaches.
+        "PORTAL_API_RATE_LIMIT": "1000000 per second",
+        "PORTAL_LINK_RATE_LIMIT": "1000000 per second",
+        "PORTAL_ALLOW_PRIVATE_CALLBACKS": "1",
+        "PORTAL_EMBEDDED_WORKER": "0",
+        "PORTAL_MAIL_URL": f"file://{Path(tempfile.gettempdir()) / 'portal-bench-mail'}",
+    }
+
+
+def baseline(ctx: Context, label: str) -> dict[str, Any]:
+    paths = ctx.work / "baseline_paths.txt"
+    paths.write_text("/\n")
+    with Server("bench.baseline:app", {}, ctx.plan.gunicorn, log_path=ctx.log_path) as server:
+        result = ctx.wrk(server.url, "paths.lua", {"BENCH_PATHS": str(paths)})
+        result["rss_mb"] = server.worker_rss_mb()
+    log(f"baseline ({label}): {result['rps']:.0f} req/s, p99 {result['p99_ms']:.1f} ms")
+    return result
+
+
+def measure(ctx: Context, name: str, func: Callable[[Context], dict[str, Any]]) -> None:
+    """Run one scenario; a failure is recorded as 'not measured' with its reason."""
+    t0 = time.monotonic()
+    try:
+        result = func(ctx)
+    except scenarios.NotMeasured as exc:
+        result = {"measured": False, "why": str(exc)}
+    except Exception as exc:
+        traceback.print_exc()
+        result = {"measured": False, "why": f"the run failed: {type(exc).__name__}: {exc}"}
+    result.setdefault("measured", True)
+    result["elapsed_s"] = round(time.monotonic() - t0, 1)
+    ctx.results["scenarios"][name] = result
+    log(f"{name}: {summary(result)}")
+
+
+def summary(result: dict[str, Any]) -> str:
+    if not result.get("measured"):
+        return f"not measured: {result.get('why')}"
+    keys = ("rps", "p50_ms", "p99_ms", "error_count", "rate", "rss_mb_max")
+    return ", ".join(f"{k}={result[k]:.1f}" for k in keys if isinstance(result.get(k), float | int))
+
+
+def run(plan: Plan) -> dict[str, Any]:
+    started = time.monotonic()
+    plan.out_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="portal-bench-"))
+    log_path = work / "gunicorn.log"
+    results: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "smoke": plan.smoke,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "commit": _git_commit(),
+        },
+        "config": {
+            "gunicorn": plan.gunicorn.describe(),
+            "connections": plan.connections,
+            "api_connections": plan.api_connections,
+            "duration_s": plan.duration_s,
+            "warmup_s": plan.warmup_s,
+            "wrk_threads": 2,
+            "rows_small": plan.rows_small,
+            "rows_large": plan.rows_large,
+            "measured_statements": plan.measured,
+        },
+        "seed": {},
+        "scenarios": {},
+    }
+    log(f"database {plan.db_name}: seeding {plan.rows_small} requests")
+    url = seed.recreate_database(plan.admin_url, plan.db_name)
+    try:
+        from portal import create_app
+
+        env = portal_env(plan, url)
+        app = create_app(
+            {"database_url": url, "secret_keys": [BENCH_SECRET], "base_url": env["PORTAL_BASE_URL"]}
+        )
+        seeded = seed.seed_base(app, plan.measured, plan.rows_small)
+        ctx = Context(plan, seeded, work, results, env, log_path, app)
+        results["baseline_before"] = baseline(ctx, "before")
+
+        measure(ctx, "page_small", scenarios.statement_page)
+        log(f"growing to {plan.rows_large} requests")
+        seed.grow(app, seeded, plan.rows_large)
+        measure(ctx, "page_large", scenarios.statement_page_with_memory)
+        measure(ctx, "api_create", scenarios.api_create)
+        measure(ctx, "support_search", scenarios.support_search)
+        measure(ctx, "webhook_ingest", scenarios.webhook_ingest)
+        measure(ctx, "callback_latency", scenarios.callback_latency)
+        measure(ctx, "callback_throughput", scenarios.callback_throughput)
+
+        results["baseline_after"] = baseline(ctx, "after")
+        results["seed"] = {
+            "rows": seeded.rows,
+            **{k: round(v, 1) for k, v in seeded.timings.items()},
+        }
+    finally:
+        if not plan.keep_db:
+            seed.drop_database(plan.admin_url, plan.db_name)
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
+    from bench.report import evaluate, markdown
+
+    results["table"] = evaluate(results)
+    (plan.out_dir / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    (plan.out_dir / "latest.md").write_text(markdown(results))
+    log(f"done in {results['elapsed_s']} s: {plan.out_dir / 'latest.md'}")
+    return results
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=BENCH_DIR,
+            timeout=5,
+            check=False,
+        ).stdout.strip()
+    except OSError:
+        return ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="small data, one-second runs")
+    parser.add_argument("--admin-url", default=os.environ.get("BENCH_ADMIN_URL", DEFAULT_ADMIN_URL))
+    parser.add_argument("--out", type=Path, default=None, help="results folder")
+    parser.add_argument("--keep-db", action="store_true", help="do not drop the bench database")
+    parser.add_argument("--duration", type=int, default=None, help="seconds per measured run")
+    parser.add_argument("--db-name", default=None, help="the bench database (dropped first)")
+    args = parser.parse_args(argv)
+    plan = Plan.smoke_plan() if args.smoke else Plan()
+    plan.admin_url = args.admin_url
+    if args.out is not None:
+        plan.out_dir = args.out
+    elif args.smoke:
+        plan.out_dir = Path(tempfile.mkdtemp(prefix="portal-bench-smoke-"))
+    plan.keep_db = args.keep_db
+    if args.db_name:
+        plan.db_name = args.db_name
+    if args.duration:
+        plan.duration_s = args.duration
+    run(plan)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
