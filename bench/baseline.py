@@ -38,6 +38,10 @@ def create_app() -> Flask:
             due="1.234,56 €",
         )
 
+    @app.get("/healthz")
+    def healthz() -> str:
+        return "ok"
+
     return app
 
 

@@ -1,0 +1,34 @@
+"""App variants for before/after experiments: the portal with one setting changed.
+
+Used by ``python -m bench.experiment``; each variant is a gunicorn app spec such as
+``bench.variants:no_pre_ping()``. They change configuration only, never code.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from portal import create_app
+
+
+def no_pre_ping() -> Flask:
+    """No ``pool_pre_ping``: saves the extra round trip at every connection checkout."""
+    return create_app({"SQLALCHEMY_ENGINE_OPTIONS": {"pool_recycle": 300}})
+
+
+def no_limiter() -> Flask:
+    return create_app({"RATELIMIT_ENABLED": False})
+
+
+def no_pre_ping_no_limiter() -> Flask:
+    return create_app(
+        {"SQLALCHEMY_ENGINE_OPTIONS": {"pool_recycle": 300}, "RATELIMIT_ENABLED": False}
+    )
+
+
+def insert_pages_of_10() -> Flask:
+    """Statement lines inserted 10 rows per INSERT: each statement stays short enough for
+    psycopg to cache its parsed form (it re-parses longer queries at every execution)."""
+    return create_app(
+        {"SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "insertmanyvalues_page_size": 10}}
+    )
