@@ -58,12 +58,6 @@ def statement_page(ctx: Context) -> dict[str, Any]:
     return result
 
 
-def statement_page_with_memory(ctx: Context) -> dict[str, Any]:
-    result = statement_page(ctx)
-    result["rss_mb_max"] = max(result["rss_mb"])
-    return result
-
-
 def api_create(ctx: Context) -> dict[str, Any]:
     body = seed.statement_body(20, reference="__REF__")
     body_path = ctx.work / "api_body.json"
