@@ -83,11 +83,13 @@ def decide_amount(pr: PaymentRequest, asked: int | None, *, full_order: bool = F
     low, high = bounds
     if low > high:
         raise PaymentRefused("amount_exceeds_ceiling")
-    if low == high or asked is None:
-        if asked is not None and asked != low:
-            raise PaymentRefused("amount_fixed")
-        if pr.kind == Kind.WALLET_TOPUP and pr.amount is None and asked is None:
+    if asked is None:
+        if pr.kind == Kind.WALLET_TOPUP and pr.amount is None:
             raise PaymentRefused("amount_required")
+        return high  # everything that is due (a partial payment is the customer's choice)
+    if low == high:
+        if asked != low:
+            raise PaymentRefused("amount_fixed")
         return low
     if asked < low:
         raise PaymentRefused("amount_below_minimum")
