@@ -255,3 +255,68 @@ def grow(app: Flask, seeded: Seeded, total: int, chunk: int = 250_000) -> float:
     elapsed = time.monotonic() - t0
     seeded.timings[f"grow_to_{total}_s"] = elapsed
     return elapsed
+
+
+def seed_stripe_payments(app: Flask, count: int, prefix: str) -> list[dict]:
+    """``count`` open requests get a Stripe payment attempt in ``processing``.
+
+    One attempt is written through the ORM as a template, the others are copies
+    (generic columns, as for requests). Returns what a webhook needs per attempt.
+    """
+    from portal.payments.models import Payment
+
+    with app.app_context():
+        engine = db.engine
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT id, merchant_id, amount, currency FROM payment_requests "
+                    "WHERE status = 'open' AND reference LIKE 'STMT-%' ORDER BY id DESC LIMIT :n"
+                ),
+                {"n": count + 1},
+            ).all()
+        head, rest = rows[0], rows[1:]
+        template = Payment(
+            request_id=head.id,
+            merchant_id=head.merchant_id,
+            amount=head.amount,
+            currency=head.currency,
+            status="processing",
+            provider="stripe",
+            provider_payment_id=f"pi_{prefix}_template",
+            receipt_email="customer@example.com",
+            locale="nl",
+            provider_data={},
+        )
+        db.session.add(template)
+        db.session.commit()
+        template_id = template.id
+        overrides = {
+            "id": "'pay_' || :prefix || '_' || r.n",
+            "request_id": "r.id",
+            "merchant_id": "r.merchant_id",
+            "amount": "r.amount",
+            "currency": "r.currency",
+            "provider_payment_id": "'pi_' || :prefix || '_' || r.n",
+        }
+        cols = _columns(engine, "payments")
+        exprs = [overrides.get(c, f"t.{c}") for c in cols]
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    f"INSERT INTO payments ({', '.join(cols)}) SELECT {', '.join(exprs)} "
+                    "FROM payments t, (SELECT id, merchant_id, amount, currency, "
+                    "row_number() OVER (ORDER BY id) AS n FROM payment_requests "
+                    "WHERE id = ANY(CAST(:ids AS text[]))) r WHERE t.id = :template"
+                ),
+                {"prefix": prefix, "ids": [r.id for r in rest], "template": template_id},
+            )
+            out = conn.execute(
+                text(
+                    "SELECT id, request_id, amount, currency, provider_payment_id FROM payments "
+                    "WHERE provider_payment_id LIKE :like ORDER BY id"
+                ),
+                {"like": f"pi\\_{prefix}\\_%"},
+            ).all()
+        db.session.remove()
+    return [dict(r._mapping) for r in out if not r.provider_payment_id.endswith("_template")]
