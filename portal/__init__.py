@@ -54,9 +54,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from portal.api.views import bp as api_bp
     from portal.cli import register_cli
     from portal.customer.views import bp as customer_bp
+    from portal.delivery.views import bp as qr_bp
 
     app.register_blueprint(api_bp)
     app.register_blueprint(customer_bp)
+    app.register_blueprint(qr_bp)
     csrf.exempt(api_bp)
     web.init_app(app)
     register_cli(app)

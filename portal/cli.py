@@ -100,6 +100,22 @@ def merchant_show(merchant_id: str) -> None:
     )
 
 
+@merchant_cli.command("embed-origins")
+@click.argument("merchant_id")
+@click.argument("origins", nargs=-1)
+def merchant_embed_origins(merchant_id: str, origins: tuple[str, ...]) -> None:
+    """Set the https origins allowed to frame the merchant's pages (none given: nobody)."""
+    from portal.merchants.services import normalise_origin
+
+    merchant = _get_merchant(merchant_id)
+    try:
+        merchant.embed_origins = [normalise_origin(o) for o in origins]
+    except MerchantError as exc:
+        raise click.ClickException(str(exc)) from None
+    db.session.commit()
+    _print({"id": merchant.id, "embed_origins": merchant.embed_origins})
+
+
 @keys_cli.command("create")
 @click.argument("merchant_id")
 @click.option("--label", default=None)

@@ -1,6 +1,7 @@
 """Every model, imported in one place so Alembic and ``create_all`` see them all."""
 
 from portal.api.models import IdempotencyKey
+from portal.delivery.models import LinkDelivery
 from portal.jobs.models import Job
 from portal.ledger.models import Event
 from portal.merchants.models import ApiKey, Merchant
@@ -12,6 +13,7 @@ __all__ = [
     "Event",
     "IdempotencyKey",
     "Job",
+    "LinkDelivery",
     "Merchant",
     "OrderLine",
     "Payment",

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 13:54:09.369962
+Create Date: 2026-11-22 14:35:45.780119
 
 """
 from alembic import op
@@ -150,6 +150,27 @@ def upgrade():
         batch_op.create_index('ix_payment_requests_merchant_reference', ['merchant_id', 'reference'], unique=False)
         batch_op.create_index('ix_payment_requests_status_expires', ['status', 'expires_at'], unique=False)
 
+    op.create_table('link_deliveries',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('request_id', sa.String(length=40), nullable=False),
+    sa.Column('merchant_id', sa.String(length=40), nullable=False),
+    sa.Column('channel', sa.String(length=10), nullable=False),
+    sa.Column('destination', sa.String(length=254), nullable=False),
+    sa.Column('locale', sa.String(length=10), nullable=False),
+    sa.Column('status', sa.String(length=10), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('provider_message_id', sa.String(length=200), nullable=True),
+    sa.Column('error', sa.String(length=500), nullable=True),
+    sa.Column('created_at', portal.db_types.UTCDateTime(), nullable=False),
+    sa.Column('sent_at', portal.db_types.UTCDateTime(), nullable=True),
+    sa.ForeignKeyConstraint(['merchant_id'], ['merchants.id'], name=op.f('fk_link_deliveries_merchant_id_merchants')),
+    sa.ForeignKeyConstraint(['request_id'], ['payment_requests.id'], name=op.f('fk_link_deliveries_request_id_payment_requests')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_link_deliveries'))
+    )
+    with op.batch_alter_table('link_deliveries', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_link_deliveries_merchant_id'), ['merchant_id'], unique=False)
+        batch_op.create_index('ix_link_deliveries_request', ['request_id', 'created_at'], unique=False)
+
     op.create_table('order_lines',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('request_id', sa.String(length=40), nullable=False),
@@ -260,6 +281,11 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_order_lines_request_id'))
 
     op.drop_table('order_lines')
+    with op.batch_alter_table('link_deliveries', schema=None) as batch_op:
+        batch_op.drop_index('ix_link_deliveries_request')
+        batch_op.drop_index(batch_op.f('ix_link_deliveries_merchant_id'))
+
+    op.drop_table('link_deliveries')
     with op.batch_alter_table('payment_requests', schema=None) as batch_op:
         batch_op.drop_index('ix_payment_requests_status_expires')
         batch_op.drop_index('ix_payment_requests_merchant_reference')

@@ -54,11 +54,11 @@ IDEMPOTENCY = {
 }
 
 
-def _json(schema: Schema, description: str = "OK") -> Schema:
+def json_content(schema: Schema, description: str = "OK") -> Schema:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _op(
+def operation(
     op_id: str,
     summary: str,
     responses: dict[str, Schema],
@@ -83,11 +83,11 @@ def _op(
     return operation
 
 
-def _path_param(name: str, description: str) -> Schema:
+def path_param(name: str, description: str) -> Schema:
     return {"name": name, "in": "path", "required": True, "schema": STR, "description": description}
 
 
-def _query(name: str, schema: Schema, description: str) -> Schema:
+def query_param(name: str, schema: Schema, description: str) -> Schema:
     return {
         "name": name,
         "in": "query",
@@ -227,6 +227,15 @@ PAYMENT_REQUEST = {
         "created_at": DATETIME,
         "paid_at": nullable(DATETIME),
         "voided_at": nullable(DATETIME),
+        "deliveries": {"type": "array", "items": ref("LinkDelivery")},
+        "opens": {
+            "type": "object",
+            "properties": {
+                "count": INT,
+                "first_opened_at": nullable(DATETIME),
+                "last_opened_at": nullable(DATETIME),
+            },
+        },
         "statement": {"type": "object"},
         "order": {"type": "object"},
         "wallet": {"type": "object"},
@@ -259,51 +268,51 @@ def _list_of(item: str) -> Schema:
 
 
 def base_paths() -> dict[str, Schema]:
-    rid = _path_param("request_id", "A payment request id (pr_…).")
+    rid = path_param("request_id", "A payment request id (pr_…).")
     return {
         "/payment-requests": {
-            "post": _op(
+            "post": operation(
                 "createPaymentRequest",
                 "Create a payment request (statement, wallet top-up or order deposit).",
-                {"201": _json(ref("PaymentRequest"), "Created.")},
+                {"201": json_content(ref("PaymentRequest"), "Created.")},
                 body=ref("CreatePaymentRequest"),
                 params=[IDEMPOTENCY],
             ),
-            "get": _op(
+            "get": operation(
                 "listPaymentRequests",
                 "List payment requests, newest first.",
-                {"200": _json(_list_of("PaymentRequest"))},
+                {"200": json_content(_list_of("PaymentRequest"))},
                 params=[
-                    _query("status", STR, "Only this status."),
-                    _query("reference", STR, "Only this merchant reference."),
-                    _query("customer_reference", STR, "Only this customer."),
-                    _query("limit", {**INT, "minimum": 1, "maximum": 100}, "Page size (20)."),
-                    _query("starting_after", STR, "Cursor: the last id of the previous page."),
+                    query_param("status", STR, "Only this status."),
+                    query_param("reference", STR, "Only this merchant reference."),
+                    query_param("customer_reference", STR, "Only this customer."),
+                    query_param("limit", {**INT, "minimum": 1, "maximum": 100}, "Page size (20)."),
+                    query_param("starting_after", STR, "Cursor: the last id of the previous page."),
                 ],
             ),
         },
         "/payment-requests/{request_id}": {
-            "get": _op(
+            "get": operation(
                 "getPaymentRequest",
                 "Read a payment request.",
-                {"200": _json(ref("PaymentRequest"))},
+                {"200": json_content(ref("PaymentRequest"))},
                 params=[rid],
             )
         },
         "/payment-requests/{request_id}/void": {
-            "post": _op(
+            "post": operation(
                 "voidPaymentRequest",
                 "Void a payment request while nothing is paid.",
-                {"200": _json(ref("PaymentRequest"))},
+                {"200": json_content(ref("PaymentRequest"))},
                 params=[rid, IDEMPOTENCY],
             )
         },
         "/payment-requests/void": {
-            "post": _op(
+            "post": operation(
                 "voidCustomerPaymentRequests",
                 "Void every open request of one customer.",
                 {
-                    "200": _json(
+                    "200": json_content(
                         {
                             "type": "object",
                             "properties": {
@@ -323,15 +332,31 @@ def base_paths() -> dict[str, Schema]:
             )
         },
         "/openapi.json": {
-            "get": _op(
+            "get": operation(
                 "getOpenApi",
                 "This document.",
-                {"200": _json({"type": "object"})},
+                {"200": json_content({"type": "object"})},
                 public=True,
             )
         },
     }
 
+
+LINK_DELIVERY = {
+    "type": "object",
+    "properties": {
+        "id": {**STR, "pattern": "^ld_"},
+        "object": {"const": "link_delivery"},
+        "channel": {"type": "string", "enum": ["email", "sms"]},
+        "destination": {**STR, "description": "Masked address or number."},
+        "status": {"type": "string", "enum": ["queued", "sent", "failed"]},
+        "attempts": INT,
+        "provider_message_id": nullable(STR),
+        "error": nullable(STR),
+        "created_at": DATETIME,
+        "sent_at": nullable(DATETIME),
+    },
+}
 
 # Other modules (events, refunds, sending) register their paths and schemas here.
 EXTRA_PATHS: dict[str, Schema] = {}
@@ -357,6 +382,7 @@ def openapi_document() -> Schema:
                 "Error": ERROR,
                 "PaymentRequest": PAYMENT_REQUEST,
                 "CreatePaymentRequest": CREATE,
+                "LinkDelivery": LINK_DELIVERY,
                 **EXTRA_SCHEMAS,
             },
         },

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from portal.db_types import isoformat
+from portal.delivery.services import deliveries_for, delivery_json
 from portal.links import link_url, qr_code_url
 from portal.payment_requests.models import PaymentRequest
 
@@ -38,6 +39,12 @@ def payment_request_json(pr: PaymentRequest) -> dict[str, Any]:
         "created_at": isoformat(pr.created_at),
         "paid_at": isoformat(pr.paid_at),
         "voided_at": isoformat(pr.voided_at),
+        "opens": {
+            "count": pr.open_count,
+            "first_opened_at": isoformat(pr.first_opened_at),
+            "last_opened_at": isoformat(pr.last_opened_at),
+        },
+        "deliveries": [delivery_json(d) for d in deliveries_for(pr.id)],
     }
     if pr.kind == "statement":
         body["statement"] = {

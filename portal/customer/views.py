@@ -18,6 +18,8 @@ def load_request(token: str) -> PaymentRequest:
     pr = db.session.get(PaymentRequest, request_id) if request_id else None
     if pr is None or is_expired(pr):
         abort(404)
+    if pr.merchant.embed_origins:
+        g.frame_ancestors = " ".join(pr.merchant.embed_origins)
     return pr
 
 

@@ -24,6 +24,19 @@ class MerchantError(ValueError):
     """Invalid merchant settings (CLI input)."""
 
 
+def normalise_origin(origin: str) -> str:
+    """``https://shop.example.com`` (scheme and host, optional port), for ``frame-ancestors``."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(origin.strip())
+    if parts.scheme != "https" or not parts.hostname or parts.path not in ("", "/"):
+        raise MerchantError(f"{origin!r} is not an https origin such as https://shop.example.com")
+    if parts.query or parts.fragment or parts.username:
+        raise MerchantError(f"{origin!r} is not an https origin such as https://shop.example.com")
+    port = f":{parts.port}" if parts.port else ""
+    return f"https://{parts.hostname}{port}"
+
+
 def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 

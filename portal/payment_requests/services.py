@@ -301,6 +301,14 @@ def create_payment_request(
             raise Invalid("invalid_channel", "send items are email or sms.", f"send[{i}]")
     db.session.add(pr)
     db.session.flush()
+    if send:
+        from portal.delivery.services import send_link
+
+        for i, channel in enumerate(dict.fromkeys(send)):
+            try:
+                send_link(pr, channel)
+            except Invalid as exc:
+                raise Invalid(exc.code, exc.message, f"send[{i}]") from None
     return pr
 
 

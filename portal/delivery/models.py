@@ -1,0 +1,37 @@
+"""Each attempt to send a customer their link, by email or SMS (support sees them)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from portal.db_types import UTCDateTime, utcnow
+from portal.extensions import db
+from portal.ids import new_id
+
+
+class DeliveryStatus:
+    QUEUED = "queued"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class LinkDelivery(db.Model):
+    __tablename__ = "link_deliveries"
+    __table_args__ = (Index("ix_link_deliveries_request", "request_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("ld"))
+    request_id: Mapped[str] = mapped_column(ForeignKey("payment_requests.id"))
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(10))
+    # Only a masked form is kept here; the full address lives in the job until it is cleaned.
+    destination: Mapped[str] = mapped_column(String(254))
+    locale: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(10), default=DeliveryStatus.QUEUED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    provider_message_id: Mapped[str | None] = mapped_column(String(200))
+    error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

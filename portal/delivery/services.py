@@ -1,0 +1,190 @@
+"""Sending a customer their link by email or SMS, through the job queue."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import current_app
+from flask_babel import force_locale, format_date, gettext
+from sqlalchemy import select
+
+from portal import validation as v
+from portal.db_types import utcnow
+from portal.delivery.models import DeliveryStatus, LinkDelivery
+from portal.delivery.sms import gsm7_length, send_sms
+from portal.errors import Conflict, Invalid
+from portal.extensions import db
+from portal.jobs.queue import RetryLater, enqueue, job_handler
+from portal.links import link_url
+from portal.money import format_money
+from portal.notifications.mail import render_mail, send_mail
+from portal.payment_requests.models import PaymentRequest
+from portal.payment_requests.services import is_expired
+from portal.states import RequestStatus
+
+log = logging.getLogger(__name__)
+
+CHANNELS = ("email", "sms")
+MAX_ATTEMPTS = 5
+SENDABLE = (RequestStatus.OPEN, RequestStatus.PARTIALLY_PAID)
+
+
+def mask(channel: str, destination: str) -> str:
+    """``j***@example.com`` / ``+32******456``: enough for support, not the address."""
+    if channel == "email":
+        local, _, domain = destination.partition("@")
+        return f"{local[:1]}***@{domain}"
+    return destination[:3] + "*" * max(len(destination) - 6, 0) + destination[-3:]
+
+
+def _destination(pr: PaymentRequest, channel: str, to: Any) -> str:
+    if channel == "email":
+        if to is not None:
+            return v.as_email(to, "to")
+        if not pr.customer_email:
+            raise Invalid("missing_destination", "This customer has no email address.", "to")
+        return pr.customer_email
+    if to is not None:
+        return v.as_phone(to, "to")
+    if not pr.customer_phone:
+        raise Invalid("missing_destination", "This customer has no phone number.", "to")
+    return pr.customer_phone
+
+
+def send_link(pr: PaymentRequest, channel: Any, to: Any = None) -> LinkDelivery:
+    """Queue the link for sending (in the caller's transaction); refuses paid or closed links."""
+    if channel not in CHANNELS:
+        raise Invalid("invalid_channel", "channel must be email or sms.", "channel")
+    if pr.status not in SENDABLE or is_expired(pr):
+        raise Conflict("link_not_sendable", f"A {pr.status} payment request cannot be sent.")
+    destination = _destination(pr, channel, to)
+    delivery = LinkDelivery(
+        request_id=pr.id,
+        merchant_id=pr.merchant_id,
+        channel=channel,
+        destination=mask(channel, destination),
+        locale=pr.customer_locale or pr.merchant.default_locale or "en",
+        status=DeliveryStatus.QUEUED,
+        attempts=0,
+    )
+    db.session.add(delivery)
+    db.session.flush()
+    enqueue(
+        "send_link",
+        {"delivery_id": delivery.id, "to": destination},
+        max_attempts=MAX_ATTEMPTS + 1,
+    )
+    return delivery
+
+
+def deliveries_for(request_id: str) -> list[LinkDelivery]:
+    return list(
+        db.session.scalars(
+            select(LinkDelivery)
+            .where(LinkDelivery.request_id == request_id)
+            .order_by(LinkDelivery.created_at, LinkDelivery.id)
+        )
+    )
+
+
+def _amount_text(pr: PaymentRequest, locale: str) -> str | None:
+    amount = pr.amount_due if pr.amount is not None else None
+    return None if amount is None else format_money(amount, pr.currency, locale)
+
+
+def sms_text(pr: PaymentRequest, locale: str, url: str) -> str:
+    """One message within 160 GSM-7 characters where possible (name shortened if needed)."""
+    amount = _amount_text(pr, locale)
+    name = pr.merchant.display_name
+    with force_locale(locale):
+        for attempt in range(2):
+            if amount:
+                text = gettext(
+                    "%(merchant)s: please pay %(amount)s here: %(url)s",
+                    merchant=name,
+                    amount=amount,
+                    url=url,
+                )
+            else:
+                text = gettext(
+                    "%(merchant)s: top up your wallet here: %(url)s", merchant=name, url=url
+                )
+            text = text.replace("\u202f", " ").replace("\xa0", " ")
+            length = gsm7_length(text)
+            if length is None or length <= 160 or attempt:
+                return text
+            name = name[: max(len(name) - (length - 160) - 1, 3)] + "."
+    return text
+
+
+def _send(delivery: LinkDelivery, to: str) -> str:
+    pr = db.session.get(PaymentRequest, delivery.request_id)
+    url = link_url(pr.id)
+    locale = delivery.locale
+    merchant = pr.merchant
+    if delivery.channel == "sms":
+        return send_sms(current_app.config["PORTAL_SMS_URL"], to, sms_text(pr, locale, url))
+    with force_locale(locale):
+        due = format_date(pr.due_date, "long") if pr.due_date else None
+        expires = format_date(pr.expires_at, "long")
+    subject, text, html = render_mail(
+        "link",
+        locale,
+        pr=pr,
+        merchant=merchant,
+        url=url,
+        amount=_amount_text(pr, locale),
+        due_date=due,
+        expires=expires,
+    )
+    return send_mail(
+        to, subject, text, html, from_name=merchant.display_name, reply_to=merchant.support_email
+    )
+
+
+@job_handler("send_link")
+def send_link_job(payload: dict[str, Any]) -> None:
+    """Send one link; a failure is recorded on the delivery and retried, then marked failed."""
+    delivery = db.session.get(LinkDelivery, payload["delivery_id"])
+    if delivery is None or delivery.status != DeliveryStatus.QUEUED:
+        return
+    delivery_id = delivery.id
+    try:
+        message_id = _send(delivery, payload["to"])
+    except Exception as exc:  # any transport failure: record, then retry or give up
+        db.session.rollback()
+        delivery = db.session.get(LinkDelivery, delivery_id)
+        delivery.attempts += 1
+        delivery.error = f"{type(exc).__name__}: {exc}"[:500]
+        final = delivery.attempts >= MAX_ATTEMPTS
+        if final:
+            delivery.status = DeliveryStatus.FAILED
+        db.session.commit()
+        log.warning("link delivery %s failed (attempt %s): %s", delivery_id, delivery.attempts, exc)
+        if not final:
+            raise RetryLater(delivery.error) from exc
+        return
+    delivery.attempts += 1
+    delivery.status = DeliveryStatus.SENT
+    delivery.provider_message_id = message_id
+    delivery.sent_at = utcnow()
+    delivery.error = None
+    db.session.commit()
+
+
+def delivery_json(delivery: LinkDelivery) -> dict[str, Any]:
+    from portal.db_types import isoformat
+
+    return {
+        "id": delivery.id,
+        "object": "link_delivery",
+        "channel": delivery.channel,
+        "destination": delivery.destination,
+        "status": delivery.status,
+        "attempts": delivery.attempts,
+        "provider_message_id": delivery.provider_message_id,
+        "error": delivery.error,
+        "created_at": isoformat(delivery.created_at),
+        "sent_at": isoformat(delivery.sent_at),
+    }
