@@ -78,10 +78,11 @@ class Context:
     log_path: Path
     app: Any = None
 
-    def portal(self) -> Server:
+    def portal(self, env: dict[str, str] | None = None) -> Server:
+        ensure_schema(self.seeded.url)
         return Server(
             "portal:create_app()",
-            self.portal_env,
+            env or self.portal_env,
             self.plan.gunicorn,
             ready_path="/healthz",
             log_path=self.log_path,
@@ -92,6 +93,19 @@ class Context:
         if self.plan.warmup_s:
             run_wrk(url, script, self.plan.warmup_s, conns, env=env)
         return run_wrk(url, script, self.plan.duration_s, conns, env=env)
+
+
+def ensure_schema(url: str) -> None:
+    """Create tables added to the models since seeding (the tree may change during a run)."""
+    code = (
+        "import sys; from portal import create_app; from portal.extensions import db; "
+        "app = create_app({'database_url': sys.argv[1]}); ctx = app.app_context(); ctx.push(); "
+        "db.create_all()"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, url], cwd=BENCH_DIR.parent, check=True, timeout=60,
+        capture_output=True,
+    )  # fmt: skip
 
 
 def log(message: str) -> None:

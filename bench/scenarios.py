@@ -190,11 +190,7 @@ def webhook_ingest(ctx: Context) -> dict[str, Any]:
     payments = seed.seed_stripe_payments(ctx.app, count, prefix)
     requests_file = ctx.work / "webhooks.txt"
     lines = _webhook_file(requests_file, payments, prefix)
-    from bench.servers import Server
-
-    with Server(
-        "portal:create_app()", stripe_env(ctx), ctx.plan.gunicorn, "/healthz", ctx.log_path
-    ) as server:
+    with ctx.portal(stripe_env(ctx)) as server:
         t0 = time.monotonic()
         result = run_wrk(
             server.url,
