@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import create_engine, text
 
 from bench import scenarios, seed
-from bench.run import BENCH_SECRET, DEFAULT_ADMIN_URL, Context, Plan, portal_env
+from bench.run import BENCH_SECRET, DEFAULT_ADMIN_URL, Context, Plan, ensure_schema, portal_env
 from bench.servers import GunicornConfig, Server, run_wrk
 
 
@@ -129,6 +129,7 @@ def measure(spec: str, ctx: Context, what: str, profile: bool) -> dict[str, Any]
             "BENCH_RUN": f"EXP{os.getpid()}{abs(hash(spec)) % 10000}",
         }
         script, conns = "api_create.lua", ctx.plan.api_connections
+    ensure_schema(ctx.seeded.url)
     with Server(spec, ctx.portal_env, ctx.plan.gunicorn, "/healthz", ctx.log_path) as server:
         run_wrk(server.url, script, 2, conns, env=env)
         workers, pg = server.worker_pids(), postgres_pids()
