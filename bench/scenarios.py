@@ -9,7 +9,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import random
+import signal
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -238,9 +242,198 @@ def webhook_ingest(ctx: Context) -> dict[str, Any]:
     return result
 
 
+def _callbacks_ready(ctx: Context) -> None:
+    try:
+        from portal.jobs.queue import HANDLERS
+        from portal.ledger import callbacks  # noqa: F401
+    except ImportError as exc:
+        raise NotMeasured(f"no callback delivery code yet ({exc})") from None
+    if "deliver_callback" not in HANDLERS:
+        raise NotMeasured("no deliver_callback job handler registered")
+
+
+def _endpoints(ctx: Context, url: str) -> None:
+    """Every bench merchant gets one callback endpoint pointing at the local receiver."""
+    from portal.extensions import db
+    from portal.ledger.callbacks import add_endpoint
+    from portal.ledger.models import CallbackEndpoint
+
+    with ctx.app.app_context():
+        db.session.execute(
+            text("UPDATE callback_endpoints SET enabled = false WHERE url <> :u"), {"u": url}
+        )
+        have = set(
+            db.session.scalars(
+                db.select(CallbackEndpoint.merchant_id).where(
+                    CallbackEndpoint.url == url, CallbackEndpoint.enabled.is_(True)
+                )
+            ).all()
+        )
+        merchants = db.session.scalars(text("SELECT id FROM merchants")).all()
+        for merchant_id in merchants:
+            if merchant_id not in have:
+                add_endpoint(merchant_id, url)
+        db.session.commit()
+        db.session.remove()
+
+
+class Workers:
+    """``count`` worker processes (``flask --app portal worker``), stopped with SIGTERM."""
+
+    def __init__(self, ctx: Context, count: int, threads: int | None = None) -> None:
+        self.ctx, self.count, self.threads = ctx, count, threads
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> Workers:
+        from bench.run import ensure_schema
+        from bench.servers import ROOT
+
+        ensure_schema(self.ctx.seeded.url)
+        env = {**os.environ, **self.ctx.portal_env, "PYTHONPATH": str(ROOT)}
+        cmd = [sys.executable, "-m", "flask", "--app", "portal", "worker"]
+        if self.threads:
+            cmd += ["--threads", str(self.threads)]
+        log = open(self.ctx.log_path, "ab")
+        self.log = log
+        for _ in range(self.count):
+            self.procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=log))
+        return self
+
+    def alive(self) -> bool:
+        return all(p.poll() is None for p in self.procs)
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        self.log.close()
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
 def callback_latency(ctx: Context) -> dict[str, Any]:
-    raise NotMeasured("no callback endpoints/deliveries in the code yet (portal/ledger, jobs)")
+    """Fulfil payments one at a time; time from commit to the receiver getting the callback."""
+    _callbacks_ready(ctx)
+    from bench.receiver import Receiver
+    from portal.extensions import db
+    from portal.payments.services import fulfil_payment
+
+    count = 10 if ctx.plan.smoke else 200
+    prefix = f"cl{int(time.time()) % 100000}"
+    payments = seed.seed_stripe_payments(ctx.app, count, prefix)
+    latencies: list[float] = []
+    missing = 0
+    with Receiver() as receiver:
+        _endpoints(ctx, receiver.url)
+        with Workers(ctx, 1) as workers:
+            time.sleep(1.5)  # let the worker start and go idle
+            if not workers.alive():
+                raise RuntimeError("the worker process exited at start (see the log)")
+            for payment in payments:
+                with ctx.app.app_context():
+                    fulfil_payment(payment["id"])
+                    committed = time.time()
+                    event_id = db.session.execute(
+                        text(
+                            "SELECT id FROM events WHERE payment_id = :p "
+                            "AND type = 'payment.succeeded'"
+                        ),
+                        {"p": payment["id"]},
+                    ).scalar_one()
+                    db.session.remove()
+                deadline = time.monotonic() + 10
+                while event_id not in receiver.arrivals and time.monotonic() < deadline:
+                    time.sleep(0.002)
+                if event_id in receiver.arrivals:
+                    latencies.append(receiver.arrivals[event_id] - committed)
+                else:
+                    missing += 1
+                time.sleep(0.02)
+    if not latencies:
+        raise RuntimeError(f"no callback arrived within 10 s ({missing} missing)")
+    return {
+        "count": len(latencies),
+        "missing": missing,
+        "p50_s": _percentile(latencies, 0.5),
+        "p99_s": _percentile(latencies, 0.99),
+        "max_s": max(latencies),
+        "note": f"{len(latencies)} payments, {missing} callbacks missing after 10 s",
+    }
 
 
 def callback_throughput(ctx: Context) -> dict[str, Any]:
-    raise NotMeasured("no callback endpoints/deliveries in the code yet (portal/ledger, jobs)")
+    """Queue N callbacks (real events through record_event), then 2 workers deliver them all."""
+    _callbacks_ready(ctx)
+    from bench.receiver import Receiver
+    from portal.extensions import db
+    from portal.ledger.services import record_event
+    from portal.payment_requests.models import PaymentRequest
+    from portal.payments.models import Payment
+
+    count = 200 if ctx.plan.smoke else 10_000
+    with Receiver() as receiver:
+        _endpoints(ctx, receiver.url)
+        with ctx.app.app_context():
+            pairs = db.session.execute(
+                text(
+                    "SELECT DISTINCT ON (merchant_id) request_id, id FROM payments "
+                    "WHERE status = 'succeeded' ORDER BY merchant_id, id"
+                )
+            ).all()
+            if not pairs:
+                db.session.remove()
+                from portal.payments.services import fulfil_payment
+
+                for payment in seed.seed_stripe_payments(ctx.app, 20, "cbt"):
+                    fulfil_payment(payment["id"])
+                pairs = db.session.execute(
+                    text(
+                        "SELECT DISTINCT ON (merchant_id) request_id, id FROM payments "
+                        "WHERE status = 'succeeded' ORDER BY merchant_id, id"
+                    )
+                ).all()
+            objects = [
+                (db.session.get(PaymentRequest, r), db.session.get(Payment, p)) for r, p in pairs
+            ]
+            t0 = time.monotonic()
+            for i in range(count):
+                pr, payment = objects[i % len(objects)]
+                record_event("payment.succeeded", pr, payment)
+                if i % 200 == 199:
+                    db.session.commit()
+            db.session.commit()
+            queue_s = time.monotonic() - t0
+            db.session.remove()
+        before = len(receiver.arrivals)
+        with Workers(ctx, 2) as workers:
+            started = time.time()
+            done = receiver.wait_for(before + count, timeout=30 if ctx.plan.smoke else 180)
+            finished = time.time()
+            alive = workers.alive()
+        arrivals = sorted(receiver.arrivals.values())[before:]
+    delivered = len(arrivals)
+    if delivered < 2:
+        raise RuntimeError(f"only {delivered} callbacks delivered (workers alive: {alive})")
+    span = arrivals[-1] - arrivals[0]
+    return {
+        "queued": count,
+        "delivered": delivered,
+        "all_delivered": done,
+        "rate": (delivered - 1) / span if span > 0 else 0.0,
+        "rate_from_start": delivered / (finished - started),
+        "endpoints": len(pairs),
+        "queue_s": round(queue_s, 1),
+        "note": (
+            f"{delivered}/{count} delivered to {len(pairs)} endpoints; "
+            f"rate from first to last arrival"
+        ),
+    }
