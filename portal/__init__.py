@@ -50,7 +50,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     limiter.init_app(app)
 
-    import portal.models  # noqa: F401 - register every model
+    import portal.jobs.handlers
+    import portal.ledger.api
+    import portal.models  # noqa: F401 - register every model and job handler
     from portal.api.views import bp as api_bp
     from portal.cli import register_cli
     from portal.customer.views import bp as customer_bp
@@ -62,4 +64,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     csrf.exempt(api_bp)
     web.init_app(app)
     register_cli(app)
+    if settings.embedded_worker:
+        from portal.jobs.worker import start_embedded_on_first_request
+
+        start_embedded_on_first_request(app)
     return app

@@ -49,6 +49,13 @@ class Settings:
     redis_url: str = ""
     store_open_ip: bool = False
     rate_limits: bool = True
+    job_lease_seconds: int = 60
+    worker_threads: int = 4
+    callback_timeout: float = 15.0
+    # Seconds before each try: about 0 s, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h.
+    callback_schedule: list[int] = field(
+        default_factory=lambda: [0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]
+    )
     api_rate_limit: str = "100 per second"
     link_rate_limit: str = "120 per minute"
     stripe_secret_key: str = ""
@@ -91,6 +98,14 @@ class Settings:
         s.embedded_worker = _bool(env.get("PORTAL_EMBEDDED_WORKER"))
         s.store_open_ip = _bool(env.get("PORTAL_STORE_OPEN_IP"))
         s.rate_limits = _bool(env.get("PORTAL_RATE_LIMITS"), default=True)
+        if env.get("PORTAL_JOB_LEASE_SECONDS"):
+            s.job_lease_seconds = int(env["PORTAL_JOB_LEASE_SECONDS"])
+        if env.get("PORTAL_WORKER_THREADS"):
+            s.worker_threads = int(env["PORTAL_WORKER_THREADS"])
+        if env.get("PORTAL_CALLBACK_TIMEOUT"):
+            s.callback_timeout = float(env["PORTAL_CALLBACK_TIMEOUT"])
+        if env.get("PORTAL_CALLBACK_SCHEDULE"):
+            s.callback_schedule = [int(x) for x in _list(env["PORTAL_CALLBACK_SCHEDULE"])]
         s.base_url = s.base_url.rstrip("/")
         return s
 

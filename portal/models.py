@@ -3,13 +3,16 @@
 from portal.api.models import IdempotencyKey
 from portal.delivery.models import LinkDelivery
 from portal.jobs.models import Job
-from portal.ledger.models import Event
+from portal.ledger.models import CallbackAttempt, CallbackDelivery, CallbackEndpoint, Event
 from portal.merchants.models import ApiKey, Merchant
 from portal.payment_requests.models import OrderLine, PaymentRequest, StatementLine
 from portal.payments.models import Payment, Refund
 
 __all__ = [
     "ApiKey",
+    "CallbackAttempt",
+    "CallbackDelivery",
+    "CallbackEndpoint",
     "Event",
     "IdempotencyKey",
     "Job",

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 14:35:45.780119
+Create Date: 2026-11-22 14:46:28.519124
 
 """
 from alembic import op
@@ -73,6 +73,23 @@ def upgrade():
     )
     with op.batch_alter_table('api_keys', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_api_keys_merchant_id'), ['merchant_id'], unique=False)
+
+    op.create_table('callback_endpoints',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('merchant_id', sa.String(length=40), nullable=False),
+    sa.Column('url', sa.String(length=2000), nullable=False),
+    sa.Column('secret', sa.String(length=100), nullable=False),
+    sa.Column('previous_secret', sa.String(length=100), nullable=True),
+    sa.Column('previous_secret_expires_at', portal.db_types.UTCDateTime(), nullable=True),
+    sa.Column('enabled', sa.Boolean(), nullable=False),
+    sa.Column('disabled_reason', sa.String(length=300), nullable=True),
+    sa.Column('event_types', sa.JSON(), nullable=False),
+    sa.Column('created_at', portal.db_types.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['merchant_id'], ['merchants.id'], name=op.f('fk_callback_endpoints_merchant_id_merchants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_callback_endpoints'))
+    )
+    with op.batch_alter_table('callback_endpoints', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_callback_endpoints_merchant_id'), ['merchant_id'], unique=False)
 
     op.create_table('events',
     sa.Column('id', sa.String(length=40), nullable=False),
@@ -149,6 +166,30 @@ def upgrade():
         batch_op.create_index('ix_payment_requests_merchant_customer_ref', ['merchant_id', 'customer_reference'], unique=False)
         batch_op.create_index('ix_payment_requests_merchant_reference', ['merchant_id', 'reference'], unique=False)
         batch_op.create_index('ix_payment_requests_status_expires', ['status', 'expires_at'], unique=False)
+
+    op.create_table('callback_deliveries',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('event_id', sa.String(length=40), nullable=False),
+    sa.Column('endpoint_id', sa.String(length=40), nullable=False),
+    sa.Column('merchant_id', sa.String(length=40), nullable=False),
+    sa.Column('status', sa.String(length=20), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('next_attempt_at', portal.db_types.UTCDateTime(), nullable=True),
+    sa.Column('last_status_code', sa.Integer(), nullable=True),
+    sa.Column('last_error', sa.String(length=500), nullable=True),
+    sa.Column('created_at', portal.db_types.UTCDateTime(), nullable=False),
+    sa.Column('delivered_at', portal.db_types.UTCDateTime(), nullable=True),
+    sa.ForeignKeyConstraint(['endpoint_id'], ['callback_endpoints.id'], name=op.f('fk_callback_deliveries_endpoint_id_callback_endpoints')),
+    sa.ForeignKeyConstraint(['event_id'], ['events.id'], name=op.f('fk_callback_deliveries_event_id_events')),
+    sa.ForeignKeyConstraint(['merchant_id'], ['merchants.id'], name=op.f('fk_callback_deliveries_merchant_id_merchants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_callback_deliveries')),
+    sa.UniqueConstraint('event_id', 'endpoint_id', name='uq_callback_deliveries_event_endpoint')
+    )
+    with op.batch_alter_table('callback_deliveries', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_callback_deliveries_endpoint_id'), ['endpoint_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_callback_deliveries_event_id'), ['event_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_callback_deliveries_merchant_id'), ['merchant_id'], unique=False)
+        batch_op.create_index('ix_callback_deliveries_status', ['status', 'next_attempt_at'], unique=False)
 
     op.create_table('link_deliveries',
     sa.Column('id', sa.String(length=40), nullable=False),
@@ -236,6 +277,21 @@ def upgrade():
     with op.batch_alter_table('statement_lines', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_statement_lines_request_id'), ['request_id'], unique=False)
 
+    op.create_table('callback_attempts',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('delivery_id', sa.String(length=40), nullable=False),
+    sa.Column('attempted_at', portal.db_types.UTCDateTime(), nullable=False),
+    sa.Column('status_code', sa.Integer(), nullable=True),
+    sa.Column('latency_ms', sa.Integer(), nullable=True),
+    sa.Column('error', sa.String(length=500), nullable=True),
+    sa.Column('response_excerpt', sa.String(length=500), nullable=True),
+    sa.Column('next_attempt_at', portal.db_types.UTCDateTime(), nullable=True),
+    sa.ForeignKeyConstraint(['delivery_id'], ['callback_deliveries.id'], name=op.f('fk_callback_attempts_delivery_id_callback_deliveries')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_callback_attempts'))
+    )
+    with op.batch_alter_table('callback_attempts', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_callback_attempts_delivery_id'), ['delivery_id'], unique=False)
+
     op.create_table('refunds',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('payment_id', sa.String(length=40), nullable=False),
@@ -265,6 +321,10 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_refunds_merchant_id'))
 
     op.drop_table('refunds')
+    with op.batch_alter_table('callback_attempts', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_callback_attempts_delivery_id'))
+
+    op.drop_table('callback_attempts')
     with op.batch_alter_table('statement_lines', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_statement_lines_request_id'))
 
@@ -286,6 +346,13 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_link_deliveries_merchant_id'))
 
     op.drop_table('link_deliveries')
+    with op.batch_alter_table('callback_deliveries', schema=None) as batch_op:
+        batch_op.drop_index('ix_callback_deliveries_status')
+        batch_op.drop_index(batch_op.f('ix_callback_deliveries_merchant_id'))
+        batch_op.drop_index(batch_op.f('ix_callback_deliveries_event_id'))
+        batch_op.drop_index(batch_op.f('ix_callback_deliveries_endpoint_id'))
+
+    op.drop_table('callback_deliveries')
     with op.batch_alter_table('payment_requests', schema=None) as batch_op:
         batch_op.drop_index('ix_payment_requests_status_expires')
         batch_op.drop_index('ix_payment_requests_merchant_reference')
@@ -301,6 +368,10 @@ def downgrade():
         batch_op.drop_index('ix_events_payment')
 
     op.drop_table('events')
+    with op.batch_alter_table('callback_endpoints', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_callback_endpoints_merchant_id'))
+
+    op.drop_table('callback_endpoints')
     with op.batch_alter_table('api_keys', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_api_keys_merchant_id'))
 

@@ -1,19 +1,27 @@
-"""Claiming and running jobs.
+"""Claiming and running jobs: the worker process (``flask --app portal worker``).
 
-A job is claimed with an atomic conditional update (status ``queued`` and due →
-``running`` with a lease); a worker that dies leaves a lease that expires,
-after which another worker takes the job again.
+Jobs are claimed atomically with a lease: ``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL, a conditional UPDATE on SQLite. A worker that dies leaves a lease
+that expires, and another worker takes the job again. Jobs that share a
+``queue_key`` (one merchant's callback endpoint) run at most
+``PER_KEY_LIMIT`` at a time, so a slow endpoint holds a few threads, never
+the whole worker. SIGTERM stops claiming and lets the jobs in hand finish.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import threading
+import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-from sqlalchemy import or_, select, update
+from flask import Flask, current_app
+from sqlalchemy import delete, func, or_, select, update
 
 from portal.db_types import utcnow
 from portal.extensions import db
@@ -22,55 +30,81 @@ from portal.jobs.queue import HANDLERS, RetryLater
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(seconds=60)
 BACKOFF = [timedelta(seconds=s) for s in (5, 30, 120, 600, 3600)]
+PER_KEY_LIMIT = 4
+KEEP_DONE = timedelta(days=7)
+PERIODIC_EVERY = 60.0
 
 
 def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 10000}"
+
+
+def _lease() -> timedelta:
+    return timedelta(seconds=current_app.config["PORTAL_JOB_LEASE_SECONDS"])
+
+
+def _due(now):
+    busy_keys = (
+        select(Job.queue_key)
+        .where(Job.status == JobStatus.RUNNING, Job.locked_until >= now, Job.queue_key.is_not(None))
+        .group_by(Job.queue_key)
+        .having(func.count() >= PER_KEY_LIMIT)
+    )
+    return (
+        or_(
+            (Job.status == JobStatus.QUEUED) & (Job.run_at <= now),
+            (Job.status == JobStatus.RUNNING) & (Job.locked_until < now),
+        )
+    ) & (Job.queue_key.is_(None) | Job.queue_key.not_in(busy_keys))
+
+
+def claim(worker: str, limit: int = 1) -> list[int]:
+    """Claim up to ``limit`` due jobs for ``worker``; commits and returns their ids."""
+    now = utcnow()
+    values = {
+        "status": JobStatus.RUNNING,
+        "locked_by": worker,
+        "locked_until": now + _lease(),
+        "attempts": Job.attempts + 1,
+    }
+    if db.engine.dialect.name == "postgresql":
+        picked = (
+            select(Job.id)
+            .where(_due(now))
+            .order_by(Job.run_at, Job.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        ids = db.session.scalars(
+            update(Job).where(Job.id.in_(picked)).values(**values).returning(Job.id)
+        ).all()
+        db.session.commit()
+        return list(ids)
+    claimed: list[int] = []
+    candidates = db.session.scalars(
+        select(Job.id).where(_due(now)).order_by(Job.run_at, Job.id).limit(limit * 3)
+    ).all()
+    for job_id in candidates:
+        result = db.session.execute(update(Job).where(Job.id == job_id, _due(now)).values(**values))
+        db.session.commit()
+        if result.rowcount == 1:
+            claimed.append(job_id)
+            if len(claimed) >= limit:
+                break
+    return claimed
 
 
 def claim_one(worker: str) -> Job | None:
-    """Claim the next due job, or None. Commits the claim."""
-    now = utcnow()
-    candidates = db.session.scalars(
-        select(Job.id)
-        .where(
-            or_(
-                (Job.status == JobStatus.QUEUED) & (Job.run_at <= now),
-                (Job.status == JobStatus.RUNNING) & (Job.locked_until < now),
-            )
-        )
-        .order_by(Job.run_at, Job.id)
-        .limit(10)
-    ).all()
-    for job_id in candidates:
-        result = db.session.execute(
-            update(Job)
-            .where(
-                Job.id == job_id,
-                or_(
-                    Job.status == JobStatus.QUEUED,
-                    (Job.status == JobStatus.RUNNING) & (Job.locked_until < now),
-                ),
-            )
-            .values(
-                status=JobStatus.RUNNING,
-                locked_by=worker,
-                locked_until=now + LEASE,
-                attempts=Job.attempts + 1,
-            )
-        )
-        db.session.commit()
-        if result.rowcount == 1:
-            return db.session.get(Job, job_id)
-    return None
+    ids = claim(worker, 1)
+    return db.session.get(Job, ids[0]) if ids else None
 
 
 def run_job(job: Job) -> None:
     """Run one claimed job and record its outcome (commits)."""
     handler = HANDLERS.get(job.kind)
-    job_id = job.id
+    job_id, worker = job.id, job.locked_by
     try:
         if handler is None:
             raise LookupError(f"no handler for job kind {job.kind!r}")
@@ -78,6 +112,8 @@ def run_job(job: Job) -> None:
     except Exception as exc:  # a failing job must never kill the worker
         db.session.rollback()
         job = db.session.get(Job, job_id)
+        if job is None or job.locked_by != worker:
+            return  # our lease expired and another worker took it
         delay = exc.delay if isinstance(exc, RetryLater) else None
         job.last_error = "".join(traceback.format_exception_only(exc)).strip()[:2000]
         job.locked_by = None
@@ -89,19 +125,20 @@ def run_job(job: Job) -> None:
         else:
             job.status = JobStatus.QUEUED
             job.run_at = utcnow() + (delay or BACKOFF[min(job.attempts - 1, len(BACKOFF) - 1)])
-            log.warning("job %s (%s) will be retried: %s", job.id, job.kind, job.last_error)
+            if not isinstance(exc, RetryLater):
+                log.warning("job %s (%s) will be retried: %s", job.id, job.kind, job.last_error)
         db.session.commit()
         return
-    job = db.session.get(Job, job_id)
-    job.status = JobStatus.DONE
-    job.finished_at = utcnow()
-    job.locked_by = None
-    job.locked_until = None
+    db.session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.locked_by == worker)
+        .values(status=JobStatus.DONE, finished_at=utcnow(), locked_by=None, locked_until=None)
+    )
     db.session.commit()
 
 
 def run_due_jobs(limit: int = 1000, worker: str | None = None) -> int:
-    """Run due jobs until none is left (or ``limit``); returns how many ran."""
+    """Run due jobs in this thread until none is left (or ``limit``); returns how many ran."""
     worker = worker or worker_name()
     count = 0
     while count < limit:
@@ -111,3 +148,91 @@ def run_due_jobs(limit: int = 1000, worker: str | None = None) -> int:
         run_job(job)
         count += 1
     return count
+
+
+def run_periodic() -> None:
+    """Expire overdue links and forget old finished jobs (safe on many workers at once)."""
+    from portal.payment_requests.services import expire_overdue
+
+    expired = expire_overdue()
+    if expired:
+        log.info("expired %s payment requests", expired)
+    cutoff = utcnow() - KEEP_DONE
+    db.session.execute(delete(Job).where(Job.status == JobStatus.DONE, Job.finished_at < cutoff))
+    db.session.commit()
+
+
+class Worker:
+    """A claiming loop feeding a small thread pool; stops gracefully on SIGTERM."""
+
+    def __init__(self, app: Flask, *, threads: int | None = None, poll: float = 0.2) -> None:
+        self.app = app
+        self.threads = threads or app.config["PORTAL_WORKER_THREADS"]
+        self.poll = poll
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.stopping = threading.Event()
+        self._last_periodic = 0.0
+
+    def stop(self, *_: object) -> None:
+        self.stopping.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+
+    def _run_one(self, job_id: int) -> None:
+        with self.app.app_context():
+            try:
+                job = db.session.get(Job, job_id)
+                if job is not None:
+                    run_job(job)
+            except Exception:
+                log.exception("job %s crashed the runner", job_id)
+            finally:
+                db.session.remove()
+
+    def run(self, *, exit_when_idle: bool = False) -> None:
+        in_flight: set = set()
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="job") as pool:
+            while not self.stopping.is_set():
+                in_flight = {f for f in in_flight if not f.done()}
+                free = self.threads - len(in_flight)
+                ids: list[int] = []
+                with self.app.app_context():
+                    try:
+                        if time.monotonic() - self._last_periodic > PERIODIC_EVERY:
+                            self._last_periodic = time.monotonic()
+                            run_periodic()
+                        if free > 0:
+                            ids = claim(self.name, free)
+                    except Exception:
+                        log.exception("claiming jobs failed; retrying")
+                        time.sleep(1)
+                    finally:
+                        db.session.remove()
+                for job_id in ids:
+                    in_flight.add(pool.submit(self._run_one, job_id))
+                if not ids:
+                    if exit_when_idle and not in_flight:
+                        break
+                    self.stopping.wait(self.poll)
+            log.info("worker %s stopping; finishing %s job(s) in hand", self.name, len(in_flight))
+
+
+def start_embedded(app: Flask) -> threading.Thread:
+    """A daemon worker thread inside the web process (``make run``: one command)."""
+    worker = Worker(app, threads=2, poll=0.5)
+    thread = threading.Thread(target=worker.run, name="embedded-worker", daemon=True)
+    thread.start()
+    log.info("embedded worker started")
+    return thread
+
+
+def start_embedded_on_first_request(app: Flask) -> None:
+    """Start the embedded worker with the web server's first request, never in CLI commands."""
+    started = threading.Lock()
+
+    @app.before_request
+    def _start_worker() -> None:
+        if "embedded_worker" not in app.extensions and started.acquire(blocking=False):
+            app.extensions["embedded_worker"] = start_embedded(app)

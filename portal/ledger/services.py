@@ -103,11 +103,10 @@ def record_event(
 
 
 def fan_out(event: Event) -> None:
-    """Queue one delivery per enabled callback endpoint that wants this event type.
+    """Queue one delivery per enabled callback endpoint that wants this event type."""
+    from portal.ledger.callbacks import fan_out as fan_out_callbacks
 
-    Filled in by the callbacks work (endpoints, deliveries); without endpoints
-    the event is still there for the pull API.
-    """
+    fan_out_callbacks(event)
 
 
 def event_body(event: Event) -> dict[str, Any]:

@@ -1,0 +1,4 @@
+"""Imports every module that registers job handlers, so any process can run any job."""
+
+import portal.delivery.services
+import portal.ledger.callbacks  # noqa: F401

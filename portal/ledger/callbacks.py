@@ -1,0 +1,315 @@
+"""Merchant ledger callbacks, per the Standard Webhooks specification.
+
+Every event is fanned out (in the transaction that wrote it) to one
+:class:`CallbackDelivery` per matching endpoint, and a ``deliver_callback``
+job. The job signs ``id.timestamp.body`` with the endpoint's ``whsec_``
+secret, posts it to the address it checked (no DNS rebinding), records the
+attempt, and reschedules itself on the retry schedule until it succeeds or is
+dead-lettered. Outbound HTTP happens only here, in the worker.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import ipaddress
+import json
+import logging
+import random
+import secrets
+import socket
+import time
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import urllib3
+from flask import current_app
+from sqlalchemy import select
+from standardwebhooks import Webhook
+
+from portal.db_types import isoformat, utcnow
+from portal.errors import Invalid, NotFound
+from portal.extensions import db
+from portal.jobs.queue import RetryLater, enqueue, job_handler
+from portal.ledger.models import (
+    CallbackAttempt,
+    CallbackDelivery,
+    CallbackEndpoint,
+    DeliveryState,
+    Event,
+)
+from portal.ledger.services import EVENT_TYPES, event_body
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "portal-callbacks/1"
+EXCERPT = 300
+
+
+class UnsafeURL(ValueError):
+    """A callback URL the portal refuses to call (SSRF protection)."""
+
+
+def _allowed_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def resolve_callback_url(url: str, *, allow_private: bool) -> tuple[str, str, int, str]:
+    """Check ``url`` and return (scheme, host, port, ip to connect to).
+
+    https and public addresses only, unless ``allow_private`` (development).
+    Every address the name resolves to must be allowed, and the caller then
+    connects to the one returned, so a second lookup cannot point elsewhere.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise UnsafeURL("the URL must be https://host/path")
+    if parts.scheme != "https" and not allow_private:
+        raise UnsafeURL("callback URLs must use https")
+    if parts.username or parts.password:
+        raise UnsafeURL("credentials in the URL are not allowed")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UnsafeURL(f"cannot resolve {parts.hostname}") from exc
+    addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    if not addresses:
+        raise UnsafeURL(f"cannot resolve {parts.hostname}")
+    if not allow_private:
+        for ip in addresses:
+            if not _allowed_ip(ip):
+                raise UnsafeURL(f"{parts.hostname} resolves to a non-public address ({ip})")
+    return parts.scheme, parts.hostname, port, str(addresses[0])
+
+
+def new_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def _allow_private() -> bool:
+    return bool(current_app.config["PORTAL_ALLOW_PRIVATE_CALLBACKS"])
+
+
+def add_endpoint(
+    merchant_id: str, url: str, event_types: list[str] | None = None
+) -> CallbackEndpoint:
+    """Register an endpoint (caller commits); the secret is on the returned object."""
+    try:
+        resolve_callback_url(url, allow_private=_allow_private())
+    except UnsafeURL as exc:
+        raise Invalid("unsafe_url", str(exc), "url") from None
+    for event_type in event_types or []:
+        if event_type not in EVENT_TYPES:
+            raise Invalid(
+                "unknown_event_type", f"{event_type} is not an event type.", "event_types"
+            )
+    endpoint = CallbackEndpoint(
+        merchant_id=merchant_id,
+        url=url,
+        secret=new_secret(),
+        enabled=True,
+        event_types=list(event_types or []),
+    )
+    db.session.add(endpoint)
+    db.session.flush()
+    return endpoint
+
+
+def rotate_secret(endpoint: CallbackEndpoint, overlap: timedelta = timedelta(hours=24)) -> str:
+    """A new secret; the old one keeps signing beside it during ``overlap`` (caller commits)."""
+    endpoint.previous_secret = endpoint.secret
+    endpoint.previous_secret_expires_at = utcnow() + overlap
+    endpoint.secret = new_secret()
+    return endpoint.secret
+
+
+def _wants(endpoint: CallbackEndpoint, event_type: str) -> bool:
+    return endpoint.enabled and (not endpoint.event_types or event_type in endpoint.event_types)
+
+
+def _queue(delivery: CallbackDelivery, endpoint_id: str) -> None:
+    delivery.status = DeliveryState.PENDING
+    delivery.next_attempt_at = utcnow()
+    enqueue(
+        "deliver_callback",
+        {"delivery_id": delivery.id},
+        queue_key=f"endpoint:{endpoint_id}",
+        max_attempts=1000,  # the delivery's own schedule decides when to stop
+    )
+
+
+def fan_out(event: Event) -> None:
+    """One delivery and one job per enabled endpoint that wants this event (no commit)."""
+    endpoints = db.session.scalars(
+        select(CallbackEndpoint).where(
+            CallbackEndpoint.merchant_id == event.merchant_id, CallbackEndpoint.enabled.is_(True)
+        )
+    ).all()
+    for endpoint in endpoints:
+        if not _wants(endpoint, event.type):
+            continue
+        delivery = CallbackDelivery(
+            event_id=event.id, endpoint_id=endpoint.id, merchant_id=event.merchant_id, attempts=0
+        )
+        db.session.add(delivery)
+        db.session.flush()
+        _queue(delivery, endpoint.id)
+
+
+def redeliver_event(merchant_id: str, event_id: str) -> list[CallbackDelivery]:
+    """Send an event again to every endpoint that wants it, dead-lettered ones included.
+
+    Each send is a new attempt on the delivery; the caller commits.
+    """
+    event = db.session.get(Event, event_id)
+    if event is None or event.merchant_id != merchant_id:
+        raise NotFound("event")
+    deliveries = {
+        d.endpoint_id: d
+        for d in db.session.scalars(
+            select(CallbackDelivery).where(CallbackDelivery.event_id == event.id)
+        )
+    }
+    endpoints = db.session.scalars(
+        select(CallbackEndpoint).where(CallbackEndpoint.merchant_id == merchant_id)
+    ).all()
+    queued = []
+    for endpoint in endpoints:
+        if not _wants(endpoint, event.type):
+            continue
+        delivery = deliveries.get(endpoint.id)
+        if delivery is None:
+            delivery = CallbackDelivery(
+                event_id=event.id, endpoint_id=endpoint.id, merchant_id=merchant_id, attempts=0
+            )
+            db.session.add(delivery)
+            db.session.flush()
+        _queue(delivery, endpoint.id)
+        queued.append(delivery)
+    return queued
+
+
+def signature_header(endpoint: CallbackEndpoint, msg_id: str, at: datetime, body: str) -> str:
+    """``v1,<base64>`` — and the previous secret's signature too during a rotation."""
+    signatures = [Webhook(endpoint.secret).sign(msg_id, at, body)]
+    if (
+        endpoint.previous_secret
+        and endpoint.previous_secret_expires_at
+        and (endpoint.previous_secret_expires_at > utcnow())
+    ):
+        signatures.append(Webhook(endpoint.previous_secret).sign(msg_id, at, body))
+    return " ".join(signatures)
+
+
+def _post(
+    url: str, body: bytes, headers: dict[str, str], timeout: float
+) -> tuple[int, bytes, str | None]:
+    """POST to the checked address; returns (status, body excerpt, Retry-After)."""
+    scheme, host, port, ip = resolve_callback_url(url, allow_private=_allow_private())
+    parts = urlsplit(url)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    headers = {**headers, "Host": host if port in (80, 443) else f"{host}:{port}"}
+    if scheme == "https":
+        pool: urllib3.HTTPConnectionPool = urllib3.HTTPSConnectionPool(
+            ip, port, server_hostname=host, assert_hostname=host, cert_reqs="CERT_REQUIRED",
+            timeout=timeout, retries=False,
+        )  # fmt: skip
+    else:
+        pool = urllib3.HTTPConnectionPool(ip, port, timeout=timeout, retries=False)
+    with pool:
+        response = pool.urlopen(
+            "POST", path, body=body, headers=headers, redirect=False, preload_content=False
+        )
+        excerpt = response.read(EXCERPT * 4, decode_content=True)
+        response.release_conn()
+        return response.status, excerpt, response.headers.get("Retry-After")
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max((when - utcnow()).total_seconds(), 0)
+
+
+def _delay_after(attempts: int) -> float | None:
+    """Seconds until the next try after ``attempts`` tries, with jitter; None when out."""
+    schedule = current_app.config["PORTAL_CALLBACK_SCHEDULE"]
+    if attempts >= len(schedule):
+        return None
+    base = schedule[attempts]
+    return base * random.uniform(0.9, 1.1)
+
+
+@job_handler("deliver_callback")
+def deliver_callback(payload: dict[str, Any]) -> None:
+    delivery = db.session.get(CallbackDelivery, payload["delivery_id"])
+    if delivery is None or delivery.status != DeliveryState.PENDING:
+        return
+    endpoint, event = delivery.endpoint, delivery.event
+    attempt = CallbackAttempt(delivery_id=delivery.id, attempted_at=utcnow())
+    delivery.attempts += 1
+    status: int | None = None
+    retry_after: float | None = None
+    if not endpoint.enabled:
+        attempt.error = f"endpoint disabled: {endpoint.disabled_reason or 'by the merchant'}"
+    else:
+        body = json.dumps(event_body(event), separators=(",", ":"), ensure_ascii=False)
+        now = utcnow()
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "webhook-id": event.id,
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": signature_header(endpoint, event.id, now, body),
+        }
+        started = time.monotonic()
+        try:
+            status, excerpt, retry_header = _post(
+                endpoint.url, body.encode(), headers, current_app.config["PORTAL_CALLBACK_TIMEOUT"]
+            )
+            attempt.status_code = status
+            attempt.response_excerpt = excerpt.decode("utf-8", "replace")[:EXCERPT]
+            if status in (429, 503):
+                retry_after = _retry_after(retry_header)
+        except UnsafeURL as exc:
+            attempt.error = f"refused: {exc}"
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            attempt.error = f"{type(exc).__name__}: {exc}"[:500]
+        attempt.latency_ms = int((time.monotonic() - started) * 1000)
+    delivery.last_status_code = status
+    ok = status is not None and 200 <= status < 300
+    delivery.last_error = attempt.error or (None if ok else f"HTTP {status}")
+    if ok:
+        delivery.status = DeliveryState.SUCCEEDED
+        delivery.delivered_at = attempt.attempted_at
+        delivery.next_attempt_at = None
+        db.session.add(attempt)
+        db.session.commit()
+        return
+    if status == 410:
+        endpoint.enabled = False
+        endpoint.disabled_reason = f"answered 410 Gone on {isoformat(attempt.attempted_at)}"
+    delay = None if status == 410 or not endpoint.enabled else _delay_after(delivery.attempts)
+    if delay is not None and retry_after is not None:
+        delay = min(max(delay, retry_after), 86400)
+    if delay is None:
+        delivery.status = DeliveryState.DEAD
+        delivery.next_attempt_at = None
+        db.session.add(attempt)
+        db.session.commit()
+        log.warning("callback %s dead-lettered after %s attempts", delivery.id, delivery.attempts)
+        return
+    attempt.next_attempt_at = delivery.next_attempt_at = utcnow() + timedelta(seconds=delay)
+    db.session.add(attempt)
+    db.session.commit()
+    raise RetryLater(delivery.last_error or "callback failed", timedelta(seconds=delay))

@@ -1,0 +1,99 @@
+"""Worker processes on PostgreSQL: many draining at once, and one killed mid-delivery."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+from portal.extensions import db
+from portal.ledger.callbacks import add_endpoint
+from portal.ledger.models import CallbackDelivery
+from portal.ledger.services import record_event
+from tests.conftest import TEST_SECRET
+from tests.factories import make_merchant, make_request
+from tests.servers import HTTPRecorder
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def start_worker(db_url: str, **env: str) -> subprocess.Popen:
+    environ = {
+        **os.environ,
+        "PORTAL_ENV": "test",
+        "PORTAL_DATABASE_URL": db_url,
+        "PORTAL_SECRET_KEYS": TEST_SECRET,
+        "PORTAL_ALLOW_PRIVATE_CALLBACKS": "1",
+        **env,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "portal", "worker", "--exit-when-idle"],
+        cwd=ROOT,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def make_events(count: int, url: str) -> str:
+    m = make_merchant()
+    add_endpoint(m.id, url)
+    pr = make_request(m)
+    for _ in range(count):
+        record_event("payment_request.voided", pr)
+    db.session.commit()
+    return m.id
+
+
+def test_two_workers_deliver_a_thousand_callbacks_exactly_once(pg_app, pg_url):
+    receiver = HTTPRecorder(lambda req: (200, {}, b"ok")).start()
+    try:
+        make_events(1000, receiver.url)
+        workers = [start_worker(pg_url, PORTAL_WORKER_THREADS="4") for _ in range(2)]
+        for w in workers:
+            out, _ = w.communicate(timeout=240)
+            assert w.returncode == 0, out.decode()[-2000:]
+        ids = Counter(r.headers["webhook-id"] for r in receiver.requests)
+        assert len(ids) == 1000
+        assert set(ids.values()) == {1}, "an event was delivered twice"
+        db.session.expire_all()
+        statuses = Counter(d.status for d in db.session.query(CallbackDelivery))
+        assert statuses == {"succeeded": 1000}
+    finally:
+        receiver.stop()
+
+
+def test_killed_worker_job_is_taken_up_after_the_lease(pg_app, pg_url):
+    first_arrived = threading.Event()
+
+    def respond(req):
+        if not first_arrived.is_set():
+            first_arrived.set()
+            time.sleep(4)  # the worker is killed while it waits for this answer
+        return 200, {}, b"ok"
+
+    receiver = HTTPRecorder(respond).start()
+    try:
+        make_events(1, receiver.url)
+        victim = start_worker(pg_url, PORTAL_JOB_LEASE_SECONDS="2")
+        assert first_arrived.wait(60), "the first worker never called the receiver"
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+        victim.stdout.close()
+        time.sleep(2.5)  # let the lease run out
+        rescuer = start_worker(pg_url, PORTAL_JOB_LEASE_SECONDS="2")
+        out, _ = rescuer.communicate(timeout=60)
+        assert rescuer.returncode == 0, out.decode()[-2000:]
+        ids = [r.headers["webhook-id"] for r in receiver.requests]
+        assert len(ids) == 2 and ids[0] == ids[1]  # the same webhook-id: receivers dedupe
+        db.session.expire_all()
+        delivery = db.session.query(CallbackDelivery).one()
+        assert delivery.status == "succeeded"
+        assert delivery.event_id == ids[0]
+    finally:
+        receiver.stop()
