@@ -280,8 +280,10 @@ def _endpoints(ctx: Context, url: str) -> None:
 class Workers:
     """``count`` worker processes (``flask --app portal worker``), stopped with SIGTERM."""
 
-    def __init__(self, ctx: Context, count: int, threads: int | None = None) -> None:
-        self.ctx, self.count, self.threads = ctx, count, threads
+    def __init__(
+        self, ctx: Context, count: int, threads: int | None = None, variant: str | None = None
+    ) -> None:
+        self.ctx, self.count, self.threads, self.variant = ctx, count, threads, variant
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def __enter__(self) -> Workers:
@@ -293,6 +295,12 @@ class Workers:
         cmd = [sys.executable, "-m", "flask", "--app", "portal", "worker"]
         if self.threads:
             cmd += ["--threads", str(self.threads)]
+        if self.variant:  # a function of bench.variants that runs a modified worker
+            cmd = [
+                sys.executable,
+                "-c",
+                f"from bench.variants import {self.variant}; {self.variant}()",
+            ]
         log = open(self.ctx.log_path, "ab")
         self.log = log
         for _ in range(self.count):
@@ -370,7 +378,12 @@ def callback_latency(ctx: Context) -> dict[str, Any]:
     }
 
 
-def callback_throughput(ctx: Context) -> dict[str, Any]:
+def callback_throughput_slot_wait(ctx: Context) -> dict[str, Any]:
+    """The same with the worker loop fix proposed in bench/README.md (not the product)."""
+    return callback_throughput(ctx, variant="worker_with_slot_wait")
+
+
+def callback_throughput(ctx: Context, variant: str | None = None) -> dict[str, Any]:
     """Queue N callbacks (real events through record_event), then 2 workers deliver them all."""
     _callbacks_ready(ctx)
     from bench.receiver import Receiver
@@ -414,7 +427,7 @@ def callback_throughput(ctx: Context) -> dict[str, Any]:
             queue_s = time.monotonic() - t0
             db.session.remove()
         before = len(receiver.arrivals)
-        with Workers(ctx, 2) as workers:
+        with Workers(ctx, 2, variant=variant) as workers:
             started = time.time()
             done = receiver.wait_for(before + count, timeout=30 if ctx.plan.smoke else 180)
             finished = time.time()
