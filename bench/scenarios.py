@@ -429,7 +429,7 @@ def callback_throughput(ctx: Context, variant: str | None = None) -> dict[str, A
         before = len(receiver.arrivals)
         with Workers(ctx, 2, variant=variant) as workers:
             started = time.time()
-            done = receiver.wait_for(before + count, timeout=30 if ctx.plan.smoke else 180)
+            done = receiver.wait_for(before + count, timeout=30 if ctx.plan.smoke else 120)
             finished = time.time()
             alive = workers.alive()
         arrivals = sorted(receiver.arrivals.values())[before:]
