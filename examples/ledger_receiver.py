@@ -27,7 +27,7 @@ def create_app(secret: str) -> Flask:
     app.config["APPLIED"] = applied
 
     @app.post("/callbacks")
-    def callbacks():  # noqa: ANN202
+    def callbacks():
         try:
             event = webhook.verify(request.get_data(), dict(request.headers))
         except WebhookVerificationError:
