@@ -283,6 +283,37 @@ def _git_commit() -> str:
         return ""
 
 
+def run_snapshot(argv: list[str], out: Path | None) -> int:
+    """Re-run this command in an export of HEAD, so files being edited cannot skew a run."""
+    root = BENCH_DIR.parent
+    snap = Path(tempfile.mkdtemp(prefix="portal-bench-src-"))
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", "HEAD"], cwd=root, capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(snap)], input=archive.stdout, check=True)
+    pybabel = Path(sys.executable).parent / "pybabel"
+    subprocess.run([str(pybabel), "-q", "compile", "-d", "translations"], cwd=snap, check=True)
+    rest, skip = [], False
+    for arg in argv:
+        if skip or arg == "--snapshot":
+            skip = False
+            continue
+        if arg == "--out":
+            skip = True
+            continue
+        if not arg.startswith("--out="):
+            rest.append(arg)
+    if out is not None:
+        rest += ["--out", str(out.resolve())]
+    elif "--smoke" not in rest:
+        rest += ["--out", str(BENCH_DIR / "results")]
+    log(f"measuring commit {_git_commit()} exported to {snap}")
+    env = {**os.environ, "PYTHONPATH": str(snap)}
+    return subprocess.run(
+        [sys.executable, "-m", "bench.run", *rest], cwd=snap, env=env, check=False
+    ).returncode
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="small data, one-second runs")
@@ -291,7 +322,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-db", action="store_true", help="do not drop the bench database")
     parser.add_argument("--duration", type=int, default=None, help="seconds per measured run")
     parser.add_argument("--db-name", default=None, help="the bench database (dropped first)")
+    parser.add_argument(
+        "--snapshot",
+        action="store_true",
+        help="measure the committed HEAD (git archive to a temp folder), not the working tree",
+    )
     args = parser.parse_args(argv)
+    if args.snapshot:
+        return run_snapshot(argv if argv is not None else sys.argv[1:], args.out)
     plan = Plan.smoke_plan() if args.smoke else Plan()
     plan.admin_url = args.admin_url
     if args.out is not None:
