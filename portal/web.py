@@ -6,6 +6,7 @@ import logging
 import re
 import secrets
 
+import flask_babel
 from flask import Flask, Response, g, jsonify, render_template, request
 from flask_babel import get_locale
 from werkzeug.exceptions import HTTPException
@@ -28,6 +29,20 @@ def format_money_here(amount: int, currency: str) -> str:
     return format_money(amount, currency, str(get_locale() or "en"))
 
 
+def accent_colours(colour: str | None) -> tuple[str, str]:
+    """The merchant's accent and a text colour readable on it (WCAG AA, 4.5:1)."""
+    if not colour or not re.fullmatch(r"#[0-9a-fA-F]{6}", colour):
+        colour = "#1f5f8b"
+
+    def luminance(hex_colour: str) -> float:
+        channels = [int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    on_white = 1.05 / (luminance(colour) + 0.05)
+    return colour, "#ffffff" if on_white >= 4.5 else "#111111"
+
+
 def csp_nonce() -> str:
     """A per-response nonce for the few ``<script>`` tags the pages load."""
     if "csp_nonce" not in g:
@@ -48,7 +63,7 @@ def _security_headers(response: Response) -> Response:
         headers["Content-Security-Policy"] = (
             "default-src 'self'; "
             f"script-src 'self'{nonce}{extra_script}; "
-            "style-src 'self'; img-src 'self' data: https:; "
+            f"style-src 'self'{nonce}; img-src 'self' data: https:; "
             f"connect-src 'self'{extra_connect}; "
             f"frame-src 'self'{extra_frame}; "
             f"frame-ancestors {ancestors}; "
@@ -80,6 +95,9 @@ def init_app(app: Flask) -> None:
     app.after_request(_security_headers)
     app.jinja_env.globals["csp_nonce"] = csp_nonce
     app.jinja_env.globals["format_money"] = format_money_here
+    app.jinja_env.globals["accent_colours"] = accent_colours
+    app.jinja_env.globals["format_date"] = flask_babel.format_date
+    app.jinja_env.globals["format_datetime"] = flask_babel.format_datetime
     app.jinja_env.globals["get_locale"] = lambda: str(get_locale() or "en")
 
     @app.get("/healthz")

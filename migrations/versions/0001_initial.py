@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 14:46:28.519124
+Create Date: 2026-11-22 14:55:48.994812
 
 """
 from alembic import op
@@ -243,6 +243,7 @@ def upgrade():
     sa.Column('amount_refunded', sa.BigInteger(), nullable=False),
     sa.Column('receipt_email', sa.String(length=254), nullable=True),
     sa.Column('receipt_number', sa.String(length=40), nullable=True),
+    sa.Column('receipt_sent_at', portal.db_types.UTCDateTime(), nullable=True),
     sa.Column('locale', sa.String(length=10), nullable=True),
     sa.Column('flagged_reason', sa.String(length=300), nullable=True),
     sa.Column('flagged', sa.Boolean(), nullable=False),

@@ -1,37 +1,266 @@
-"""The customer's pages under ``/p/<token>``."""
+"""The customer's pages under ``/p/<token>``: read, pay, 3-D Secure, result, receipt.
+
+Views parse the form, call one service and render. Amounts always come from
+the database (:func:`portal.payments.services.start_payment` decides them);
+the browser only picks within the rules.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, g, make_response, render_template
+from datetime import date
+from typing import Any
 
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from sqlalchemy import select, update
+
+from portal.customer import forms
+from portal.db_types import utcnow
 from portal.extensions import db
 from portal.links import request_id_from_token
 from portal.payment_requests.models import PaymentRequest
 from portal.payment_requests.services import is_expired
+from portal.payments.models import Payment
+from portal.payments.services import (
+    PaymentRefused,
+    apply_provider_payment,
+    payable_range,
+    prepare_payment,
+    start_payment,
+)
+from portal.providers.base import get_provider
+from portal.states import PaymentStatus, RequestStatus
+from portal.web import SUPPORTED_LOCALES
 
 bp = Blueprint("customer", __name__, url_prefix="/p")
 
+LOCALE_COOKIE = "portal_locale"
+CLOSED = (RequestStatus.VOID, RequestStatus.EXPIRED)
+
 
 def load_request(token: str) -> PaymentRequest:
-    """The request behind a link; the same 404 for tampered, unknown and expired tokens."""
+    """The request behind a link; one plain 404 for tampered and unknown tokens."""
     request_id = request_id_from_token(token)
     pr = db.session.get(PaymentRequest, request_id) if request_id else None
-    if pr is None or is_expired(pr):
+    if pr is None:
         abort(404)
     if pr.merchant.embed_origins:
         g.frame_ancestors = " ".join(pr.merchant.embed_origins)
+    choose_locale(pr)
     return pr
+
+
+def choose_locale(pr: PaymentRequest) -> None:
+    """The customer's explicit choice (switcher, remembered) wins; then the locale the
+    merchant set for this customer; then the browser's; then the merchant's default."""
+    asked = request.args.get("lang")
+    if asked in SUPPORTED_LOCALES:
+        g.locale = g.remember_locale = asked
+    elif request.cookies.get(LOCALE_COOKIE) in SUPPORTED_LOCALES:
+        g.locale = request.cookies[LOCALE_COOKIE]
+    elif pr.customer_locale:
+        g.locale = pr.customer_locale
+    else:
+        g.locale = request.accept_languages.best_match(SUPPORTED_LOCALES) or (
+            pr.merchant.default_locale
+        )
+
+
+def record_open(pr: PaymentRequest) -> None:
+    """Count a link open for support: one UPDATE, no IP kept."""
+    now = utcnow()
+    db.session.execute(
+        update(PaymentRequest)
+        .where(PaymentRequest.id == pr.id)
+        .values(
+            open_count=PaymentRequest.open_count + 1,
+            last_opened_at=now,
+            first_opened_at=db.func.coalesce(PaymentRequest.first_opened_at, now),
+        )
+    )
+    db.session.commit()
+
+
+def _payment_of(pr: PaymentRequest, payment_id: str) -> Payment:
+    payment = db.session.get(Payment, payment_id)
+    if payment is None or payment.request_id != pr.id:
+        abort(404)
+    return payment
 
 
 @bp.after_request
 def _token_page_headers(response: Response) -> Response:
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
+    if getattr(g, "remember_locale", None):
+        response.set_cookie(
+            LOCALE_COOKIE, g.remember_locale, max_age=365 * 86400, path="/p",
+            secure=request.is_secure, httponly=True, samesite="Lax",
+        )  # fmt: skip
     return response
+
+
+def _render(template: str, pr: PaymentRequest, status: int = 200, **context: Any) -> Response:
+    token = request.view_args["token"]
+    response = make_response(
+        render_template(
+            template,
+            pr=pr,
+            merchant=pr.merchant,
+            token=token,
+            today=date.today(),
+            locales=SUPPORTED_LOCALES,
+            **context,
+        ),
+        status,
+    )
+    return response
+
+
+def _closed(pr: PaymentRequest) -> Response:
+    """Void or expired: what to do now, with the merchant's contact (410 Gone)."""
+    state = RequestStatus.EXPIRED if is_expired(pr) else pr.status
+    return _render("customer/closed.html", pr, 410, state=state)
+
+
+def _open_attempt(pr: PaymentRequest) -> Payment | None:
+    return db.session.scalars(
+        select(Payment)
+        .where(Payment.request_id == pr.id, Payment.status == PaymentStatus.PROCESSING)
+        .limit(1)
+    ).first()
+
+
+def _succeeded(pr: PaymentRequest) -> list[Payment]:
+    return list(
+        db.session.scalars(
+            select(Payment)
+            .where(
+                Payment.request_id == pr.id,
+                Payment.status.in_(
+                    [
+                        PaymentStatus.SUCCEEDED,
+                        PaymentStatus.PARTIALLY_REFUNDED,
+                        PaymentStatus.REFUNDED,
+                    ]
+                ),
+            )
+            .order_by(Payment.succeeded_at)
+        )
+    )
 
 
 @bp.get("/<token>")
 def show(token: str) -> Response:
     pr = load_request(token)
-    g.locale = pr.customer_locale or None
-    return make_response(render_template("customer/minimal.html", pr=pr, merchant=pr.merchant))
+    if request.method == "GET" and "lang" not in request.args:
+        record_open(pr)
+    if pr.status in CLOSED or is_expired(pr):
+        return _closed(pr)
+    return _request_page(pr)
+
+
+def _request_page(pr: PaymentRequest, error: str | None = None, status: int = 200) -> Response:
+    paid = _succeeded(pr)
+    return _render(
+        "customer/request.html",
+        pr,
+        status,
+        paid_payments=paid,
+        processing=_open_attempt(pr),
+        bounds=payable_range(pr),
+        full_bounds=payable_range(pr, full_order=True) if pr.allow_full_payment else None,
+        error=error,
+        needs_email=not pr.customer_email,
+    )
+
+
+@bp.post("/<token>/pay")
+def pay(token: str) -> Response:
+    pr = load_request(token)
+    if pr.status in CLOSED or is_expired(pr):
+        return _closed(pr)
+    form = forms.parse_pay_form(request.form, pr.currency)
+    if form.error:
+        return _request_page(pr, form.error, 422)
+    try:
+        payment = start_payment(
+            pr,
+            form.amount,
+            locale=g.locale,
+            receipt_email=form.email,
+            full_order=form.full_order,
+        )
+    except PaymentRefused as refused:
+        return _request_page(pr, refused.code, 422)
+    prepare_payment(payment)
+    return redirect(url_for("customer.checkout", token=token, payment_id=payment.id), 303)
+
+
+@bp.route("/<token>/checkout/<payment_id>", methods=["GET", "POST"])
+def checkout(token: str, payment_id: str) -> Response:
+    pr = load_request(token)
+    payment = _payment_of(pr, payment_id)
+    if payment.status != PaymentStatus.PENDING:
+        return redirect(url_for("customer.result", token=token, payment_id=payment.id), 303)
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        card, errors = forms.parse_card_form(request.form)
+        if not errors:
+            provider = get_provider(payment.provider)
+            state = provider.charge(payment, card)  # type: ignore[attr-defined]
+            apply_provider_payment(payment.id, state, source="sandbox")
+            if state.status == "requires_action":
+                return redirect(
+                    url_for("customer.three_d_secure", token=token, payment_id=payment.id), 303
+                )
+            return redirect(url_for("customer.result", token=token, payment_id=payment.id), 303)
+    return _render(
+        "customer/checkout.html", pr, 422 if errors else 200, payment=payment, errors=errors
+    )
+
+
+@bp.route("/<token>/checkout/<payment_id>/3ds", methods=["GET", "POST"])
+def three_d_secure(token: str, payment_id: str) -> Response:
+    pr = load_request(token)
+    payment = _payment_of(pr, payment_id)
+    if payment.status != PaymentStatus.PENDING:
+        return redirect(url_for("customer.result", token=token, payment_id=payment.id), 303)
+    if request.method == "POST":
+        provider = get_provider(payment.provider)
+        state = provider.authenticate(payment, request.form.get("decision") == "approve")  # type: ignore[attr-defined]
+        apply_provider_payment(payment.id, state, source="sandbox-3ds")
+        return redirect(url_for("customer.result", token=token, payment_id=payment.id), 303)
+    return _render("customer/three_d_secure.html", pr, payment=payment)
+
+
+@bp.get("/<token>/return/<payment_id>")
+def result(token: str, payment_id: str) -> Response:
+    """Where the provider sends the customer back: the truth comes from the provider."""
+    pr = load_request(token)
+    payment = _payment_of(pr, payment_id)
+    if payment.status in (PaymentStatus.PENDING, PaymentStatus.PROCESSING):
+        state = get_provider(payment.provider).retrieve(payment)
+        payment = apply_provider_payment(payment.id, state, source="return")
+        db.session.refresh(pr)
+    return _render("customer/result.html", pr, payment=payment)
+
+
+@bp.get("/<token>/receipt/<payment_id>")
+def receipt(token: str, payment_id: str) -> Response:
+    pr = load_request(token)
+    payment = _payment_of(pr, payment_id)
+    if payment.status not in (
+        PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED,
+    ):  # fmt: skip
+        abort(404)
+    return _render("customer/receipt.html", pr, payment=payment)

@@ -1,4 +1,5 @@
 """Imports every module that registers job handlers, so any process can run any job."""
 
 import portal.delivery.services
-import portal.ledger.callbacks  # noqa: F401
+import portal.ledger.callbacks
+import portal.payments.receipts  # noqa: F401

@@ -39,6 +39,8 @@ class Payment(db.Model):
     amount_refunded: Mapped[int] = mapped_column(BigInteger, default=0)
     receipt_email: Mapped[str | None] = mapped_column(String(254))
     receipt_number: Mapped[str | None] = mapped_column(String(40), unique=True)
+    # When the receipt email left (None: not yet, or no address known).
+    receipt_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     locale: Mapped[str | None] = mapped_column(String(10))
     # Set when the provider's amount/currency does not match: support must look.
     flagged_reason: Mapped[str | None] = mapped_column(String(300))

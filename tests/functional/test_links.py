@@ -1,4 +1,5 @@
-"""Signed links: tampered, unknown and expired tokens get the same plain 404 page."""
+"""Signed links: tampered and unknown tokens get the same plain 404 page; a known but
+expired link says so (410) with the merchant's contact."""
 
 from __future__ import annotations
 
@@ -27,19 +28,26 @@ def test_open_link_shows_merchant_and_amount(client, merchant):
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
 
 
+def test_expired_link_is_410_with_the_merchants_contact(client, merchant):
+    merchant.merchant.support_email = "help@shop.example"
+    expired = make_request(merchant)
+    expired.expires_at = utcnow() - timedelta(seconds=1)
+    db.session.commit()
+    resp = client.get(f"/p/{link_token(expired.id)}")
+    assert resp.status_code == 410
+    assert "help@shop.example" in resp.text
+    assert resp.headers["Cache-Control"] == "no-store"
+
+
 def test_bad_tokens_get_the_same_404(client, merchant):
     pr = make_request(merchant)
     good = link_token(pr.id)
     body_id, sig = good.split(".")
-    expired = make_request(merchant)
-    expired.expires_at = utcnow() - timedelta(seconds=1)
-    db.session.commit()
     pages = []
     for token in [
         f"{body_id}.{sig[:-2]}xx",  # tampered signature
         f"pr_AAAAAAAAAAAAAAAAAAAAAA.{sig}",  # another id with this signature
         link_token("pr_unknown0000000000000000"),  # well signed, unknown
-        link_token(expired.id),  # expired
         "garbage",
         "x" * 500,
     ]:

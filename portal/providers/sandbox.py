@@ -1,0 +1,100 @@
+"""The sandbox provider: a local stand-in for demos and development.
+
+It "charges" on the portal's own card page with the familiar test cards and
+drives the same :func:`portal.payments.services.apply_provider_payment` path
+as Stripe. Nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from portal.ids import random_token
+from portal.providers.base import ProviderPayment, register_provider
+
+if TYPE_CHECKING:
+    from portal.payment_requests.models import PaymentRequest
+    from portal.payments.models import Payment
+
+SUCCESS = "4242424242424242"
+DECLINED = "4000000000000002"
+INSUFFICIENT = "4000000000009995"
+THREE_D_SECURE = "4000002760003184"
+
+
+def luhn_ok(number: str) -> bool:
+    digits = [int(c) for c in number]
+    checksum = 0
+    for i, d in enumerate(reversed(digits)):
+        if i % 2:
+            d *= 2
+            d -= 9 if d > 9 else 0
+        checksum += d
+    return checksum % 10 == 0
+
+
+def brand(number: str) -> str:
+    if number.startswith("4"):
+        return "visa"
+    if number[:2] in {"51", "52", "53", "54", "55"} or (
+        number[:4].isdigit() and 2221 <= int(number[:4]) <= 2720
+    ):
+        return "mastercard"
+    if number[:2] in {"34", "37"}:
+        return "amex"
+    return "card"
+
+
+class SandboxProvider:
+    name = "sandbox"
+
+    def prepare(self, payment: Payment, request: PaymentRequest) -> dict[str, Any]:
+        if not payment.provider_payment_id:
+            payment.provider_payment_id = f"sbx_{random_token()}"
+        return {"provider": self.name}
+
+    def _state(self, payment: Payment, status: str, **extra: Any) -> ProviderPayment:
+        return ProviderPayment(
+            status=status,
+            amount=payment.amount,
+            currency=payment.currency,
+            provider_payment_id=payment.provider_payment_id,
+            **extra,
+        )
+
+    def charge(self, payment: Payment, card_number: str) -> ProviderPayment:
+        """What a card does with the test numbers; any other valid number succeeds."""
+        number = "".join(c for c in card_number if c.isdigit())
+        card = {"method_type": "card", "card_brand": brand(number), "card_last4": number[-4:]}
+        if number == DECLINED:
+            return self._state(
+                payment, "failed", failure_code="card_declined",
+                failure_message="Your card was declined.", **card,
+            )  # fmt: skip
+        if number == INSUFFICIENT:
+            return self._state(
+                payment, "failed", failure_code="insufficient_funds",
+                failure_message="Your card has insufficient funds.", **card,
+            )  # fmt: skip
+        if number == THREE_D_SECURE:
+            return self._state(payment, "requires_action", **card)
+        return self._state(payment, "succeeded", **card)
+
+    def authenticate(self, payment: Payment, approved: bool) -> ProviderPayment:
+        """The 3-D Secure step's answer."""
+        if approved:
+            return self._state(payment, "succeeded")
+        return self._state(
+            payment, "failed", failure_code="authentication_failed",
+            failure_message="The card's 3-D Secure check failed.",
+        )  # fmt: skip
+
+    def retrieve(self, payment: Payment) -> ProviderPayment:
+        # The sandbox settles synchronously: the database already holds the truth.
+        return self._state(payment, payment.status)
+
+    def refund(self, payment: Payment, amount: int, idempotency_key: str) -> str:
+        return f"sbre_{random_token()}"
+
+
+register_provider("sandbox", SandboxProvider)
