@@ -1,0 +1,97 @@
+"""The customer's journey in headless Chromium: read in French or Dutch, pay, see the receipt."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from portal.extensions import db
+from portal.links import link_url
+from portal.payment_requests.models import PaymentRequest
+from tests.factories import make_merchant, make_request, statement_body, wallet_body
+
+pytestmark = pytest.mark.e2e
+
+
+def _fill_card(page, number: str, labels: tuple[str, str, str]) -> None:
+    card, expiry, cvc = labels
+    page.get_by_label(card).fill(number)
+    page.get_by_label(expiry).fill("12/39")
+    page.get_by_label(cvc).fill("123")
+
+
+def test_statement_in_french_declined_then_paid(live_server, browser, shot):
+    base, app = live_server
+    with app.app_context():
+        m = make_merchant(name="Boulangerie Dupont")
+        body = statement_body()
+        body["customer"]["locale"] = "fr"
+        pr = make_request(m, body)
+        url, pr_id = link_url(pr.id), pr.id
+    page = browser.new_page(locale="fr-BE")
+    page.goto(url)
+    assert page.locator("html").get_attribute("lang") == "fr"
+    assert page.get_by_role("heading", name="Relevé de compte").is_visible()
+    shot(page, "statement")
+    page.get_by_role("button", name="Continuer vers le paiement").click()
+    _fill_card(
+        page, "4000 0000 0000 0002", ("Numéro de carte", "Date d'expiration", "Cryptogramme (CVC)")
+    )
+    page.get_by_role("button", name=re.compile("^Payer")).click()
+    assert page.get_by_role("heading", name="Le paiement n'a pas abouti").is_visible()
+    assert page.get_by_text("Votre carte a été refusée").is_visible()
+    shot(page, "declined")
+    page.get_by_role("link", name="Réessayer").click()
+    page.get_by_role("button", name="Continuer vers le paiement").click()
+    _fill_card(
+        page, "4242 4242 4242 4242", ("Numéro de carte", "Date d'expiration", "Cryptogramme (CVC)")
+    )
+    page.get_by_role("button", name=re.compile("^Payer")).click()
+    assert page.get_by_role("heading", name="Paiement reçu — merci !").is_visible()
+    page.get_by_role("link", name="Voir votre reçu").click()
+    assert page.get_by_role("heading", name="Reçu").is_visible()
+    assert page.get_by_text("Visa •••• 4242").is_visible()
+    shot(page, "receipt")
+    with app.app_context():
+        assert db.session.get(PaymentRequest, pr_id).status == "paid"
+
+
+def test_wallet_topup_in_dutch(live_server, browser, shot):
+    base, app = live_server
+    with app.app_context():
+        m = make_merchant(name="Frituur Jan")
+        body = wallet_body()
+        body["customer"]["locale"] = "nl"
+        pr = make_request(m, body)
+        url, pr_id = link_url(pr.id), pr.id
+    page = browser.new_page(locale="nl-BE")
+    page.goto(url)
+    assert page.get_by_role("heading", name="Waardeer uw tegoed op").is_visible()
+    shot(page, "topup")
+    page.get_by_role("button", name=re.compile("20,00")).click()
+    _fill_card(
+        page, "4242 4242 4242 4242", ("Kaartnummer", "Vervaldatum kaart", "Beveiligingscode (CVC)")
+    )
+    page.get_by_role("button", name=re.compile("betalen$")).click()
+    assert page.get_by_role("heading", name="Betaling ontvangen — dank u!").is_visible()
+    page.get_by_role("link", name="Uw betalingsbewijs bekijken").click()
+    assert page.get_by_role("heading", name="Betalingsbewijs").is_visible()
+    shot(page, "receipt")
+    with app.app_context():
+        pr = db.session.get(PaymentRequest, pr_id)
+        assert pr.status == "paid" and pr.amount_paid == 2000
+
+
+def test_language_switcher_is_remembered(live_server, browser):
+    base, app = live_server
+    with app.app_context():
+        m = make_merchant()
+        pr = make_request(m, statement_body())
+        url = link_url(pr.id)
+    page = browser.new_page()
+    page.goto(url)
+    page.get_by_role("link", name="English").click()
+    assert page.get_by_role("heading", name="Account statement").is_visible()
+    page.goto(url)
+    assert page.locator("html").get_attribute("lang") == "en"
