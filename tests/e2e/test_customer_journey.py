@@ -22,7 +22,7 @@ def _fill_card(page, number: str, labels: tuple[str, str, str]) -> None:
 
 
 def test_statement_in_french_declined_then_paid(live_server, browser, shot):
-    base, app = live_server
+    _base, app = live_server
     with app.app_context():
         m = make_merchant(name="Boulangerie Dupont")
         body = statement_body()
@@ -58,7 +58,7 @@ def test_statement_in_french_declined_then_paid(live_server, browser, shot):
 
 
 def test_wallet_topup_in_dutch(live_server, browser, shot):
-    base, app = live_server
+    _base, app = live_server
     with app.app_context():
         m = make_merchant(name="Frituur Jan")
         body = wallet_body()
@@ -84,7 +84,7 @@ def test_wallet_topup_in_dutch(live_server, browser, shot):
 
 
 def test_language_switcher_is_remembered(live_server, browser):
-    base, app = live_server
+    _base, app = live_server
     with app.app_context():
         m = make_merchant()
         pr = make_request(m, statement_body())
