@@ -29,6 +29,17 @@ def format_money_here(amount: int, currency: str) -> str:
     return format_money(amount, currency, str(get_locale() or "en"))
 
 
+def format_amount_here(amount: int, currency: str) -> str:
+    """A plain number for an input field (``128,40`` in fr/nl), without the currency sign."""
+    from babel.numbers import format_decimal
+
+    from portal.money import precision, to_major
+
+    digits = precision(currency)
+    pattern = "#,##0" + ("." + "0" * digits if digits else "")
+    return format_decimal(to_major(amount, currency), pattern, locale=str(get_locale() or "en"))
+
+
 def accent_colours(colour: str | None) -> tuple[str, str]:
     """The merchant's accent and a text colour readable on it (WCAG AA, 4.5:1)."""
     if not colour or not re.fullmatch(r"#[0-9a-fA-F]{6}", colour):
@@ -96,6 +107,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.globals["csp_nonce"] = csp_nonce
     app.jinja_env.globals["format_money"] = format_money_here
     app.jinja_env.globals["accent_colours"] = accent_colours
+    app.jinja_env.globals["format_amount"] = format_amount_here
     app.jinja_env.globals["format_date"] = flask_babel.format_date
     app.jinja_env.globals["format_datetime"] = flask_babel.format_datetime
     app.jinja_env.globals["get_locale"] = lambda: str(get_locale() or "en")

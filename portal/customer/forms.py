@@ -27,7 +27,8 @@ class PayForm:
 
 def parse_amount(text: str, currency: str) -> int | None:
     """``"25,50"`` or ``"25.50"`` or ``"1 234,5"`` → minor units; None when unreadable."""
-    cleaned = text.strip().replace("\u202f", "").replace("\xa0", "").replace(" ", "")
+    # Keep digits and separators: "€ 25,50", "25,50 €" and "25.50" all read as 25.50.
+    cleaned = re.sub(r"[^0-9,.]", "", text)
     if "," in cleaned and "." in cleaned:
         cleaned = (
             cleaned.replace(".", "").replace(",", ".")

@@ -259,3 +259,27 @@ def test_someone_elses_payment_is_404(client, merchant):
     payment = db.session.query(Payment).one()
     assert page(client, b, f"/receipt/{payment.id}").status_code == 404
     assert page(client, b, f"/return/{payment.id}").status_code == 404
+
+
+def test_prefilled_partial_amount_submits_as_is(client, merchant):
+    """The amount field is prefilled with what is due; sending it unchanged pays it all."""
+    pr = make_request(merchant, statement_body(allow_partial=True))
+    opened = page(client, pr)
+    value = re.search(r'id="amount" name="amount"[^>]*value="([^"]+)"', opened.text).group(1)
+    assert _spaces(value) == "125,00"
+    resp = client.post(
+        f"/p/{link_token(pr.id)}/pay", data={"csrf_token": csrf(opened), "amount": value}
+    )
+    assert resp.status_code == 303
+    assert db.session.query(Payment).one().amount == 12500
+
+
+@pytest.mark.parametrize(
+    ("text", "minor"),
+    [("25,50", 2550), ("25.50", 2550), ("€ 1.234,56", 123456), ("1 234,56 €", 123456),
+     ("1,234.56", 123456), ("0", None), ("abc", None), ("1.005", None)],
+)  # fmt: skip
+def test_parse_amount(text, minor):
+    from portal.customer.forms import parse_amount
+
+    assert parse_amount(text, "EUR") == minor
