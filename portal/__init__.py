@@ -52,15 +52,18 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     import portal.jobs.handlers
     import portal.ledger.api
-    import portal.models  # noqa: F401 - register every model and job handler
+    import portal.models
+    import portal.payments.refunds  # noqa: F401 - registers models, job handlers, API routes
     from portal.api.views import bp as api_bp
     from portal.cli import register_cli
     from portal.customer.views import bp as customer_bp
     from portal.delivery.views import bp as qr_bp
+    from portal.webhooks.views import bp as webhooks_bp
 
     app.register_blueprint(api_bp)
     app.register_blueprint(customer_bp)
     app.register_blueprint(qr_bp)
+    app.register_blueprint(webhooks_bp)
     csrf.exempt(api_bp)
     web.init_app(app)
     register_cli(app)

@@ -7,6 +7,7 @@ from portal.ledger.models import CallbackAttempt, CallbackDelivery, CallbackEndp
 from portal.merchants.models import ApiKey, Merchant
 from portal.payment_requests.models import OrderLine, PaymentRequest, StatementLine
 from portal.payments.models import Payment, Refund
+from portal.webhooks.models import StripeEvent
 
 __all__ = [
     "ApiKey",
@@ -23,4 +24,5 @@ __all__ = [
     "PaymentRequest",
     "Refund",
     "StatementLine",
+    "StripeEvent",
 ]

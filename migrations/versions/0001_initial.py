@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 14:55:48.994812
+Create Date: 2026-11-22 15:07:53.321061
 
 """
 from alembic import op
@@ -57,6 +57,14 @@ def upgrade():
     sa.Column('created_at', portal.db_types.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_merchants')),
     sa.UniqueConstraint('stripe_account', name=op.f('uq_merchants_stripe_account'))
+    )
+    op.create_table('stripe_events',
+    sa.Column('id', sa.String(length=100), nullable=False),
+    sa.Column('type', sa.String(length=100), nullable=False),
+    sa.Column('account', sa.String(length=64), nullable=True),
+    sa.Column('outcome', sa.String(length=300), nullable=True),
+    sa.Column('received_at', portal.db_types.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_stripe_events'))
     )
     op.create_table('api_keys',
     sa.Column('id', sa.String(length=40), nullable=False),
@@ -377,6 +385,7 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_api_keys_merchant_id'))
 
     op.drop_table('api_keys')
+    op.drop_table('stripe_events')
     op.drop_table('merchants')
     with op.batch_alter_table('jobs', schema=None) as batch_op:
         batch_op.drop_index('ix_jobs_status_run_at')

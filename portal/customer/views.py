@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from datetime import date
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
     Response,
     abort,
+    current_app,
     g,
     make_response,
     redirect,
@@ -26,7 +28,7 @@ from sqlalchemy import select, update
 from portal.customer import forms
 from portal.db_types import utcnow
 from portal.extensions import db
-from portal.links import request_id_from_token
+from portal.links import link_url, request_id_from_token
 from portal.payment_requests.models import PaymentRequest
 from portal.payment_requests.services import is_expired
 from portal.payments.models import Payment
@@ -212,6 +214,8 @@ def checkout(token: str, payment_id: str) -> Response:
     payment = _payment_of(pr, payment_id)
     if payment.status != PaymentStatus.PENDING:
         return redirect(url_for("customer.result", token=token, payment_id=payment.id), 303)
+    if payment.provider == "stripe":
+        return _stripe_checkout(pr, payment)
     errors: dict[str, str] = {}
     if request.method == "POST":
         card, errors = forms.parse_card_form(request.form)
@@ -226,6 +230,32 @@ def checkout(token: str, payment_id: str) -> Response:
             return redirect(url_for("customer.result", token=token, payment_id=payment.id), 303)
     return _render(
         "customer/checkout.html", pr, 422 if errors else 200, payment=payment, errors=errors
+    )
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _stripe_checkout(pr: PaymentRequest, payment: Payment) -> Response:
+    """Stripe's Payment Element on our page; Stripe.js from its own origin, never bundled."""
+    data = prepare_payment(payment)
+    js_url = data["js_url"]
+    api_base = current_app.config["PORTAL_STRIPE_API_BASE"]
+    stripe_origins = " https://js.stripe.com https://*.js.stripe.com"
+    g.csp_script_src = f" {_origin(js_url)}{stripe_origins}"
+    g.csp_frame_src = f" {_origin(js_url)}{stripe_origins} https://hooks.stripe.com"
+    g.csp_connect_src = " https://api.stripe.com" + (f" {_origin(api_base)}" if api_base else "")
+    config = {
+        "publishableKey": data["publishable_key"],
+        "clientSecret": data["client_secret"],
+        "stripeAccount": data["stripe_account"],
+        "locale": str(g.locale),
+        "returnUrl": f"{link_url(pr.id)}/return/{payment.id}",
+    }
+    return _render(
+        "customer/stripe_checkout.html", pr, payment=payment, js_url=js_url, stripe_config=config
     )
 
 

@@ -151,12 +151,17 @@ def run_due_jobs(limit: int = 1000, worker: str | None = None) -> int:
 
 
 def run_periodic() -> None:
-    """Expire overdue links and forget old finished jobs (safe on many workers at once)."""
+    """Expire overdue links, reconcile stuck payments with the provider, forget old
+    finished jobs (safe on many workers at once)."""
     from portal.payment_requests.services import expire_overdue
+    from portal.payments.services import reconcile_stuck_payments
 
     expired = expire_overdue()
     if expired:
         log.info("expired %s payment requests", expired)
+    checked = reconcile_stuck_payments()
+    if checked:
+        log.info("asked the provider about %s stuck payment(s)", checked)
     cutoff = utcnow() - KEEP_DONE
     db.session.execute(delete(Job).where(Job.status == JobStatus.DONE, Job.finished_at < cutoff))
     db.session.commit()

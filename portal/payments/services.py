@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import secrets
+from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from portal.db_types import utcnow
 from portal.extensions import db
@@ -39,7 +40,7 @@ class PaymentRefused(Exception):
         self.code = code
 
 
-def _lock_request(request_id: str) -> PaymentRequest:
+def lock_request(request_id: str) -> PaymentRequest:
     return db.session.scalars(
         select(PaymentRequest)
         .where(PaymentRequest.id == request_id)
@@ -48,7 +49,7 @@ def _lock_request(request_id: str) -> PaymentRequest:
     ).one()
 
 
-def _lock_payment(payment_id: str) -> Payment:
+def lock_payment(payment_id: str) -> Payment:
     return db.session.scalars(
         select(Payment)
         .where(Payment.id == payment_id)
@@ -111,7 +112,7 @@ def start_payment(
     The request row is locked, so a double submit or a second tab waits for
     the first and then reuses its attempt instead of creating another.
     """
-    pr = _lock_request(pr.id)
+    pr = lock_request(pr.id)
     if pr.status not in PAYABLE or is_expired(pr):
         db.session.rollback()
         raise PaymentRefused("not_payable")
@@ -232,8 +233,8 @@ def fulfil_payment(payment_id: str, state: ProviderPayment | None = None) -> boo
     request_id = db.session.scalar(select(Payment.request_id).where(Payment.id == payment_id))
     if request_id is None:
         raise LookupError(payment_id)
-    pr = _lock_request(request_id)
-    payment = _lock_payment(payment_id)
+    pr = lock_request(request_id)
+    payment = lock_payment(payment_id)
     done = _fulfil_locked(pr, payment, state)
     db.session.commit()
     return done
@@ -246,8 +247,8 @@ def apply_provider_payment(
     request_id = db.session.scalar(select(Payment.request_id).where(Payment.id == payment_id))
     if request_id is None:
         raise LookupError(payment_id)
-    pr = _lock_request(request_id)
-    payment = _lock_payment(payment_id)
+    pr = lock_request(request_id)
+    payment = lock_payment(payment_id)
     status = state.status
     if status == PaymentStatus.SUCCEEDED:
         if payment.status in OPEN_ATTEMPT:
@@ -278,3 +279,40 @@ def refresh_payment(payment: Payment) -> Payment:
     """Ask the provider for the truth and apply it (return page, reconciliation)."""
     state = get_provider(payment.provider).retrieve(payment)
     return apply_provider_payment(payment.id, state, source="refresh")
+
+
+def reconcile_stuck_payments(
+    older_than: timedelta = timedelta(minutes=15), limit: int = 100
+) -> int:
+    """Ask the provider about attempts stuck in pending/processing (a lost webhook).
+
+    Run by every worker each minute; each attempt is asked at most every
+    ``older_than``, for a week. Returns how many were checked.
+    """
+    from portal.providers.base import ProviderError
+
+    now = utcnow()
+    stuck = db.session.scalars(
+        select(Payment)
+        .where(
+            Payment.status.in_(OPEN_ATTEMPT),
+            Payment.provider != "sandbox",
+            Payment.provider_payment_id.is_not(None),
+            Payment.updated_at < now - older_than,
+            Payment.created_at > now - timedelta(days=7),
+        )
+        .order_by(Payment.updated_at)
+        .limit(limit)
+    ).all()
+    for payment in stuck:
+        payment_id = payment.id
+        try:
+            refresh_payment(payment)
+        except ProviderError as exc:
+            db.session.rollback()
+            log.warning("reconciling %s failed: %s", payment_id, exc)
+        db.session.execute(
+            update(Payment).where(Payment.id == payment_id).values(updated_at=utcnow())
+        )
+        db.session.commit()
+    return len(stuck)

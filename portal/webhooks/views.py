@@ -1,0 +1,51 @@
+"""``POST /webhooks/stripe``: verify on the raw body, store by id, hand to a plain handler."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, jsonify, request
+from sqlalchemy.exc import IntegrityError
+
+from portal.extensions import csrf, db
+from portal.webhooks.models import StripeEvent
+from portal.webhooks.stripe_events import handle_event
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+csrf.exempt(bp)
+
+
+@bp.post("/stripe")
+def stripe_webhook() -> Response:
+    from portal.providers.stripe import SignatureError, construct_event
+
+    try:
+        event = construct_event(request.get_data(), request.headers.get("Stripe-Signature"))
+    except (SignatureError, ValueError, KeyError):
+        return jsonify(
+            error={"code": "invalid_signature", "message": "Signature check failed."}
+        ), 400
+    if not isinstance(event.get("id"), str) or "data" not in event:
+        return jsonify(error={"code": "invalid_event", "message": "Not an event."}), 400
+    try:
+        db.session.add(
+            StripeEvent(id=event["id"], type=event["type"], account=event.get("account"))
+        )
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        return jsonify(received=True, duplicate=True)
+    try:
+        outcome = handle_event(event)
+    except Exception:
+        # Let Stripe retry: forget the event so the retry is handled, answer 503 (not 500).
+        log.exception("stripe event %s failed", event["id"])
+        db.session.rollback()
+        db.session.query(StripeEvent).filter_by(id=event["id"]).delete()
+        db.session.commit()
+        return jsonify(error={"code": "retry", "message": "Try again later."}), 503
+    db.session.query(StripeEvent).filter_by(id=event["id"]).update({"outcome": outcome[:300]})
+    db.session.commit()
+    return jsonify(received=True, outcome=outcome)

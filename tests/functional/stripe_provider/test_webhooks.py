@@ -1,0 +1,242 @@
+"""``/webhooks/stripe``: signatures, duplicates, order, mismatches and races."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from portal.extensions import db
+from portal.jobs.models import Job
+from portal.ledger.models import Event
+from portal.payment_requests.models import PaymentRequest
+from portal.payments.models import Payment
+from portal.payments.services import apply_provider_payment, start_payment
+from portal.providers.base import ProviderPayment
+from tests.factories import make_merchant, make_request
+from tests.functional.stripe_provider.conftest import WEBHOOK_SECRET, intent_event, sign
+
+URL = "/webhooks/stripe"
+
+
+@pytest.fixture
+def stripe_app(app):
+    app.config["PORTAL_PAYMENT_PROVIDER"] = "stripe"
+    app.config["PORTAL_STRIPE_WEBHOOK_SECRET"] = WEBHOOK_SECRET
+    return app
+
+
+def stripe_payment(m, **kw) -> Payment:
+    pr = make_request(m)
+    payment = start_payment(pr, None)
+    payment.provider_payment_id = kw.get("pi", f"pi_{payment.id}")
+    db.session.commit()
+    return payment
+
+
+def post(client, body: bytes, signature: str | None = None):
+    headers = {"Stripe-Signature": signature if signature is not None else sign(body)}
+    return client.post(URL, data=body, headers=headers, content_type="application/json")
+
+
+def counts(pr_id):
+    events = [e.type for e in db.session.scalars(select(Event).where(Event.request_id == pr_id))]
+    receipts = db.session.scalar(select(func.count(Job.id)).where(Job.kind == "send_receipt"))
+    return events, receipts
+
+
+def test_succeeded_event_fulfils(stripe_app, client, merchant):
+    payment = stripe_payment(merchant)
+    resp = post(client, intent_event(payment))
+    assert resp.status_code == 200, resp.json
+    db.session.expire_all()
+    payment = db.session.get(Payment, payment.id)
+    assert payment.status == "succeeded" and payment.card_last4 == "4242"
+    assert payment.provider_charge_id == "ch_test_1"
+    assert counts(payment.request_id) == (["payment.succeeded", "payment_request.paid"], 1)
+
+
+@pytest.mark.parametrize("kind", ["missing", "malformed", "other_body", "wrong_secret"])
+def test_bad_signatures_are_400(stripe_app, client, merchant, kind):
+    payment = stripe_payment(merchant)
+    body = intent_event(payment)
+    signature = {
+        "missing": "",
+        "malformed": "t=1,v1=abc",
+        "other_body": sign(b"other body"),
+        "wrong_secret": sign(body, secret="whsec_wrong"),
+    }[kind]
+    resp = post(client, body, signature)
+    assert resp.status_code == 400
+    assert resp.json["error"]["code"] == "invalid_signature"
+    assert db.session.get(Payment, payment.id).status == "pending"
+
+
+def test_stale_timestamp_is_400(stripe_app, client, merchant):
+    payment = stripe_payment(merchant)
+    body = intent_event(payment)
+    resp = post(client, body, sign(body, timestamp=int(time.time()) - 3600))
+    assert resp.status_code == 400
+
+
+def test_unparsable_but_signed_body_is_400(stripe_app, client):
+    body = b"not json"
+    assert post(client, body).status_code == 400
+    body = json.dumps({"hello": "world"}).encode()
+    assert post(client, body).status_code == 400
+
+
+def test_duplicate_event_is_ignored(stripe_app, client, merchant):
+    payment = stripe_payment(merchant)
+    body = intent_event(payment)
+    assert post(client, body).json["outcome"] == "applied succeeded"
+    again = post(client, body)
+    assert again.status_code == 200 and again.json["duplicate"] is True
+    assert counts(payment.request_id) == (["payment.succeeded", "payment_request.paid"], 1)
+
+
+def test_out_of_order_events_never_go_backwards(stripe_app, client, merchant):
+    payment = stripe_payment(merchant)
+    post(client, intent_event(payment, "payment_intent.succeeded"))
+    post(client, intent_event(payment, "payment_intent.processing"))
+    post(client, intent_event(payment, "payment_intent.payment_failed"))
+    post(client, intent_event(payment, "payment_intent.canceled"))
+    db.session.expire_all()
+    assert db.session.get(Payment, payment.id).status == "succeeded"
+    assert counts(payment.request_id)[0] == ["payment.succeeded", "payment_request.paid"]
+
+
+def test_processing_then_failed(stripe_app, client, merchant):
+    payment = stripe_payment(merchant)
+    post(client, intent_event(payment, "payment_intent.processing"))
+    db.session.expire_all()
+    assert db.session.get(Payment, payment.id).status == "processing"
+    post(client, intent_event(payment, "payment_intent.payment_failed"))
+    db.session.expire_all()
+    failed = db.session.get(Payment, payment.id)
+    assert failed.status == "failed" and failed.failure_code == "card_declined"
+    assert counts(payment.request_id)[0] == ["payment.failed"]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"amount": 100}, {"currency": "usd"}],
+)
+def test_amount_or_currency_mismatch_is_flagged(stripe_app, client, merchant, changes):
+    payment = stripe_payment(merchant)
+    post(client, intent_event(payment, **changes))
+    db.session.expire_all()
+    payment = db.session.get(Payment, payment.id)
+    assert payment.status == "pending" and payment.flagged
+    assert db.session.get(PaymentRequest, payment.request_id).status == "open"
+
+
+def test_request_link_mismatch_is_flagged(stripe_app, client, merchant):
+    payment = stripe_payment(merchant)
+    post(client, intent_event(payment, metadata={"payment_request_id": "pr_other"}))
+    db.session.expire_all()
+    payment = db.session.get(Payment, payment.id)
+    assert payment.flagged and payment.status == "pending"
+
+
+def test_connect_events_must_come_from_the_merchants_account(stripe_app, client, app):
+    m = make_merchant()
+    m.merchant.stripe_account = "acct_shop"
+    db.session.commit()
+    payment = stripe_payment(m)
+    post(client, intent_event(payment, account="acct_someone_else", event_id="evt_a"))
+    db.session.expire_all()
+    assert db.session.get(Payment, payment.id).flagged
+    assert db.session.get(Payment, payment.id).status == "pending"
+    post(client, intent_event(payment, account="acct_shop", event_id="evt_b"))
+    db.session.expire_all()
+    assert db.session.get(Payment, payment.id).status == "succeeded"
+
+
+def test_charge_refunded_and_dispute(stripe_app, client, merchant):
+    payment = stripe_payment(merchant)
+    post(client, intent_event(payment))
+    charge = {
+        "id": "ch_test_1",
+        "object": "charge",
+        "payment_intent": payment.provider_payment_id,
+        "amount_refunded": 2500,
+    }
+    body = json.dumps(
+        {"id": "evt_refund", "type": "charge.refunded", "data": {"object": charge}}
+    ).encode()
+    assert post(client, body).json["outcome"] == "refunds recorded"
+    db.session.expire_all()
+    payment = db.session.get(Payment, payment.id)
+    assert payment.status == "partially_refunded" and payment.amount_refunded == 2500
+    assert "payment.refunded" in counts(payment.request_id)[0]
+    dispute = {"id": "dp_1", "charge": "ch_test_1", "reason": "fraudulent"}
+    body = json.dumps(
+        {"id": "evt_dispute", "type": "charge.dispute.created", "data": {"object": dispute}}
+    ).encode()
+    assert post(client, body).json["outcome"] == "dispute flagged"
+    db.session.expire_all()
+    assert "fraudulent" in db.session.get(Payment, payment.id).flagged_reason
+
+
+def _threads(count, target):
+    barrier = threading.Barrier(count)
+    errors = []
+
+    def run(i):
+        barrier.wait()
+        try:
+            target(i)
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return errors
+
+
+def test_twenty_concurrent_deliveries_fulfil_once(pg_app):
+    pg_app.config["PORTAL_PAYMENT_PROVIDER"] = "stripe"
+    pg_app.config["PORTAL_STRIPE_WEBHOOK_SECRET"] = WEBHOOK_SECRET
+    m = make_merchant()
+    payment = stripe_payment(m)
+    body = intent_event(payment)
+    statuses = []
+
+    def deliver(_):
+        resp = post(pg_app.test_client(), body)
+        statuses.append(resp.status_code)
+
+    assert _threads(20, deliver) == []
+    assert statuses == [200] * 20
+    db.session.expire_all()
+    assert counts(payment.request_id) == (["payment.succeeded", "payment_request.paid"], 1)
+
+
+def test_webhook_and_return_page_race(pg_app):
+    """Half the threads are webhooks, half the customer's return page: one fulfilment."""
+    pg_app.config["PORTAL_PAYMENT_PROVIDER"] = "stripe"
+    pg_app.config["PORTAL_STRIPE_WEBHOOK_SECRET"] = WEBHOOK_SECRET
+    m = make_merchant()
+    payment = stripe_payment(m)
+    pid = payment.id
+    state = ProviderPayment(status="succeeded", amount=payment.amount, currency="EUR")
+
+    def race(i):
+        if i % 2:
+            body = intent_event(payment, event_id=f"evt_race_{i}")
+            assert post(pg_app.test_client(), body).status_code == 200
+        else:
+            with pg_app.app_context():
+                apply_provider_payment(pid, state, source="return")
+                db.session.remove()
+
+    assert _threads(10, race) == []
+    db.session.expire_all()
+    assert counts(payment.request_id) == (["payment.succeeded", "payment_request.paid"], 1)
