@@ -127,3 +127,14 @@ def merchant(app: Flask):
     from tests.factories import make_merchant
 
     return make_merchant()
+
+
+@pytest.fixture
+def smtp(app: Flask):
+    """A real SMTP server on loopback; the app sends its mail there."""
+    from tests.servers import SMTPRecorder
+
+    server = SMTPRecorder().start()
+    app.config["PORTAL_MAIL_URL"] = server.url
+    yield server
+    server.stop()

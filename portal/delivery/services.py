@@ -18,7 +18,7 @@ from portal.extensions import db
 from portal.jobs.queue import RetryLater, enqueue, job_handler
 from portal.links import link_url
 from portal.money import format_money
-from portal.notifications.mail import render_mail, send_mail
+from portal.notifications.mail import send_merchant_mail
 from portal.payment_requests.models import PaymentRequest
 from portal.payment_requests.services import is_expired
 from portal.states import RequestStatus
@@ -128,18 +128,16 @@ def _send(delivery: LinkDelivery, to: str) -> str:
     with force_locale(locale):
         due = format_date(pr.due_date, "long") if pr.due_date else None
         expires = format_date(pr.expires_at, "long")
-    subject, text, html = render_mail(
+    return send_merchant_mail(
+        merchant,
+        to,
         "link",
         locale,
         pr=pr,
-        merchant=merchant,
         url=url,
         amount=_amount_text(pr, locale),
         due_date=due,
         expires=expires,
-    )
-    return send_mail(
-        to, subject, text, html, from_name=merchant.display_name, reply_to=merchant.support_email
     )
 
 

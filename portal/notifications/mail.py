@@ -18,6 +18,7 @@ import uuid
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, make_msgid
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from flask import current_app, render_template
@@ -74,6 +75,15 @@ def send_mail(
     message = build_message(to, subject, text, html, from_name=from_name, reply_to=reply_to)
     deliver(message, current_app.config["PORTAL_MAIL_URL"])
     return message["Message-ID"]
+
+
+def send_merchant_mail(merchant: Any, to: str, name: str, locale: str, **context: object) -> str:
+    """A customer email on a merchant's behalf: rendered in ``locale``, from the merchant's
+    display name, replies going to its support address. Returns the Message-ID."""
+    subject, text, html = render_mail(name, locale, merchant=merchant, **context)
+    return send_mail(
+        to, subject, text, html, from_name=merchant.display_name, reply_to=merchant.support_email
+    )
 
 
 def deliver(message: EmailMessage, url: str) -> None:

@@ -13,7 +13,7 @@ from portal.extensions import db
 from portal.jobs.queue import job_handler
 from portal.links import link_url
 from portal.money import format_money
-from portal.notifications.mail import render_mail, send_mail
+from portal.notifications.mail import send_merchant_mail
 from portal.payments.models import Payment
 
 log = logging.getLogger(__name__)
@@ -31,24 +31,17 @@ def send_receipt(payload: dict[str, Any]) -> None:
     locale = payment.locale or pr.customer_locale or merchant.default_locale or "en"
     with force_locale(locale):
         paid_at = format_datetime(payment.succeeded_at, "medium")
-    subject, text, html = render_mail(
+    send_merchant_mail(
+        merchant,
+        payment.receipt_email,
         "receipt",
         locale,
         payment=payment,
         pr=pr,
-        merchant=merchant,
         amount=format_money(payment.amount, payment.currency, locale),
         still_due=format_money(pr.amount_due, pr.currency, locale) if pr.amount_due else None,
         paid_at=paid_at,
         url=f"{link_url(pr.id)}/receipt/{payment.id}",
-    )
-    send_mail(
-        payment.receipt_email,
-        subject,
-        text,
-        html,
-        from_name=merchant.display_name,
-        reply_to=merchant.support_email,
     )
     db.session.execute(
         update(Payment).where(Payment.id == payment.id).values(receipt_sent_at=utcnow())

@@ -8,21 +8,12 @@ from portal.jobs.worker import run_due_jobs
 from portal.payments.services import fulfil_payment, start_payment
 from portal.providers.base import ProviderPayment
 from tests.factories import make_request, statement_body
-from tests.servers import SMTPRecorder
 
 EXPECTED = {
     "en": ("Your receipt from Test Shop: €125.00", "Thank you for your payment to Test Shop."),
     "fr": ("Votre reçu de Test Shop : 125,00 €", "Merci pour votre paiement à Test Shop."),
     "nl": ("Uw betalingsbewijs van Test Shop: € 125,00", "Bedankt voor uw betaling aan Test Shop."),
 }
-
-
-@pytest.fixture
-def smtp(app):
-    server = SMTPRecorder().start()
-    app.config["PORTAL_MAIL_URL"] = server.url
-    yield server
-    server.stop()
 
 
 def _spaces(text: str) -> str:

@@ -18,7 +18,7 @@ from portal.jobs.worker import run_due_jobs
 from portal.links import link_token, link_url
 from portal.payment_requests.models import PaymentRequest
 from tests.factories import make_merchant, make_request, statement_body, wallet_body
-from tests.servers import HTTPRecorder, SMTPRecorder, json_response
+from tests.servers import HTTPRecorder, json_response
 
 URL = "/api/v1/payment-requests"
 
@@ -27,14 +27,6 @@ SUBJECTS = {
     "fr": "Test Shop : votre paiement de 125,00 €",
     "nl": "Test Shop: uw betaling van € 125,00",
 }
-
-
-@pytest.fixture
-def smtp(app):
-    server = SMTPRecorder().start()
-    app.config["PORTAL_MAIL_URL"] = server.url
-    yield server
-    server.stop()
 
 
 @pytest.fixture
