@@ -132,6 +132,9 @@ class Settings:
                 raise ConfigError("STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET are required")
             if self.allow_private_callbacks:
                 raise ConfigError("PORTAL_ALLOW_PRIVATE_CALLBACKS is not allowed in production")
+            if self.payment_provider == "sandbox":
+                # Fake cards would settle real requests and tell real ledgers they were paid.
+                raise ConfigError("the sandbox payment provider is not allowed in production")
 
     def as_flask_config(self) -> dict[str, object]:
         values = {f"PORTAL_{f.name.upper()}": getattr(self, f.name) for f in fields(self)}
@@ -144,6 +147,9 @@ class Settings:
             BABEL_TRANSLATION_DIRECTORIES=str(ROOT / "translations"),
             BABEL_DEFAULT_LOCALE="en",
             MAX_CONTENT_LENGTH=1024 * 1024,
+            SESSION_COOKIE_SECURE=self.env == "production",
+            SESSION_COOKIE_SAMESITE="Lax",
+            SESSION_COOKIE_HTTPONLY=True,
             # Tests turn limits on where they test them: counters would leak between apps.
             RATELIMIT_ENABLED=self.rate_limits and self.env != "test",
             RATELIMIT_STORAGE_URI=self.redis_url or "memory://",

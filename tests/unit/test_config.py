@@ -44,6 +44,7 @@ def test_from_env_reads_prefixed_variables():
             "PORTAL_SECRET_KEYS": "k" * 40,
             "PORTAL_ALLOW_PRIVATE_CALLBACKS": "1",
         },
+        {"PORTAL_ENV": "production", "PORTAL_SECRET_KEYS": "k" * 40},  # sandbox payments
         {"PORTAL_ENV": "staging"},
         {"PORTAL_PAYMENT_PROVIDER": "paypal"},
     ],
@@ -63,9 +64,13 @@ def test_production_with_real_secrets_starts(monkeypatch, tmp_path):
     monkeypatch.setenv("PORTAL_ENV", "production")
     monkeypatch.setenv("PORTAL_SECRET_KEYS", "k" * 40)
     monkeypatch.setenv("PORTAL_DATABASE_URL", f"sqlite:///{tmp_path}/p.db")
+    monkeypatch.setenv("PORTAL_PAYMENT_PROVIDER", "stripe")
+    monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_live_x")
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_x")
     app = create_app()
     assert app.config["PORTAL_ENV"] == "production"
     assert app.config["SECRET_KEY"] == "k" * 40
+    assert app.config["SESSION_COOKIE_SECURE"] is True
 
 
 def test_create_app_refuses_production_default_secret(monkeypatch):
