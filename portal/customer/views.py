@@ -27,7 +27,7 @@ from sqlalchemy import select, update
 
 from portal.customer import forms
 from portal.db_types import utcnow
-from portal.extensions import db
+from portal.extensions import db, limiter
 from portal.links import link_url, request_id_from_token
 from portal.payment_requests.models import PaymentRequest
 from portal.payment_requests.services import is_expired
@@ -44,6 +44,8 @@ from portal.states import PaymentStatus, RequestStatus
 from portal.web import SUPPORTED_LOCALES
 
 bp = Blueprint("customer", __name__, url_prefix="/p")
+# Per client address (shared through Redis when PORTAL_REDIS_URL is set).
+limiter.limit(lambda: current_app.config["PORTAL_LINK_RATE_LIMIT"])(bp)
 
 LOCALE_COOKIE = "portal_locale"
 CLOSED = (RequestStatus.VOID, RequestStatus.EXPIRED)
