@@ -47,7 +47,6 @@ class Settings:
     allow_private_callbacks: bool = False
     embedded_worker: bool = False
     redis_url: str = ""
-    store_open_ip: bool = False
     rate_limits: bool = True
     job_lease_seconds: int = 60
     worker_threads: int = 4
@@ -96,7 +95,6 @@ class Settings:
             s.stripe_payment_method_types = _list(env["STRIPE_PAYMENT_METHOD_TYPES"])
         s.allow_private_callbacks = _bool(env.get("PORTAL_ALLOW_PRIVATE_CALLBACKS"))
         s.embedded_worker = _bool(env.get("PORTAL_EMBEDDED_WORKER"))
-        s.store_open_ip = _bool(env.get("PORTAL_STORE_OPEN_IP"))
         s.rate_limits = _bool(env.get("PORTAL_RATE_LIMITS"), default=True)
         if env.get("PORTAL_JOB_LEASE_SECONDS"):
             s.job_lease_seconds = int(env["PORTAL_JOB_LEASE_SECONDS"])
