@@ -57,3 +57,37 @@ def test_link_pages_are_rate_limited_per_client(database_url):
     assert int(limited.headers["Retry-After"]) > 0
     assert client.get(path, environ_base={"REMOTE_ADDR": "10.9.9.9"}).status_code == 200
     _empty(app)
+
+
+def test_limits_are_shared_through_redis(database_url):
+    """Two web processes (two apps here) count against the same Redis."""
+    import redis
+
+    from tests.conftest import _empty
+
+    store = redis.Redis(host="127.0.0.1", port=6379, db=15)
+    store.flushdb()
+    settings = {"RATELIMIT_ENABLED": True, "api_rate_limit": "3 per minute",
+                "redis_url": "redis://127.0.0.1:6379/15"}  # fmt: skip
+    from portal.extensions import limiter
+
+    first = make_app(database_url, **settings)
+    storages = [limiter.storage]
+    with first.app_context():
+        if database_url.startswith("sqlite"):
+            db.create_all()
+        m = make_merchant()
+        db.session.remove()
+    second = make_app(database_url, **settings)
+    storages.append(limiter.storage)
+    for client in (first.test_client(), second.test_client(), first.test_client()):
+        assert client.get("/api/v1/payment-requests", headers=m.headers).status_code == 200
+    limited = second.test_client().get("/api/v1/payment-requests", headers=m.headers)
+    assert limited.status_code == 429
+    assert any(b"api:" in key for key in store.keys("*"))
+    store.flushdb()
+    store.close()
+    for storage in storages:  # each app opened its own connections
+        storage.storage.close()
+        storage.storage.connection_pool.disconnect()
+    _empty(first)
