@@ -61,12 +61,20 @@ def test_link_pages_are_rate_limited_per_client(database_url):
 
 def test_limits_are_shared_through_redis(database_url):
     """Two web processes (two apps here) count against the same Redis."""
+    import os
+
     import redis
 
     from tests.conftest import _empty
 
     store = redis.Redis(host="127.0.0.1", port=6379, db=15)
-    store.flushdb()
+    try:
+        store.flushdb()
+    except redis.ConnectionError:
+        store.close()
+        if os.environ.get("CI"):
+            pytest.fail("Redis is not reachable at 127.0.0.1:6379")
+        pytest.skip("Redis not reachable: shared rate limits not tested locally")
     settings = {"RATELIMIT_ENABLED": True, "api_rate_limit": "3 per minute",
                 "redis_url": "redis://127.0.0.1:6379/15"}  # fmt: skip
     from portal.extensions import limiter
