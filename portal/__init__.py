@@ -58,12 +58,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from portal.cli import register_cli
     from portal.customer.views import bp as customer_bp
     from portal.delivery.views import bp as qr_bp
+    from portal.support.views import bp as support_bp
     from portal.webhooks.views import bp as webhooks_bp
 
     app.register_blueprint(api_bp)
     app.register_blueprint(customer_bp)
     app.register_blueprint(qr_bp)
     app.register_blueprint(webhooks_bp)
+    app.register_blueprint(support_bp)
     csrf.exempt(api_bp)
     web.init_app(app)
     register_cli(app)

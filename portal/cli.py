@@ -157,8 +157,10 @@ def demo_command() -> None:
 def register_cli(app: Flask) -> None:
     from portal.jobs.cli import worker_command
     from portal.ledger.cli import endpoint_cli
+    from portal.support.cli import staff_cli
 
     merchant_cli.add_command(endpoint_cli)
     app.cli.add_command(worker_command)
+    app.cli.add_command(staff_cli)
     app.cli.add_command(merchant_cli)
     app.cli.add_command(demo_command)

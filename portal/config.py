@@ -142,6 +142,9 @@ class Settings:
             SQLALCHEMY_ENGINE_OPTIONS=_engine_options(self.database_url),
             TESTING=self.env == "test",
             WTF_CSRF_TIME_LIMIT=None,
+            # Pages send Referrer-Policy: no-referrer, so browsers send no Referer over
+            # https; the CSRF token and SameSite cookies protect the forms.
+            WTF_CSRF_SSL_STRICT=False,
             BABEL_TRANSLATION_DIRECTORIES=str(ROOT / "translations"),
             BABEL_DEFAULT_LOCALE="en",
             MAX_CONTENT_LENGTH=1024 * 1024,

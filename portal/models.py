@@ -7,10 +7,12 @@ from portal.ledger.models import CallbackAttempt, CallbackDelivery, CallbackEndp
 from portal.merchants.models import ApiKey, Merchant
 from portal.payment_requests.models import OrderLine, PaymentRequest, StatementLine
 from portal.payments.models import Payment, Refund
+from portal.support.models import AuditLog, StaffSession, StaffUser
 from portal.webhooks.models import StripeEvent
 
 __all__ = [
     "ApiKey",
+    "AuditLog",
     "CallbackAttempt",
     "CallbackDelivery",
     "CallbackEndpoint",
@@ -23,6 +25,8 @@ __all__ = [
     "Payment",
     "PaymentRequest",
     "Refund",
+    "StaffSession",
+    "StaffUser",
     "StatementLine",
     "StripeEvent",
 ]

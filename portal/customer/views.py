@@ -23,6 +23,7 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import refresh
 from sqlalchemy import select, update
 
 from portal.customer import forms
@@ -77,6 +78,7 @@ def choose_locale(pr: PaymentRequest) -> None:
         g.locale = request.accept_languages.best_match(SUPPORTED_LOCALES) or (
             pr.merchant.default_locale
         )
+    refresh()  # the locale is decided per request, never taken from an earlier one
 
 
 def record_open(pr: PaymentRequest) -> None:

@@ -33,6 +33,7 @@ class PaymentRequest(db.Model):
         Index("ix_payment_requests_merchant_customer_ref", "merchant_id", "customer_reference"),
         Index("ix_payment_requests_customer_email", "customer_email"),
         Index("ix_payment_requests_customer_phone", "customer_phone"),
+        Index("ix_payment_requests_customer_name", "customer_name"),
         Index("ix_payment_requests_status_expires", "status", "expires_at"),
     )
 
