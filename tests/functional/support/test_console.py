@@ -60,9 +60,11 @@ def token(client, path="/support/login"):
 
 
 def login(client, user, password=PASSWORD, code=None):
-    code = code if code is not None else (
-        pyotp.TOTP(user.totp_secret).now() if user.totp_secret else ""
-    )  # fmt: skip
+    code = (
+        code
+        if code is not None
+        else (pyotp.TOTP(user.totp_secret).now() if user.totp_secret else "")
+    )
     return client.post(
         "/support/login",
         data={"csrf_token": token(client), "email": user.email, "password": password, "code": code},
@@ -112,8 +114,10 @@ def test_a_new_session_at_every_login(https):
 
 def test_failures_look_the_same_and_lock_the_account(https):
     user = staff()
-    unknown = https.post("/support/login", data={"csrf_token": token(https), "email": "nobody@x.test",
-                                                 "password": PASSWORD})  # fmt: skip
+    unknown = https.post(
+        "/support/login",
+        data={"csrf_token": token(https), "email": "nobody@x.test", "password": PASSWORD},
+    )
     wrong = login(https, user, password="wrong password!")
     assert unknown.status_code == wrong.status_code == 401
     assert unknown.text.replace("nobody@x.test", "") == wrong.text.replace(user.email, "")
@@ -156,8 +160,9 @@ def test_admins_need_a_totp_code(https):
 
 def test_support_staff_may_turn_totp_on(app, https):
     runner = app.test_cli_runner()
-    out = runner.invoke(args=["staff", "create", "--email", "agent@portal.test",
-                              "--password", PASSWORD, "--totp"])  # fmt: skip
+    out = runner.invoke(
+        args=["staff", "create", "--email", "agent@portal.test", "--password", PASSWORD, "--totp"]
+    )
     assert out.exit_code == 0, out.output
     assert "otpauth://totp/" in out.output
     from portal.support.models import StaffUser
@@ -187,8 +192,18 @@ def test_search_by_each_key(https):
     payment.provider_payment_id = "pi_searchable"
     db.session.commit()
     login(https, staff())
-    for q in [pr.id, payment.id, "pi_searchable", "INV-77", "Jan Pee", "jan@example.com",
-              "JAN@example.com", "+32470112233", "0470 11 22 33", "C-1"]:  # fmt: skip
+    for q in [
+        pr.id,
+        payment.id,
+        "pi_searchable",
+        "INV-77",
+        "Jan Pee",
+        "jan@example.com",
+        "JAN@example.com",
+        "+32470112233",
+        "0470 11 22 33",
+        "C-1",
+    ]:
         page = https.get("/support/search", query_string={"q": q})
         assert f"/support/requests/{pr.id}" in page.text, q
     none = https.get("/support/search", query_string={"q": "nobody@example.com"})
@@ -216,8 +231,10 @@ def test_support_cannot_void_or_refund(https):
     pr = make_request(m)
     login(https, staff())
     assert https.get(f"/support/requests/{pr.id}/confirm/void").status_code == 403
-    resp = https.post(f"/support/requests/{pr.id}/do/void",
-                      data={"csrf_token": token(https, "/support/"), "reason": "because"})  # fmt: skip
+    resp = https.post(
+        f"/support/requests/{pr.id}/do/void",
+        data={"csrf_token": token(https, "/support/"), "reason": "because"},
+    )
     assert resp.status_code == 403
     assert db.session.get(PaymentRequest, pr.id).status == "open"
     assert https.get("/support/audit").status_code == 403
@@ -234,8 +251,17 @@ def test_timeline_shows_the_whole_story(https, app):
         run_due_jobs()
         login(https, staff())
         page = https.get(f"/support/requests/{pr.id}").text
-        for text in ("Created", "Payment attempt", "Payment succeeded", payment.receipt_number,
-                     "Receipt email", "payment.succeeded", "dead-lettered", "500", "Raw JSON"):  # fmt: skip
+        for text in (
+            "Created",
+            "Payment attempt",
+            "Payment succeeded",
+            payment.receipt_number,
+            "Receipt email",
+            "payment.succeeded",
+            "dead-lettered",
+            "500",
+            "Raw JSON",
+        ):
             assert text in page, text
     finally:
         receiver.stop()
@@ -267,7 +293,12 @@ def test_each_action_writes_its_audit_entry(https, app):
         assert db.session.query(Job).filter_by(kind="send_receipt").count() == 2
         log = db.session.query(AuditLog).order_by(AuditLog.id).all()
         assert [a.action for a in log] == [
-            "resend_link", "resend_receipt", "redeliver_callback", "void", "refund"]  # fmt: skip
+            "resend_link",
+            "resend_receipt",
+            "redeliver_callback",
+            "void",
+            "refund",
+        ]
         assert {a.staff_email for a in log} == {admin.email}
         assert {a.reason for a in log} == {"customer called"}
         audit = https.get("/support/audit", query_string={"action": "void"}).text
