@@ -10,6 +10,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from functools import cache
 
+from babel import Locale
 from babel.numbers import format_currency, get_currency_precision, list_currencies
 
 # Historical and fund codes that CLDR still lists but no merchant charges in.
@@ -65,6 +66,11 @@ def to_major(amount: int, currency: str) -> Decimal:
     return Decimal(amount).scaleb(-digits).quantize(Decimal(1).scaleb(-digits))
 
 
+@cache
+def _locale(code: str) -> Locale:
+    return Locale.parse(code)
+
+
 def format_money(amount: int, currency: str, locale: str = "en") -> str:
     """Locale-aware display: ``€ 1.234,56`` in nl, ``1 234,56 €`` in fr."""
-    return format_currency(to_major(amount, currency), currency, locale=locale)
+    return format_currency(to_major(amount, currency), currency, locale=_locale(str(locale)))

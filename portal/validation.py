@@ -107,7 +107,8 @@ def as_datetime(value: Any, path: str) -> datetime:
 def as_email(value: Any, path: str) -> str:
     text = as_string(value, path, 254)
     try:
-        return validate_email(text, check_deliverability=False).normalized
+        # Lower-cased so that support finds it by an indexed equality, whatever was typed.
+        return validate_email(text, check_deliverability=False).normalized.lower()
     except EmailNotValidError:
         raise Invalid("invalid_email", f"{path} is not a valid email address.", path) from None
 

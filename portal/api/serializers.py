@@ -10,7 +10,8 @@ from portal.links import link_url, qr_code_url
 from portal.payment_requests.models import PaymentRequest
 
 
-def payment_request_json(pr: PaymentRequest) -> dict[str, Any]:
+def payment_request_json(pr: PaymentRequest, deliveries: list[Any] | None = None) -> dict[str, Any]:
+    """The API object; ``deliveries`` may be given to spare a query (a request just made)."""
     body: dict[str, Any] = {
         "id": pr.id,
         "object": "payment_request",
@@ -44,7 +45,10 @@ def payment_request_json(pr: PaymentRequest) -> dict[str, Any]:
             "first_opened_at": isoformat(pr.first_opened_at),
             "last_opened_at": isoformat(pr.last_opened_at),
         },
-        "deliveries": [delivery_json(d) for d in deliveries_for(pr.id)],
+        "deliveries": [
+            delivery_json(d)
+            for d in (deliveries if deliveries is not None else deliveries_for(pr.id))
+        ],
     }
     if pr.kind == "statement":
         body["statement"] = {

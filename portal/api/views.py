@@ -12,7 +12,6 @@ from portal.api.openapi import openapi_document
 from portal.api.serializers import payment_request_json
 from portal.errors import ApiError, Invalid
 from portal.extensions import db, limiter
-from portal.merchants.models import Merchant
 from portal.merchants.services import authenticate
 from portal.payment_requests import services as requests_service
 
@@ -62,7 +61,7 @@ def _authenticate() -> Response | None:
             headers={"WWW-Authenticate": 'Bearer realm="portal"'},
         )
     g.api_key = key
-    g.merchant = db.session.get(Merchant, key.merchant_id)
+    g.merchant = key.merchant
     return None
 
 
@@ -110,7 +109,8 @@ def create_payment_request() -> Response:
 
     def produce() -> tuple[int, dict[str, Any]]:
         pr = requests_service.create_payment_request(g.merchant, body, g.api_key.id)
-        return 201, payment_request_json(pr)
+        # Nothing can have been sent yet unless asked: spare the deliveries query.
+        return 201, payment_request_json(pr, None if body.get("send") else [])
 
     return idempotent(produce, body)
 

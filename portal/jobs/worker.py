@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from datetime import timedelta
 
 from flask import Flask, current_app
@@ -217,7 +217,10 @@ class Worker:
                         db.session.remove()
                 for job_id in ids:
                     in_flight.add(pool.submit(self._run_one, job_id))
-                if not ids:
+                if free <= 0:
+                    # Every thread is busy: claim again as soon as one is free, not a poll later.
+                    wait(in_flight, timeout=self.poll, return_when=FIRST_COMPLETED)
+                elif not ids:
                     if exit_when_idle and not in_flight:
                         break
                     self.stopping.wait(self.poll)

@@ -7,6 +7,7 @@ import hmac
 from datetime import timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import joinedload
 
 from portal.db_types import utcnow
 from portal.extensions import db
@@ -108,7 +109,9 @@ def authenticate(secret: str) -> ApiKey | None:
     if not secret or len(secret) > 200:
         return None
     digest = hash_key(secret)
-    key = db.session.scalars(select(ApiKey).where(ApiKey.key_hash == digest)).first()
+    key = db.session.scalars(
+        select(ApiKey).options(joinedload(ApiKey.merchant)).where(ApiKey.key_hash == digest)
+    ).first()
     if key is None or key.revoked_at is not None or not hmac.compare_digest(key.key_hash, digest):
         return None
     now = utcnow()

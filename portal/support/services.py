@@ -200,7 +200,7 @@ def _match(text: str) -> Any:
         )
         return PaymentRequest.id.in_(ids)
     if "@" in text:
-        return func.lower(PaymentRequest.customer_email) == text.lower()
+        return PaymentRequest.customer_email == text.lower()  # stored lower-cased
     digits = text.replace(" ", "").replace("-", "").replace(".", "")
     if digits.lstrip("+").isdigit() and len(digits) >= 8:
         try:
