@@ -97,3 +97,27 @@ def test_killed_worker_job_is_taken_up_after_the_lease(pg_app, pg_url):
         assert delivery.event_id == ids[0]
     finally:
         receiver.stop()
+
+
+def test_sigterm_finishes_the_job_in_hand(pg_app, pg_url):
+    started = threading.Event()
+
+    def respond(req):
+        started.set()
+        time.sleep(2)  # SIGTERM arrives while this delivery is in flight
+        return 200, {}, b"ok"
+
+    receiver = HTTPRecorder(respond).start()
+    try:
+        make_events(1, receiver.url)
+        worker = start_worker(pg_url)
+        assert started.wait(60)
+        worker.send_signal(signal.SIGTERM)
+        out, _ = worker.communicate(timeout=30)
+        assert worker.returncode == 0, out.decode()[-2000:]
+        assert "finishing 1 job(s) in hand" in out.decode()
+        db.session.expire_all()
+        assert db.session.query(CallbackDelivery).one().status == "succeeded"
+        assert len(receiver.requests) == 1
+    finally:
+        receiver.stop()
