@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 15:20:30.513947
+Create Date: 2026-11-22 15:27:23.291641
 
 """
 from alembic import op
@@ -201,12 +201,14 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_payment_requests'))
     )
     with op.batch_alter_table('payment_requests', schema=None) as batch_op:
+        batch_op.create_index('ix_payment_requests_created', ['created_at'], unique=False)
         batch_op.create_index('ix_payment_requests_customer_email', ['customer_email'], unique=False)
         batch_op.create_index('ix_payment_requests_customer_name', ['customer_name'], unique=False)
         batch_op.create_index('ix_payment_requests_customer_phone', ['customer_phone'], unique=False)
         batch_op.create_index('ix_payment_requests_merchant_created', ['merchant_id', 'created_at', 'id'], unique=False)
         batch_op.create_index('ix_payment_requests_merchant_customer_ref', ['merchant_id', 'customer_reference'], unique=False)
         batch_op.create_index('ix_payment_requests_merchant_reference', ['merchant_id', 'reference'], unique=False)
+        batch_op.create_index('ix_payment_requests_paid', ['paid_at'], unique=False)
         batch_op.create_index('ix_payment_requests_status_expires', ['status', 'expires_at'], unique=False)
 
     op.create_table('staff_sessions',
@@ -316,6 +318,7 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_payments_provider_charge_id'), ['provider_charge_id'], unique=False)
         batch_op.create_index('ix_payments_request', ['request_id', 'created_at'], unique=False)
         batch_op.create_index('ix_payments_status_updated', ['status', 'updated_at'], unique=False)
+        batch_op.create_index('ix_payments_succeeded', ['succeeded_at'], unique=False)
 
     op.create_table('statement_lines',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -384,6 +387,7 @@ def downgrade():
 
     op.drop_table('statement_lines')
     with op.batch_alter_table('payments', schema=None) as batch_op:
+        batch_op.drop_index('ix_payments_succeeded')
         batch_op.drop_index('ix_payments_status_updated')
         batch_op.drop_index('ix_payments_request')
         batch_op.drop_index(batch_op.f('ix_payments_provider_charge_id'))
@@ -413,12 +417,14 @@ def downgrade():
     op.drop_table('staff_sessions')
     with op.batch_alter_table('payment_requests', schema=None) as batch_op:
         batch_op.drop_index('ix_payment_requests_status_expires')
+        batch_op.drop_index('ix_payment_requests_paid')
         batch_op.drop_index('ix_payment_requests_merchant_reference')
         batch_op.drop_index('ix_payment_requests_merchant_customer_ref')
         batch_op.drop_index('ix_payment_requests_merchant_created')
         batch_op.drop_index('ix_payment_requests_customer_phone')
         batch_op.drop_index('ix_payment_requests_customer_name')
         batch_op.drop_index('ix_payment_requests_customer_email')
+        batch_op.drop_index('ix_payment_requests_created')
 
     op.drop_table('payment_requests')
     op.drop_table('idempotency_keys')

@@ -34,6 +34,8 @@ class PaymentRequest(db.Model):
         Index("ix_payment_requests_customer_email", "customer_email"),
         Index("ix_payment_requests_customer_phone", "customer_phone"),
         Index("ix_payment_requests_customer_name", "customer_name"),
+        Index("ix_payment_requests_created", "created_at"),
+        Index("ix_payment_requests_paid", "paid_at"),
         Index("ix_payment_requests_status_expires", "status", "expires_at"),
     )
 

@@ -19,6 +19,7 @@ class Payment(db.Model):
     __table_args__ = (
         Index("ix_payments_request", "request_id", "created_at"),
         Index("ix_payments_status_updated", "status", "updated_at"),
+        Index("ix_payments_succeeded", "succeeded_at"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("pay"))

@@ -21,7 +21,6 @@ from portal.db_types import utcnow
 from portal.delivery.models import LinkDelivery
 from portal.errors import ApiError
 from portal.extensions import db
-from portal.jobs.models import Job
 from portal.jobs.queue import enqueue
 from portal.ledger.models import CallbackAttempt, CallbackDelivery, Event
 from portal.merchants.models import ApiKey, Merchant
@@ -284,15 +283,11 @@ def timeline(pr: PaymentRequest) -> list[Entry]:
         )  # fmt: skip
         if p.succeeded_at:
             entries.append(Entry(p.succeeded_at, "succeeded", p.id, p.receipt_number or ""))
-            receipt_jobs = db.session.scalars(
-                select(Job).where(Job.kind == "send_receipt").order_by(Job.created_at)
-            ).all()
-            for job in receipt_jobs:
-                if job.payload.get("payment_id") == p.id:
-                    entries.append(
-                        Entry(job.finished_at or job.created_at, "receipt", p.receipt_email or "",
-                              job.last_error or "", status=job.status)
-                    )  # fmt: skip
+            entries.append(
+                Entry(p.receipt_sent_at or p.succeeded_at, "receipt", p.receipt_email or "",
+                      status="sent" if p.receipt_sent_at else
+                      ("queued" if p.receipt_email else "no address"))
+            )  # fmt: skip
         for r in db.session.scalars(select(Refund).where(Refund.payment_id == p.id)):
             entries.append(Entry(r.created_at, "refund", r.id, "", extra=[r.amount, r.currency]))
     events = db.session.scalars(
