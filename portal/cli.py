@@ -24,7 +24,7 @@ keys_cli = AppGroup("keys", help="Create and revoke API keys.")
 merchant_cli.add_command(keys_cli)
 
 
-def _print(data: dict) -> None:
+def print_json(data: object) -> None:
     click.echo(json.dumps(data, indent=2))
 
 
@@ -65,7 +65,7 @@ def merchant_create(
         raise click.ClickException(str(exc)) from None
     secret = create_api_key(merchant, label="created with the merchant")
     db.session.commit()
-    _print({"merchant_id": merchant.id, "api_key": secret})
+    print_json({"merchant_id": merchant.id, "api_key": secret})
 
 
 @merchant_cli.command("show")
@@ -74,7 +74,7 @@ def merchant_show(merchant_id: str) -> None:
     """Show a merchant's settings and keys (never the secrets)."""
     m = _get_merchant(merchant_id)
     keys = db.session.query(ApiKey).filter_by(merchant_id=m.id).order_by(ApiKey.created_at).all()
-    _print(
+    print_json(
         {
             "id": m.id,
             "name": m.name,
@@ -113,7 +113,7 @@ def merchant_embed_origins(merchant_id: str, origins: tuple[str, ...]) -> None:
     except MerchantError as exc:
         raise click.ClickException(str(exc)) from None
     db.session.commit()
-    _print({"id": merchant.id, "embed_origins": merchant.embed_origins})
+    print_json({"id": merchant.id, "embed_origins": merchant.embed_origins})
 
 
 @keys_cli.command("create")
@@ -123,7 +123,7 @@ def keys_create(merchant_id: str, label: str | None) -> None:
     """Create a new API key for a merchant (shown once)."""
     secret = create_api_key(_get_merchant(merchant_id), label=label)
     db.session.commit()
-    _print({"merchant_id": merchant_id, "api_key": secret})
+    print_json({"merchant_id": merchant_id, "api_key": secret})
 
 
 @keys_cli.command("revoke")
@@ -134,7 +134,7 @@ def keys_revoke(key_id: str) -> None:
     if key is None:
         raise click.ClickException(f"no API key {key_id}")
     db.session.commit()
-    _print({"id": key.id, "revoked": True})
+    print_json({"id": key.id, "revoked": True})
 
 
 @click.command("demo")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 import click
 from flask.cli import AppGroup
 from sqlalchemy import select
 
+from portal.cli import print_json
 from portal.db_types import isoformat
 from portal.errors import ApiError
 from portal.extensions import db
@@ -17,10 +17,6 @@ from portal.ledger.models import CallbackEndpoint
 from portal.merchants.models import Merchant
 
 endpoint_cli = AppGroup("endpoint", help="Callback endpoints of a merchant's ledger.")
-
-
-def _echo(data: object) -> None:
-    click.echo(json.dumps(data, indent=2))
 
 
 def _endpoint(endpoint_id: str) -> CallbackEndpoint:
@@ -43,7 +39,7 @@ def endpoint_add(merchant_id: str, url: str, events: tuple[str, ...]) -> None:
     except ApiError as exc:
         raise click.ClickException(exc.message) from None
     db.session.commit()
-    _echo({"id": endpoint.id, "url": endpoint.url, "secret": endpoint.secret})
+    print_json({"id": endpoint.id, "url": endpoint.url, "secret": endpoint.secret})
 
 
 @endpoint_cli.command("list")
@@ -55,7 +51,7 @@ def endpoint_list(merchant_id: str) -> None:
         .where(CallbackEndpoint.merchant_id == merchant_id)
         .order_by(CallbackEndpoint.created_at)
     )
-    _echo(
+    print_json(
         [
             {
                 "id": e.id,
@@ -78,7 +74,7 @@ def endpoint_rotate(endpoint_id: str, overlap_hours: int) -> None:
     endpoint = _endpoint(endpoint_id)
     secret = rotate_secret(endpoint, timedelta(hours=overlap_hours))
     db.session.commit()
-    _echo(
+    print_json(
         {
             "id": endpoint.id,
             "secret": secret,
@@ -95,7 +91,7 @@ def endpoint_disable(endpoint_id: str) -> None:
     endpoint.enabled = False
     endpoint.disabled_reason = "disabled by the merchant"
     db.session.commit()
-    _echo({"id": endpoint.id, "enabled": False})
+    print_json({"id": endpoint.id, "enabled": False})
 
 
 @endpoint_cli.command("enable")
@@ -106,4 +102,4 @@ def endpoint_enable(endpoint_id: str) -> None:
     endpoint.enabled = True
     endpoint.disabled_reason = None
     db.session.commit()
-    _echo({"id": endpoint.id, "enabled": True})
+    print_json({"id": endpoint.id, "enabled": True})
