@@ -102,9 +102,45 @@ def _has_route(ctx: Context, prefix: str) -> bool:
 
 
 def support_search(ctx: Context) -> dict[str, Any]:
+    """An agent's search by customer email (indexed equality), signed in, over every merchant."""
     if not _has_route(ctx, "/support"):
         raise NotMeasured("no /support console in the app yet (portal/support/)")
-    raise NotMeasured("the support console exists but the bench scenario is not written yet")
+    import secrets
+    from urllib.parse import quote
+
+    with ctx.app.app_context():
+        from portal.extensions import db
+        from portal.support.models import StaffSession
+        from portal.support.services import create_staff
+
+        user, _ = create_staff(
+            f"bench-{secrets.token_hex(4)}@bench.test", "support", [], secrets.token_urlsafe(16)
+        )
+        session_id = secrets.token_urlsafe(32)
+        db.session.add(StaffSession(id=session_id, user_id=user.id))
+        db.session.commit()
+        db.session.remove()
+    customers = min(seed.CUSTOMERS, ctx.seeded.rows)
+    picks = random.sample(range(customers), min(500, customers))
+    path = ctx.work / "search_paths.txt"
+    path.write_text(
+        "".join(f"/support/search?q={quote(f'customer{i}@example.com')}\n" for i in picks)
+    )
+    cookie = f"portal_support_dev={session_id}"
+    with ctx.portal() as server:
+        request = urllib.request.Request(
+            f"{server.url}/support/search?q=customer{picks[0]}%40example.com",
+            headers={"Cookie": cookie},
+        )
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            body = resp.read().decode()
+        if "/support/requests/pr_" not in body:
+            raise NotMeasured("the search page found nothing for a seeded email")
+        result = ctx.wrk(
+            server.url, "paths.lua", {"BENCH_PATHS": str(path), "BENCH_COOKIE": cookie}
+        )
+    result["rows"] = ctx.seeded.rows
+    return result
 
 
 WEBHOOK_SECRET = "whsec_bench_0123456789abcdef0123456789abcdef"  # a test secret, bench only

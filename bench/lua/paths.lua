@@ -16,6 +16,9 @@ function init(args)
   math.randomseed(os.time() * 1000 + (tid or 0))
 end
 
+local cookie = os.getenv("BENCH_COOKIE")
+if cookie and #cookie > 0 then wrk.headers["Cookie"] = cookie end
+
 function request()
   return wrk.format("GET", paths[math.random(#paths)])
 end
