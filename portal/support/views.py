@@ -124,7 +124,10 @@ def logout() -> Response:
 
 @bp.post("/language")
 def language() -> Response:
-    response = redirect(request.form.get("next") or url_for("support.dashboard"), 303)
+    target = request.form.get("next", "")
+    if not target.startswith("/support") or "//" in target or "\\" in target:
+        target = url_for("support.dashboard")  # never an open redirect
+    response = redirect(target, 303)
     if request.form.get("lang") in ("en", "fr", "nl"):
         response.set_cookie("portal_support_locale", request.form["lang"], path="/support",
                             httponly=True, samesite="Lax",

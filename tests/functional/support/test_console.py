@@ -336,3 +336,13 @@ def test_console_speaks_french(https):
     login(https, staff())
     https.post("/support/language", data={"csrf_token": token(https, "/support/"), "lang": "fr"})
     assert "Tableau de bord" in https.get("/support/").text
+
+
+def test_language_switch_never_redirects_elsewhere(https):
+    login(https, staff())
+    csrf = token(https, "/support/")
+    for target in ("https://evil.example/", "//evil.example", "/support//evil"):
+        resp = https.post(
+            "/support/language", data={"csrf_token": csrf, "lang": "nl", "next": target}
+        )
+        assert resp.headers["Location"].endswith("/support/")
