@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from playwright.sync_api import expect
 
 from portal.extensions import db
 from portal.links import link_url
@@ -32,15 +33,15 @@ def test_statement_in_french_declined_then_paid(live_server, browser, shot):
     page = browser.new_page(locale="fr-BE")
     page.goto(url)
     assert page.locator("html").get_attribute("lang") == "fr"
-    assert page.get_by_role("heading", name="Relevé de compte").is_visible()
+    expect(page.get_by_role("heading", name="Relevé de compte")).to_be_visible()
     shot(page, "statement")
     page.get_by_role("button", name="Continuer vers le paiement").click()
     _fill_card(
         page, "4000 0000 0000 0002", ("Numéro de carte", "Date d'expiration", "Cryptogramme (CVC)")
     )
     page.get_by_role("button", name=re.compile("^Payer")).click()
-    assert page.get_by_role("heading", name="Le paiement n'a pas abouti").is_visible()
-    assert page.get_by_text("Votre carte a été refusée").is_visible()
+    expect(page.get_by_role("heading", name="Le paiement n'a pas abouti")).to_be_visible()
+    expect(page.get_by_text("Votre carte a été refusée")).to_be_visible()
     shot(page, "declined")
     page.get_by_role("link", name="Réessayer").click()
     page.get_by_role("button", name="Continuer vers le paiement").click()
@@ -48,10 +49,10 @@ def test_statement_in_french_declined_then_paid(live_server, browser, shot):
         page, "4242 4242 4242 4242", ("Numéro de carte", "Date d'expiration", "Cryptogramme (CVC)")
     )
     page.get_by_role("button", name=re.compile("^Payer")).click()
-    assert page.get_by_role("heading", name="Paiement reçu — merci !").is_visible()
+    expect(page.get_by_role("heading", name="Paiement reçu — merci !")).to_be_visible()
     page.get_by_role("link", name="Voir votre reçu").click()
-    assert page.get_by_role("heading", name="Reçu").is_visible()
-    assert page.get_by_text("Visa •••• 4242").is_visible()
+    expect(page.get_by_role("heading", name="Reçu")).to_be_visible()
+    expect(page.get_by_text("Visa •••• 4242")).to_be_visible()
     shot(page, "receipt")
     with app.app_context():
         assert db.session.get(PaymentRequest, pr_id).status == "paid"
@@ -67,16 +68,16 @@ def test_wallet_topup_in_dutch(live_server, browser, shot):
         url, pr_id = link_url(pr.id), pr.id
     page = browser.new_page(locale="nl-BE")
     page.goto(url)
-    assert page.get_by_role("heading", name="Waardeer uw tegoed op").is_visible()
+    expect(page.get_by_role("heading", name="Waardeer uw tegoed op")).to_be_visible()
     shot(page, "topup")
     page.get_by_role("button", name=re.compile("20,00")).click()
     _fill_card(
         page, "4242 4242 4242 4242", ("Kaartnummer", "Vervaldatum kaart", "Beveiligingscode (CVC)")
     )
     page.get_by_role("button", name=re.compile("betalen$")).click()
-    assert page.get_by_role("heading", name="Betaling ontvangen — dank u!").is_visible()
+    expect(page.get_by_role("heading", name="Betaling ontvangen — dank u!")).to_be_visible()
     page.get_by_role("link", name="Uw betalingsbewijs bekijken").click()
-    assert page.get_by_role("heading", name="Betalingsbewijs").is_visible()
+    expect(page.get_by_role("heading", name="Betalingsbewijs")).to_be_visible()
     shot(page, "receipt")
     with app.app_context():
         pr = db.session.get(PaymentRequest, pr_id)
@@ -92,6 +93,6 @@ def test_language_switcher_is_remembered(live_server, browser):
     page = browser.new_page()
     page.goto(url)
     page.get_by_role("link", name="English").click()
-    assert page.get_by_role("heading", name="Account statement").is_visible()
+    expect(page.get_by_role("heading", name="Account statement")).to_be_visible()
     page.goto(url)
     assert page.locator("html").get_attribute("lang") == "en"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from portal.extensions import db
 from portal.jobs.worker import run_due_jobs
@@ -45,12 +46,12 @@ def test_agent_finds_a_paid_request_and_redelivers_its_callback(live_server, bro
         page.get_by_role("button", name="Search").click()
         shot(page, "search")
         page.get_by_role("link", name="STMT-1").click()
-        assert page.get_by_text("Payment succeeded").is_visible()
+        expect(page.get_by_text("Payment succeeded")).to_be_visible()
         callback = page.get_by_role("listitem").filter(has_text="payment.succeeded")
         callback.get_by_role("link", name="Redeliver").click()
         page.get_by_label("Why?").fill("ledger says it never got it")
         page.get_by_role("button", name="Confirm").click()
-        assert page.get_by_text("Done. The action is in the audit log.").is_visible()
+        expect(page.get_by_text("Done. The action is in the audit log.")).to_be_visible()
         with app.app_context():
             run_due_jobs()
         page.reload()
