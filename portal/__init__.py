@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import logging
+import importlib
 from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
+from sqlalchemy.orm import configure_mappers
+from werkzeug.middleware.proxy_fix import ProxyFix
 
+from portal import logs
 from portal.config import ROOT, Settings
 
 __all__ = ["create_app"]
@@ -37,11 +40,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(settings.as_flask_config())
     app.config.update(extra)
     app.extensions["portal_settings"] = settings
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logs.configure(settings.log_format)
+    if settings.proxy_hops:
+        # Client address, scheme and host as the proxies saw them; never trust more hops.
+        hops = settings.proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    from portal import web
+    from portal import observability, security, web
     from portal.extensions import babel, csrf, db, limiter, migrate
 
     db.init_app(app)
@@ -61,13 +67,21 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from portal.support.views import bp as support_bp
     from portal.webhooks.views import bp as webhooks_bp
 
+    # Work every process would otherwise do on its first request: configure the ORM
+    # mappers, and import the Stripe SDK (it pulls in aiohttp) when Stripe is in use.
+    configure_mappers()
+    if settings.payment_provider == "stripe":
+        importlib.import_module("portal.providers.stripe")
+
     app.register_blueprint(api_bp)
     app.register_blueprint(customer_bp)
     app.register_blueprint(qr_bp)
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(support_bp)
     csrf.exempt(api_bp)
+    security.init_app(app)
     web.init_app(app)
+    observability.init_app(app)
     register_cli(app)
     if settings.embedded_worker:
         from portal.jobs.worker import start_embedded_on_first_request

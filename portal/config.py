@@ -47,7 +47,14 @@ class Settings:
     allow_private_callbacks: bool = False
     embedded_worker: bool = False
     redis_url: str = ""
+    # Flask-Limiter storage: memory:// (one process) or redis://… (shared by every instance).
+    ratelimit_storage_url: str = ""
     rate_limits: bool = True
+    # Reverse proxies in front of the portal that set X-Forwarded-For/-Proto/-Host.
+    proxy_hops: int = 0
+    log_format: str = ""  # text or json; json by default in production
+    metrics_token: str = ""
+    ready_max_job_age: int = 600
     job_lease_seconds: int = 60
     worker_threads: int = 4
     callback_timeout: float = 15.0
@@ -57,12 +64,16 @@ class Settings:
     )
     api_rate_limit: str = "100 per second"
     link_rate_limit: str = "120 per minute"
+    pay_rate_limit: str = "20 per 10 minutes"
+    login_rate_limit: str = "10 per minute"
+    login_account_rate_limit: str = "20 per hour"
     stripe_secret_key: str = ""
     stripe_publishable_key: str = ""
     stripe_webhook_secret: str = ""
     stripe_api_base: str = ""
     stripe_js_url: str = "https://js.stripe.com/v3/"
     stripe_payment_method_types: list[str] = field(default_factory=list)
+    debug: bool = False  # from FLASK_DEBUG; refused in production
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -80,6 +91,12 @@ class Settings:
             "redis_url": "PORTAL_REDIS_URL",
             "api_rate_limit": "PORTAL_API_RATE_LIMIT",
             "link_rate_limit": "PORTAL_LINK_RATE_LIMIT",
+            "pay_rate_limit": "PORTAL_PAY_RATE_LIMIT",
+            "login_rate_limit": "PORTAL_LOGIN_RATE_LIMIT",
+            "login_account_rate_limit": "PORTAL_LOGIN_ACCOUNT_RATE_LIMIT",
+            "ratelimit_storage_url": "PORTAL_RATELIMIT_STORAGE_URL",
+            "log_format": "PORTAL_LOG_FORMAT",
+            "metrics_token": "PORTAL_METRICS_TOKEN",
             "stripe_secret_key": "STRIPE_SECRET_KEY",
             "stripe_publishable_key": "STRIPE_PUBLISHABLE_KEY",
             "stripe_webhook_secret": "STRIPE_WEBHOOK_SECRET",
@@ -96,6 +113,12 @@ class Settings:
         s.allow_private_callbacks = _bool(env.get("PORTAL_ALLOW_PRIVATE_CALLBACKS"))
         s.embedded_worker = _bool(env.get("PORTAL_EMBEDDED_WORKER"))
         s.rate_limits = _bool(env.get("PORTAL_RATE_LIMITS"), default=True)
+        for attr, name in (
+            ("proxy_hops", "PORTAL_PROXY_HOPS"),
+            ("ready_max_job_age", "PORTAL_READY_MAX_JOB_AGE"),
+        ):
+            if env.get(name):
+                setattr(s, attr, int(env[name]))
         if env.get("PORTAL_JOB_LEASE_SECONDS"):
             s.job_lease_seconds = int(env["PORTAL_JOB_LEASE_SECONDS"])
         if env.get("PORTAL_WORKER_THREADS"):
@@ -105,6 +128,9 @@ class Settings:
         if env.get("PORTAL_CALLBACK_SCHEDULE"):
             s.callback_schedule = [int(x) for x in _list(env["PORTAL_CALLBACK_SCHEDULE"])]
         s.base_url = s.base_url.rstrip("/")
+        s.debug = _bool(env.get("FLASK_DEBUG"))
+        if not s.log_format:
+            s.log_format = "json" if s.env == "production" else "text"
         return s
 
     def validate(self) -> None:
@@ -115,9 +141,17 @@ class Settings:
             )
         if not self.secret_keys:
             raise ConfigError("PORTAL_SECRET_KEYS is empty")
+        if self.log_format not in {"text", "json"}:
+            raise ConfigError("PORTAL_LOG_FORMAT must be text or json")
+        if self.proxy_hops < 0:
+            raise ConfigError("PORTAL_PROXY_HOPS must be 0 or more")
         if self.payment_provider not in {"sandbox", "stripe"}:
             raise ConfigError("PORTAL_PAYMENT_PROVIDER must be 'sandbox' or 'stripe'")
         if self.env == "production":
+            if self.debug:
+                raise ConfigError("debug mode (FLASK_DEBUG) is not allowed in production")
+            if not self.base_url.startswith("https://"):
+                raise ConfigError("PORTAL_BASE_URL must be an https:// address in production")
             weak = [k for k in self.secret_keys if k == DEV_SECRET or len(k) < 32]
             if weak:
                 raise ConfigError(
@@ -142,9 +176,9 @@ class Settings:
             SQLALCHEMY_ENGINE_OPTIONS=_engine_options(self.database_url),
             TESTING=self.env == "test",
             WTF_CSRF_TIME_LIMIT=None,
-            # Pages send Referrer-Policy: no-referrer, so browsers send no Referer over
-            # https; the CSRF token and SameSite cookies protect the forms.
-            WTF_CSRF_SSL_STRICT=False,
+            # Pages send Referrer-Policy: strict-origin, so browsers send our origin as
+            # Referer and Flask-WTF's https check (origins only) passes.
+            WTF_CSRF_SSL_STRICT=True,
             BABEL_TRANSLATION_DIRECTORIES=str(ROOT / "translations"),
             BABEL_DEFAULT_LOCALE="en",
             MAX_CONTENT_LENGTH=1024 * 1024,
@@ -153,7 +187,7 @@ class Settings:
             SESSION_COOKIE_HTTPONLY=True,
             # Tests turn limits on where they test them: counters would leak between apps.
             RATELIMIT_ENABLED=self.rate_limits and self.env != "test",
-            RATELIMIT_STORAGE_URI=self.redis_url or "memory://",
+            RATELIMIT_STORAGE_URI=self.ratelimit_storage_url or self.redis_url or "memory://",
             RATELIMIT_HEADERS_ENABLED=True,
         )
         return values
@@ -163,4 +197,6 @@ def _engine_options(url: str) -> dict[str, object]:
     if url.startswith("sqlite"):
         # A busy writer makes others wait instead of failing at once.
         return {"connect_args": {"timeout": 30}}
-    return {"pool_pre_ping": True}
+    # A dead connection is replaced before use (database restarts, failovers), and an
+    # unreachable server fails a request in seconds instead of hanging its thread.
+    return {"pool_pre_ping": True, "connect_args": {"connect_timeout": 5}}

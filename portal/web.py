@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import re
-import secrets
 
 import flask_babel
-from flask import Flask, Response, g, jsonify, render_template, request
+from flask import Flask, abort, g, render_template, request
 from flask_babel import get_locale
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 SUPPORTED_LOCALES = ("en", "fr", "nl")
@@ -54,83 +54,79 @@ def accent_colours(colour: str | None) -> tuple[str, str]:
     return colour, "#ffffff" if on_white >= 4.5 else "#111111"
 
 
-def csp_nonce() -> str:
-    """A per-response nonce for the few ``<script>`` tags the pages load."""
-    if "csp_nonce" not in g:
-        g.csp_nonce = secrets.token_urlsafe(16)
-    return g.csp_nonce
-
-
-def _security_headers(response: Response) -> Response:
-    headers = response.headers
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Referrer-Policy", "no-referrer")
-    if "Content-Security-Policy" not in headers:
-        ancestors = getattr(g, "frame_ancestors", None) or "'none'"
-        extra_script = getattr(g, "csp_script_src", "")
-        extra_frame = getattr(g, "csp_frame_src", "")
-        extra_connect = getattr(g, "csp_connect_src", "")
-        nonce = f" 'nonce-{g.csp_nonce}'" if "csp_nonce" in g else ""
-        headers["Content-Security-Policy"] = (
-            "default-src 'self'; "
-            f"script-src 'self'{nonce}{extra_script}; "
-            f"style-src 'self'{nonce}; img-src 'self' data: https:; "
-            f"connect-src 'self'{extra_connect}; "
-            f"frame-src 'self'{extra_frame}; "
-            f"frame-ancestors {ancestors}; "
-            "base-uri 'none'; form-action 'self'; object-src 'none'"
-        )
-    if request.is_secure or request.headers.get("X-Forwarded-Proto") == "https":
-        headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
-    return response
-
-
-class MaskTokens(logging.Filter):
-    """Access logs never show a whole link token: ``/p/pr_5kWq…``."""
-
-    pattern = re.compile(r"(/p/[A-Za-z0-9_]{0,11})[A-Za-z0-9_.\-]*")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        masked = self.pattern.sub(r"\1…", message)
-        if masked != message:
-            record.msg, record.args = masked, None
-        return True
+def _refuse_nul_characters() -> None:
+    """NUL characters have no place in any input and PostgreSQL cannot store them: refuse
+    them up front (path, query, form, JSON escapes) with a 400 rather than fail later."""
+    if "\x00" in request.path or any("\x00" in k + v for k, v in request.args.items(multi=True)):
+        abort(400, description="Text may not contain NUL characters.")
+    if request.path.startswith("/api/"):
+        # The raw body (cached: the view reads it again); never the form parser.
+        body = request.get_data()
+        if b"\x00" in body or b"\\u0000" in body:
+            abort(400, description="Text may not contain NUL characters.")
+    elif request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data") and any(
+        "\x00" in k + v for k, v in request.form.items(multi=True)
+    ):
+        abort(400, description="Text may not contain NUL characters.")
 
 
 def init_app(app: Flask) -> None:
-    for name in ("werkzeug", "gunicorn.access"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, MaskTokens) for f in logger.filters):
-            logger.addFilter(MaskTokens())
-    app.after_request(_security_headers)
-    app.jinja_env.globals["csp_nonce"] = csp_nonce
     app.jinja_env.globals["format_money"] = format_money_here
     app.jinja_env.globals["accent_colours"] = accent_colours
     app.jinja_env.globals["format_amount"] = format_amount_here
     app.jinja_env.globals["format_date"] = flask_babel.format_date
     app.jinja_env.globals["format_datetime"] = flask_babel.format_datetime
     app.jinja_env.globals["get_locale"] = lambda: str(get_locale() or "en")
+    app.before_request(_refuse_nul_characters)
 
-    @app.get("/healthz")
-    def healthz() -> Response:
-        from sqlalchemy import text
-
+    @app.errorhandler(DataError)
+    def data_error(exc: DataError):
+        # A value the database cannot store (out of range, bad encoding) that validation
+        # let through: the client's mistake, refused whole; nothing was written.
+        app.logger.warning("value refused by the database: %s", type(exc.orig).__name__)
         from portal.extensions import db
 
-        db.session.execute(text("SELECT 1"))
-        return jsonify(status="ok")
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):
+        db.session.rollback()
         if request.path.startswith("/api/"):
             from portal.api.views import error_response
 
-            return error_response(exc.code or 500, _api_code(exc.code), exc.description)
+            return error_response(400, "invalid_value", "A value in the request is not valid.")
+        return render_template("error.html", code=400, title="Bad request"), 400
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        # Keep what the exception says about itself (Allow on a 405, Retry-After…).
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+        if request.path.startswith("/api/"):
+            from portal.api.views import error_response
+
+            return error_response(
+                exc.code or 500, _api_code(exc.code), exc.description, None, headers
+            )
         return (
             render_template("error.html", code=exc.code, title=exc.name),
             exc.code or 500,
+            headers,
         )
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    def database_unavailable(exc: Exception):
+        # The database is restarting or unreachable: a 503 the client (or Stripe) retries;
+        # the pool's pre-ping replaces dead connections once it is back.
+        app.logger.warning("database unavailable: %s", type(exc).__name__)
+        from portal.extensions import db
+
+        with contextlib.suppress(Exception):  # the connection may already be gone
+            db.session.rollback()
+        headers = {"Retry-After": "5"}
+        if request.path.startswith("/api/"):
+            from portal.api.views import error_response
+
+            return error_response(
+                503, "service_unavailable", "Temporarily unavailable; retry shortly.", None, headers
+            )
+        return render_template("error.html", code=503, title="Unavailable"), 503, headers
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

@@ -7,6 +7,7 @@ the browser only picks within the rules.
 
 from __future__ import annotations
 
+import logging
 from datetime import date
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,6 +26,7 @@ from flask import (
 )
 from flask_babel import refresh
 from sqlalchemy import select, text, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from portal.customer import forms
 from portal.db_types import utcnow
@@ -44,9 +46,25 @@ from portal.providers.base import get_provider
 from portal.states import PaymentStatus, RequestStatus
 from portal.web import SUPPORTED_LOCALES
 
+log = logging.getLogger(__name__)
 bp = Blueprint("customer", __name__, url_prefix="/p")
 # Per client address (shared through Redis when PORTAL_REDIS_URL is set).
 limiter.limit(lambda: current_app.config["PORTAL_LINK_RATE_LIMIT"])(bp)
+
+
+def _pay_attempt_key() -> str:
+    """Pay attempts are counted per link, whoever (and from wherever) submits them."""
+    return f"pay:{(request.view_args or {}).get('token', '')}"
+
+
+# Card testing through one link is stopped even when it comes from many addresses.
+pay_limit = limiter.limit(
+    lambda: current_app.config["PORTAL_PAY_RATE_LIMIT"],
+    key_func=_pay_attempt_key,
+    methods=["POST"],
+    scope="pay",
+    override_defaults=False,
+)
 
 LOCALE_COOKIE = "portal_locale"
 CLOSED = (RequestStatus.VOID, RequestStatus.EXPIRED)
@@ -81,15 +99,15 @@ def choose_locale(pr: PaymentRequest) -> None:
     refresh()  # the locale is decided per request, never taken from an earlier one
 
 
-def record_open(pr: PaymentRequest) -> None:
-    """Count a link open for support: one UPDATE, no IP kept."""
+def record_open(request_id: str) -> None:
+    """Count a link open for support: one UPDATE, no IP kept (commits)."""
     now = utcnow()
     if db.engine.dialect.name == "postgresql":
         # A visit counter need not wait for the WAL flush; payments and events still do.
         db.session.execute(text("SET LOCAL synchronous_commit TO OFF"))
     db.session.execute(
         update(PaymentRequest)
-        .where(PaymentRequest.id == pr.id)
+        .where(PaymentRequest.id == request_id)
         .values(
             open_count=PaymentRequest.open_count + 1,
             last_opened_at=now,
@@ -109,7 +127,12 @@ def _payment_of(pr: PaymentRequest, payment_id: str) -> Payment:
 @bp.after_request
 def _token_page_headers(response: Response) -> Response:
     response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
+    if g.get("count_open"):
+        try:
+            record_open(g.pop("count_open"))
+        except SQLAlchemyError:  # a counter must never cost the customer the page
+            db.session.rollback()
+            log.warning("could not count a link open", exc_info=True)
     if getattr(g, "remember_locale", None):
         response.set_cookie(
             LOCALE_COOKIE, g.remember_locale, max_age=365 * 86400, path="/p",
@@ -156,7 +179,8 @@ def _payments(pr: PaymentRequest) -> tuple[list[Payment], Payment | None]:
 def show(token: str) -> Response:
     pr = load_request(token)
     if request.method == "GET" and "lang" not in request.args:
-        record_open(pr)
+        # Counted once the page is rendered: the commit then expires nothing we still need.
+        g.count_open = pr.id
     if pr.status in CLOSED or is_expired(pr):
         return _closed(pr)
     return _request_page(pr)
@@ -178,11 +202,12 @@ def _request_page(pr: PaymentRequest, error: str | None = None, status: int = 20
 
 
 @bp.post("/<token>/pay")
+@pay_limit
 def pay(token: str) -> Response:
     pr = load_request(token)
     if pr.status in CLOSED or is_expired(pr):
         return _closed(pr)
-    form = forms.parse_pay_form(request.form, pr.currency)
+    form = forms.parse_pay_form(request.form, pr.currency, str(g.locale))
     if form.error:
         return _request_page(pr, form.error, 422)
     try:
@@ -200,6 +225,7 @@ def pay(token: str) -> Response:
 
 
 @bp.route("/<token>/checkout/<payment_id>", methods=["GET", "POST"])
+@pay_limit
 def checkout(token: str, payment_id: str) -> Response:
     pr = load_request(token)
     payment = _payment_of(pr, payment_id)
@@ -238,6 +264,8 @@ def _stripe_checkout(pr: PaymentRequest, payment: Payment) -> Response:
     g.csp_script_src = f" {_origin(js_url)}{stripe_origins}"
     g.csp_frame_src = f" {_origin(js_url)}{stripe_origins} https://hooks.stripe.com"
     g.csp_connect_src = " https://api.stripe.com" + (f" {_origin(api_base)}" if api_base else "")
+    # Stripe's 3-D Secure and redirect-based methods return through hooks.stripe.com.
+    g.csp_form_action = " https://hooks.stripe.com"
     config = {
         "publishableKey": data["publishable_key"],
         "clientSecret": data["client_secret"],
@@ -251,6 +279,7 @@ def _stripe_checkout(pr: PaymentRequest, payment: Payment) -> Response:
 
 
 @bp.route("/<token>/checkout/<payment_id>/3ds", methods=["GET", "POST"])
+@pay_limit
 def three_d_secure(token: str, payment_id: str) -> Response:
     pr = load_request(token)
     payment = _payment_of(pr, payment_id)

@@ -23,7 +23,7 @@ def test_open_link_shows_merchant_and_amount(client, merchant):
     assert resp.status_code == 200
     assert "Test Shop" in resp.text
     assert resp.headers["Cache-Control"] == "no-store"
-    assert resp.headers["Referrer-Policy"] == "no-referrer"
+    assert resp.headers["Referrer-Policy"] == "strict-origin"
     assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
 

@@ -27,6 +27,23 @@ def test_from_env_reads_prefixed_variables():
     assert s.allow_private_callbacks is True
 
 
+# Everything production needs: each unsafe case below changes one thing.
+PRODUCTION = {
+    "PORTAL_ENV": "production",
+    "PORTAL_SECRET_KEYS": "k" * 40,
+    "PORTAL_BASE_URL": "https://pay.example.com",
+    "PORTAL_PAYMENT_PROVIDER": "stripe",
+    "STRIPE_SECRET_KEY": "sk_live_x",
+    "STRIPE_WEBHOOK_SECRET": "whsec_x",
+}
+
+
+def test_the_production_baseline_is_valid():
+    settings = Settings.from_env(PRODUCTION)
+    settings.validate()
+    assert settings.log_format == "json"
+
+
 @pytest.mark.parametrize(
     "env",
     [
@@ -45,6 +62,10 @@ def test_from_env_reads_prefixed_variables():
             "PORTAL_ALLOW_PRIVATE_CALLBACKS": "1",
         },
         {"PORTAL_ENV": "production", "PORTAL_SECRET_KEYS": "k" * 40},  # sandbox payments
+        {**PRODUCTION, "PORTAL_BASE_URL": "http://pay.example.com"},
+        {**PRODUCTION, "FLASK_DEBUG": "1"},
+        {**PRODUCTION, "PORTAL_LOG_FORMAT": "xml"},
+        {**PRODUCTION, "PORTAL_PROXY_HOPS": "-1"},
         {"PORTAL_ENV": "staging"},
         {"PORTAL_PAYMENT_PROVIDER": "paypal"},
     ],
@@ -63,6 +84,8 @@ def _clean_env(monkeypatch):
 def test_production_with_real_secrets_starts(monkeypatch, tmp_path):
     monkeypatch.setenv("PORTAL_ENV", "production")
     monkeypatch.setenv("PORTAL_SECRET_KEYS", "k" * 40)
+    monkeypatch.setenv("PORTAL_BASE_URL", "https://pay.example.com")
+    monkeypatch.setenv("PORTAL_LOG_FORMAT", "text")
     monkeypatch.setenv("PORTAL_DATABASE_URL", f"sqlite:///{tmp_path}/p.db")
     monkeypatch.setenv("PORTAL_PAYMENT_PROVIDER", "stripe")
     monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_live_x")

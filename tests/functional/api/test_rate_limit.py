@@ -76,7 +76,7 @@ def test_limits_are_shared_through_redis(database_url):
             pytest.fail("Redis is not reachable at 127.0.0.1:6379")
         pytest.skip("Redis not reachable: shared rate limits not tested locally")
     settings = {"RATELIMIT_ENABLED": True, "api_rate_limit": "3 per minute",
-                "redis_url": "redis://127.0.0.1:6379/15"}  # fmt: skip
+                "ratelimit_storage_url": "redis://127.0.0.1:6379/15"}  # fmt: skip
     from portal.extensions import limiter
 
     first = make_app(database_url, **settings)
@@ -99,3 +99,71 @@ def test_limits_are_shared_through_redis(database_url):
         storage.storage.close()
         storage.storage.connection_pool.disconnect()
     _empty(first)
+
+
+def _limited(database_url, **settings):
+    app = make_app(database_url, RATELIMIT_ENABLED=True, **settings)
+    with app.app_context():
+        if database_url.startswith("sqlite"):
+            db.create_all()
+    return app
+
+
+def test_pay_attempts_are_limited_per_link_from_any_address(database_url):
+    """Card testing spread over many addresses still stops at the link's budget."""
+    import re
+
+    from portal.links import link_token
+    from tests.conftest import _empty
+    from tests.factories import make_request
+
+    app = _limited(database_url, pay_rate_limit="3 per 10 minutes")
+    with app.app_context():
+        merchant = make_merchant()
+        first, other = make_request(merchant), make_request(merchant)
+        paths = [f"/p/{link_token(first.id)}", f"/p/{link_token(other.id)}"]
+        db.session.remove()
+    statuses = []
+    for n in range(4):
+        client = app.test_client()
+        ip = {"REMOTE_ADDR": f"10.20.{database_url.startswith('sqlite')}.{n}"}
+        page = client.get(paths[0], environ_base=ip)
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        data = {"csrf_token": csrf.group(1) if csrf else ""}
+        statuses.append(client.post(f"{paths[0]}/pay", data=data, environ_base=ip).status_code)
+    assert statuses[:3] == [303] * 3 and statuses[3] == 429
+    # the link page itself and another link are not blocked
+    client = app.test_client()
+    assert client.get(paths[0], environ_base={"REMOTE_ADDR": "10.21.0.1"}).status_code == 200
+    page = client.get(paths[1], environ_base={"REMOTE_ADDR": "10.21.0.1"})
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    resp = client.post(
+        f"{paths[1]}/pay", data={"csrf_token": csrf}, environ_base={"REMOTE_ADDR": "10.21.0.1"}
+    )
+    assert resp.status_code == 303
+    _empty(app)
+
+
+def test_client_address_comes_from_the_proxy_only_when_configured(database_url):
+    from portal.links import link_token
+    from tests.conftest import _empty
+    from tests.factories import make_request
+
+    for hops in (0, 1):
+        app = _limited(database_url, link_rate_limit="1 per minute", proxy_hops=hops)
+        with app.app_context():
+            path = f"/p/{link_token(make_request(make_merchant()).id)}"
+            db.session.remove()
+        client = app.test_client()
+        proxy = {"REMOTE_ADDR": f"10.30.{hops}.{database_url.startswith('sqlite')}"}
+        statuses = [
+            client.get(
+                path, environ_base=proxy, headers={"X-Forwarded-For": f"198.51.100.{n}"}
+            ).status_code
+            for n in range(3)
+        ]
+        if hops:  # three customers behind one proxy: each has its own budget
+            assert statuses == [200, 200, 200]
+        else:  # forwarded headers are ignored: one client, and a spoofed header is no escape
+            assert statuses == [200, 429, 429]
+        _empty(app)

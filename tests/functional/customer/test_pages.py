@@ -60,7 +60,7 @@ def test_statement_page(client, merchant):
     assert "€ 125,00" in text and "€ 150,00" in text
     assert "Achterstallig" in text  # overdue
     assert resp.headers["Cache-Control"] == "no-store"
-    assert resp.headers["Referrer-Policy"] == "no-referrer"
+    assert resp.headers["Referrer-Policy"] == "strict-origin"
     csp = resp.headers["Content-Security-Policy"]
     assert "unsafe-inline" not in csp and "'nonce-" in csp
     db.session.refresh(pr)

@@ -1,0 +1,53 @@
+"""Gunicorn settings for the web process (Procfile: ``web``). Each one can be changed
+with an environment variable; docs/deploy.md explains the choices."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
+# Threads overlap the database and network waits of a request; processes use the cores.
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("WEB_THREADS", "4"))
+# A slow client cannot hold a thread for long; keep-alive suits a load balancer.
+timeout = int(os.environ.get("WEB_TIMEOUT", "30"))
+graceful_timeout = int(os.environ.get("WEB_GRACEFUL_TIMEOUT", "25"))
+keepalive = 5
+# Recycle workers now and then, so a slow leak never grows without bound.
+max_requests = int(os.environ.get("WEB_MAX_REQUESTS", "5000"))
+max_requests_jitter = 500
+# The portal writes its own access log (JSON in production, tokens masked).
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("WEB_LOG_LEVEL", "info")
+# Forwarded headers are handled by the app (PORTAL_PROXY_HOPS), not by gunicorn.
+forwarded_allow_ips = "127.0.0.1"
+# Prometheus counters from every worker process add up in /metrics.
+_own_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _own_metrics_dir:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="portal-metrics-")
+_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
+def on_starting(server) -> None:
+    """A fresh metrics folder per start: old workers' files would be counted again."""
+    for name in os.listdir(_metrics_dir):
+        path = os.path.join(_metrics_dir, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+
+
+def child_exit(server, worker) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, _metrics_dir)
+
+
+def on_exit(server) -> None:
+    if _own_metrics_dir:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)
