@@ -16,6 +16,9 @@ from portal.extensions import db
 from portal.jobs.models import Job
 
 Handler = Callable[[dict[str, Any]], None]
+# Customer emails outlive a long mail outage: the backoff caps at an hour, so 30
+# attempts keep a receipt trying for about a day before it is dead-lettered.
+MAIL_ATTEMPTS = 30
 HANDLERS: dict[str, Handler] = {}
 
 

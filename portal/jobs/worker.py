@@ -17,11 +17,14 @@ import socket
 import threading
 import time
 import traceback
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from collections.abc import Collection
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import timedelta
+from typing import Any
 
 from flask import Flask, current_app
 from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from portal.db_types import utcnow
 from portal.extensions import db
@@ -59,9 +62,16 @@ def _due(now):
     ) & (Job.queue_key.is_(None) | Job.queue_key.not_in(busy_keys))
 
 
-def claim(worker: str, limit: int = 1) -> list[int]:
-    """Claim up to ``limit`` due jobs for ``worker``; commits and returns their ids."""
+def claim(worker: str, limit: int = 1, *, exclude: Collection[int] = ()) -> list[int]:
+    """Claim up to ``limit`` due jobs for ``worker``; commits and returns their ids.
+
+    ``exclude``: jobs the caller still holds (their lease may have run out while it
+    waits to record their outcome); they are never claimed a second time.
+    """
     now = utcnow()
+    due = _due(now)
+    if exclude:
+        due = due & Job.id.not_in(list(exclude))
     values = {
         "status": JobStatus.RUNNING,
         "locked_by": worker,
@@ -71,7 +81,7 @@ def claim(worker: str, limit: int = 1) -> list[int]:
     if db.engine.dialect.name == "postgresql":
         picked = (
             select(Job.id)
-            .where(_due(now))
+            .where(due)
             .order_by(Job.run_at, Job.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -84,10 +94,10 @@ def claim(worker: str, limit: int = 1) -> list[int]:
         return list(ids)
     claimed: list[int] = []
     candidates = db.session.scalars(
-        select(Job.id).where(_due(now)).order_by(Job.run_at, Job.id).limit(limit * 3)
+        select(Job.id).where(due).order_by(Job.run_at, Job.id).limit(limit * 3)
     ).all()
     for job_id in candidates:
-        result = db.session.execute(update(Job).where(Job.id == job_id, _due(now)).values(**values))
+        result = db.session.execute(update(Job).where(Job.id == job_id, due).values(**values))
         db.session.commit()
         if result.rowcount == 1:
             claimed.append(job_id)
@@ -103,37 +113,55 @@ def claim_one(worker: str) -> Job | None:
 
 def run_job(job: Job) -> None:
     """Run one claimed job and record its outcome (commits)."""
-    handler = HANDLERS.get(job.kind)
     job_id, worker = job.id, job.locked_by
+    finish_job(job_id, worker, execute_job(job.kind, dict(job.payload)))
+
+
+def execute_job(kind: str, payload: dict[str, Any]) -> Exception | None:
+    """Run a claimed job's handler and commit what it left pending; returns what it raised
+    (a failing job must never kill the worker). Records nothing: see :func:`finish_job`."""
+    handler = HANDLERS.get(kind)
     try:
         if handler is None:
-            raise LookupError(f"no handler for job kind {job.kind!r}")
-        handler(dict(job.payload))
-    except Exception as exc:  # a failing job must never kill the worker
-        db.session.rollback()
-        job = db.session.get(Job, job_id)
-        if job is None or job.locked_by != worker:
-            return  # our lease expired and another worker took it
-        delay = exc.delay if isinstance(exc, RetryLater) else None
-        job.last_error = "".join(traceback.format_exception_only(exc)).strip()[:2000]
-        job.locked_by = None
-        job.locked_until = None
-        if job.attempts >= job.max_attempts:
-            job.status = JobStatus.FAILED
-            job.finished_at = utcnow()
-            log.error("job %s (%s) failed for good: %s", job.id, job.kind, job.last_error)
-        else:
-            job.status = JobStatus.QUEUED
-            job.run_at = utcnow() + (delay or BACKOFF[min(job.attempts - 1, len(BACKOFF) - 1)])
-            if not isinstance(exc, RetryLater):
-                log.warning("job %s (%s) will be retried: %s", job.id, job.kind, job.last_error)
+            raise LookupError(f"no handler for job kind {kind!r}")
+        handler(payload)
+        # The handler's work is committed on its own, before the job is marked done: if
+        # this fails the job runs again, and marking it done may be retried safely.
+        db.session.commit()
+    except Exception as exc:
+        return exc
+    return None
+
+
+def finish_job(job_id: int, worker: str | None, error: Exception | None) -> None:
+    """Record the outcome of ``worker``'s run of a job (commits): done, or failed and retried
+    later (dead-lettered after its last attempt). Nothing is written once another worker
+    holds the job. Idempotent, so it may be called again when the database failed."""
+    if error is None:
+        db.session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.locked_by == worker)
+            .values(status=JobStatus.DONE, finished_at=utcnow(), locked_by=None, locked_until=None)
+        )
         db.session.commit()
         return
-    db.session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.locked_by == worker)
-        .values(status=JobStatus.DONE, finished_at=utcnow(), locked_by=None, locked_until=None)
-    )
+    db.session.rollback()
+    job = db.session.get(Job, job_id)
+    if job is None or job.locked_by != worker:
+        return  # our lease expired and another worker took it
+    delay = error.delay if isinstance(error, RetryLater) else None
+    job.last_error = "".join(traceback.format_exception_only(error)).strip()[:2000]
+    job.locked_by = None
+    job.locked_until = None
+    if job.attempts >= job.max_attempts:
+        job.status = JobStatus.FAILED
+        job.finished_at = utcnow()
+        log.error("job %s (%s) failed for good: %s", job.id, job.kind, job.last_error)
+    else:
+        job.status = JobStatus.QUEUED
+        job.run_at = utcnow() + (delay or BACKOFF[min(job.attempts - 1, len(BACKOFF) - 1)])
+        if not isinstance(error, RetryLater):
+            log.warning("job %s (%s) will be retried: %s", job.id, job.kind, job.last_error)
     db.session.commit()
 
 
@@ -189,18 +217,58 @@ class Worker:
         with self.app.app_context():
             try:
                 job = db.session.get(Job, job_id)
-                if job is not None:
-                    run_job(job)
+                if job is None:
+                    return
+                kind, payload, worker = job.kind, dict(job.payload), job.locked_by
+                # End the read: the handler starts on a fresh transaction, so a handler that
+                # committed its work leaves nothing that a database outage could undo.
+                db.session.commit()
+                self._record(job_id, worker, execute_job(kind, payload))
+            except (OperationalError, InterfaceError) as exc:
+                log.warning(
+                    "database unavailable before job %s ran (%s); it runs after its lease",
+                    job_id,
+                    type(exc).__name__,
+                )
             except Exception:
                 log.exception("job %s crashed the runner", job_id)
             finally:
                 db.session.remove()
 
+    def _record(self, job_id: int, worker: str | None, error: Exception | None) -> None:
+        """Record a run's outcome, waiting out a database outage: a job that ran is not run
+        again, and a failure is not forgotten, only because the database was away. The
+        job stays out of :func:`claim` meanwhile (it is in hand), even past its lease."""
+        delay = 0.5
+        while True:
+            try:
+                finish_job(job_id, worker, error)
+                return
+            except (OperationalError, InterfaceError) as exc:
+                db.session.remove()
+                if self.stopping.is_set():
+                    log.error(
+                        "job %s: outcome not recorded (%s) and the worker is stopping; "
+                        "it runs again after its lease",
+                        job_id,
+                        type(exc).__name__,
+                    )
+                    return
+                log.warning(
+                    "job %s: database unavailable (%s); recording its outcome in %.1fs",
+                    job_id,
+                    type(exc).__name__,
+                    delay,
+                )
+                self.stopping.wait(delay)
+                delay = min(delay * 2, 5.0)
+
     def run(self, *, exit_when_idle: bool = False) -> None:
-        in_flight: set = set()
+        in_flight: dict[Future[None], int] = {}  # the jobs in hand, by their runs
+        outage = 0.0
         with ThreadPoolExecutor(self.threads, thread_name_prefix="job") as pool:
             while not self.stopping.is_set():
-                in_flight = {f for f in in_flight if not f.done()}
+                in_flight = {f: job_id for f, job_id in in_flight.items() if not f.done()}
                 free = self.threads - len(in_flight)
                 ids: list[int] = []
                 with self.app.app_context():
@@ -209,14 +277,23 @@ class Worker:
                             self._last_periodic = time.monotonic()
                             run_periodic()
                         if free > 0:
-                            ids = claim(self.name, free)
+                            ids = claim(self.name, free, exclude=in_flight.values())
+                    except (OperationalError, InterfaceError) as exc:
+                        # The database is down or restarting: wait longer each time (up to
+                        # 10 s), then carry on; jobs in hand keep their lease.
+                        outage = min(outage * 2 or 0.5, 10.0)
+                        log.warning("database unavailable (%s); retrying in %.1fs",
+                                    type(exc).__name__, outage)  # fmt: skip
+                        self.stopping.wait(outage)
+                        continue
                     except Exception:
                         log.exception("claiming jobs failed; retrying")
-                        time.sleep(1)
+                        self.stopping.wait(1)
                     finally:
                         db.session.remove()
+                outage = 0.0
                 for job_id in ids:
-                    in_flight.add(pool.submit(self._run_one, job_id))
+                    in_flight[pool.submit(self._run_one, job_id)] = job_id
                 if free <= 0:
                     # Every thread is busy: claim again as soon as one is free, not a poll later.
                     wait(in_flight, timeout=self.poll, return_when=FIRST_COMPLETED)

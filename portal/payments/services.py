@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 
 from portal.db_types import utcnow
 from portal.extensions import db
-from portal.jobs.queue import enqueue
+from portal.jobs.queue import MAIL_ATTEMPTS, enqueue
 from portal.ledger.services import record_event
 from portal.payment_requests.models import PaymentRequest
 from portal.payment_requests.services import is_expired
@@ -221,7 +221,7 @@ def _fulfil_locked(pr: PaymentRequest, payment: Payment, state: ProviderPayment 
     record_event("payment.succeeded", pr, payment)
     if became_paid:
         record_event("payment_request.paid", pr, payment)
-    enqueue("send_receipt", {"payment_id": payment.id})
+    enqueue("send_receipt", {"payment_id": payment.id}, max_attempts=MAIL_ATTEMPTS)
     return True
 
 

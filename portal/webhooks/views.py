@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, Response, jsonify, request
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from portal.extensions import csrf, db
@@ -29,23 +30,27 @@ def stripe_webhook() -> Response:
         ), 400
     if not isinstance(event.get("id"), str) or "data" not in event:
         return jsonify(error={"code": "invalid_event", "message": "Not an event."}), 400
+    # The event id is claimed in the same transaction as what the event changes: one
+    # commit for both, and a concurrent duplicate waits on the id, then sees it taken.
+    stored = StripeEvent(id=event["id"], type=event["type"], account=event.get("account"))
     try:
-        db.session.add(
-            StripeEvent(id=event["id"], type=event["type"], account=event.get("account"))
-        )
-        db.session.commit()
+        db.session.add(stored)
+        db.session.flush()
     except IntegrityError:
         db.session.rollback()
         return jsonify(received=True, duplicate=True)
     try:
         outcome = handle_event(event)
+    except IntegrityError:
+        db.session.rollback()  # a duplicate committed between our flush and our commit
+        return jsonify(received=True, duplicate=True)
     except Exception:
-        # Let Stripe retry: forget the event so the retry is handled, answer 503 (not 500).
+        # Let Stripe retry: the rollback forgets the event id too, so the retry is handled.
         log.exception("stripe event %s failed", event["id"])
         db.session.rollback()
-        db.session.query(StripeEvent).filter_by(id=event["id"]).delete()
-        db.session.commit()
         return jsonify(error={"code": "retry", "message": "Try again later."}), 503
-    db.session.query(StripeEvent).filter_by(id=event["id"]).update({"outcome": outcome[:300]})
+    db.session.execute(
+        update(StripeEvent).where(StripeEvent.id == event["id"]).values(outcome=outcome[:300])
+    )
     db.session.commit()
     return jsonify(received=True, outcome=outcome)
