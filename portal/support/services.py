@@ -21,7 +21,7 @@ from portal.db_types import utcnow
 from portal.delivery.models import LinkDelivery
 from portal.errors import ApiError
 from portal.extensions import db
-from portal.jobs.queue import enqueue
+from portal.jobs.queue import MAIL_ATTEMPTS, enqueue
 from portal.ledger.models import CallbackAttempt, CallbackDelivery, Event
 from portal.merchants.models import ApiKey, Merchant
 from portal.payment_requests.models import PaymentRequest
@@ -354,7 +354,11 @@ def perform(
             payment = _payment_of(pr, target)
             if payment.succeeded_at is None:
                 raise ActionRefused("only succeeded payments have a receipt")
-            enqueue("send_receipt", {"payment_id": payment.id, "resend": True})
+            enqueue(
+                "send_receipt",
+                {"payment_id": payment.id, "resend": True},
+                max_attempts=MAIL_ATTEMPTS,
+            )
             details = {"payment_id": payment.id}
         elif action == "redeliver_callback":
             deliveries = redeliver_event(pr.merchant_id, target)
@@ -389,9 +393,12 @@ def _payment_of(pr: PaymentRequest, payment_id: str) -> Payment:
 
 
 def audit_entries(
-    action: str = "", staff: str = "", target: str = "", limit: int = 200
+    user: StaffUser, action: str = "", staff: str = "", target: str = "", limit: int = 200
 ) -> list[AuditLog]:
+    """The audit entries the user may see: an admin scoped to merchants sees theirs only."""
     query = select(AuditLog)
+    if user.merchant_ids:
+        query = query.where(AuditLog.merchant_id.in_(user.merchant_ids))
     if action:
         query = query.where(AuditLog.action == action)
     if staff:

@@ -89,8 +89,19 @@ def admin_only(view: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _login_account_key() -> str:
+    return "login:" + request.form.get("email", "").strip().lower()[:254]
+
+
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit("10 per minute", methods=["POST"])
+@limiter.limit(lambda: current_app.config["PORTAL_LOGIN_RATE_LIMIT"], methods=["POST"])
+# Per account too: a password guessed slowly from many addresses still hits a wall.
+@limiter.limit(
+    lambda: current_app.config["PORTAL_LOGIN_ACCOUNT_RATE_LIMIT"],
+    key_func=_login_account_key,
+    methods=["POST"],
+    scope="login-account",
+)
 def login() -> Response:
     error = False
     if request.method == "POST":
@@ -227,6 +238,7 @@ def act(request_id: str, action: str) -> Response:
 @admin_only
 def audit() -> Response:
     entries = services.audit_entries(
+        g.staff,
         action=request.args.get("action", ""),
         staff=request.args.get("staff", ""),
         target=request.args.get("target", ""),

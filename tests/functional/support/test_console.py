@@ -30,10 +30,14 @@ CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 class HttpsClient(FlaskClient):
-    """Every request over https, as the console is served in production."""
+    """Every request over https, as the console is served in production, with the
+    Referer a browser sends under our Referrer-Policy (strict-origin: the origin only)."""
 
     def open(self, *args, **kwargs):
         kwargs.setdefault("base_url", "https://portal.test")
+        headers = dict(kwargs.pop("headers", None) or {})
+        headers.setdefault("Referer", "https://portal.test/")
+        kwargs["headers"] = {k: v for k, v in headers.items() if v is not None}
         return super().open(*args, **kwargs)
 
 
@@ -148,6 +152,38 @@ def test_login_is_rate_limited(database_url):
     ]
     assert statuses[:10] == [401] * 10 and statuses[10] == 429
     _empty(app)
+
+
+def test_login_is_rate_limited_per_account_across_addresses(database_url):
+    from tests.conftest import _empty, make_app
+
+    app = make_app(database_url, RATELIMIT_ENABLED=True, login_account_rate_limit="3 per hour")
+    with app.app_context():
+        db.create_all()
+        db.session.remove()
+    statuses = []
+    for n in range(4):
+        client = https_client(app, REMOTE_ADDR=f"10.8.{database_url.startswith('sqlite')}.{n}")
+        data = {"csrf_token": token(client), "email": " Target@Portal.test", "password": "x"}
+        statuses.append(client.post("/support/login", data=data).status_code)
+    assert statuses == [401, 401, 401, 429]
+    # another account from the same address is not blocked by it
+    client = https_client(app, REMOTE_ADDR=f"10.8.{database_url.startswith('sqlite')}.0")
+    data = {"csrf_token": token(client), "email": "other@portal.test", "password": "x"}
+    assert client.post("/support/login", data=data).status_code == 401
+    _empty(app)
+
+
+def test_https_forms_need_a_same_origin_referer(https):
+    """Flask-WTF's strict Referer check is on; our Referrer-Policy lets it pass."""
+    user = staff()
+    csrf = token(https)
+    form = {"csrf_token": csrf, "email": user.email, "password": PASSWORD}
+    missing = https.post("/support/login", data=form, headers={"Referer": None})
+    assert missing.status_code == 400
+    foreign = https.post("/support/login", data=form, headers={"Referer": "https://evil.test/"})
+    assert foreign.status_code == 400
+    assert https.post("/support/login", data=form).status_code == 303
 
 
 def test_admins_need_a_totp_code(https):

@@ -1,0 +1,818 @@
+"""The access-control sweep (issue 9): every route of the URL map, from the wrong side.
+
+Merchant A owns one of everything (requests, payments, a refund, events, callback and
+link deliveries, an audit entry); merchant B, its API key and console agents scoped to
+B try every route on A's objects and must get a 404 that changes nothing. Routes are
+enumerated from ``app.url_map``: a route added later fails here, with the reason, until
+someone decides how it is protected (a case in the tables below, or an entry in
+``OTHER_AUTH`` naming the proof it uses instead of an API key, a staff session or a
+link token).
+
+"Nothing changed" is checked on the database itself: every row that belongs to
+merchant A (found by following ids from A's merchant id through every table) before
+and after, or every row of every table where nothing at all may change.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import pyotp
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from markupsafe import escape
+from sqlalchemy import select
+from werkzeug.exceptions import MethodNotAllowed
+from werkzeug.routing import Rule
+
+from portal.delivery.models import LinkDelivery
+from portal.extensions import db
+from portal.ledger.models import CallbackDelivery, CallbackEndpoint, Event
+from portal.links import link_token
+from portal.merchants.models import ApiKey
+from portal.merchants.services import create_api_key, hash_key, revoke_api_key
+from portal.payment_requests.models import PaymentRequest
+from portal.payments.models import Payment
+from portal.payments.refunds import refund_payment
+from portal.payments.services import fulfil_payment, start_payment
+from portal.states import RequestStatus
+from portal.support import services as support
+from portal.support.models import StaffUser
+from tests.factories import MerchantWithKey, make_merchant, make_request, statement_body
+from tests.functional.support.test_console import PASSWORD, https_client, login, staff, token
+
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+# Routes that use another proof than an API key, a staff session or a link token.
+# Each one present in the URL map is also checked below (test_allow_listed_routes_...).
+OTHER_AUTH: dict[str, str] = {
+    "/webhooks/stripe": "Stripe-Signature (HMAC of the raw body with the signing secret)",
+    "/csp-report": "browsers' CSP violation reports: no state change besides a log line",
+    "/healthz": "liveness probe: a constant answer, no data",
+    "/readyz": "readiness probe: check names and outcomes, no merchant data",
+    "/metrics": "bearer PORTAL_METRICS_TOKEN (404 without it in production)",
+    "/static/<path:filename>": "public assets (CSS, JavaScript)",
+    "/api/v1/openapi.json": "the public description of the API, the same for every caller",
+}
+
+# An API or console path argument -> the kinds of merchant A's objects to put there.
+# Kinds no route uses today are here so that a route added with them is swept at once.
+API_OBJECTS: dict[str, tuple[str, ...]] = {
+    "request_id": ("open", "paid", "pending_request"),
+    "payment_id": ("payment", "pending_payment"),
+    "refund_id": ("refund",),
+    "event_id": ("event",),
+    "delivery_id": ("callback_delivery", "link_delivery"),
+    "endpoint_id": ("endpoint",),
+}
+CONSOLE_OBJECTS: dict[str, tuple[str, ...]] = {
+    **API_OBJECTS,
+    # ``action`` is swept over every console action, see ACTION_CASES.
+}
+# A valid body per API route, so that a 404 comes from the scope and not from validation
+# (merchant A's own call with the same body is the control). Object routes default to {}.
+API_BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/api/v1/payment-requests/<request_id>/send"): {"channel": "email"},
+    ("POST", "/api/v1/payments/<payment_id>/refunds"): {"amount": 100, "reason": "sweep"},
+}
+# API routes without an object id that change state: B's body, aimed at A's data.
+API_NO_ID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/api/v1/payment-requests"): statement_body(
+        reference="BRAVO-NEW",
+        customer={"name": "Bob Bravo", "email": "bob@example.com", "reference": "CUST-BRAVO"},
+    ),
+    ("POST", "/api/v1/payment-requests/void"): {"customer_reference": "CUST-ALPHA"},
+}
+# Console action -> (the request kind it acts on, the kind of its ``target`` or None).
+ACTION_CASES: dict[str, tuple[str, str | None]] = {
+    "resend_link": ("open", "channel"),
+    "resend_receipt": ("paid", "payment"),
+    "redeliver_callback": ("paid", "event"),
+    "void": ("open", None),
+    "refund": ("paid", "payment"),
+}
+# Console routes without an object: they act on the agent's own session only.
+CONSOLE_OWN: dict[str, str] = {
+    "/support/login": "where staff prove who they are (password, TOTP, lockout, rate limit)",
+    "/support/logout": "ends the agent's own session",
+    "/support/language": "the agent's own language cookie",
+}
+# Link path arguments besides the token (the token itself is the capability).
+LINK_OBJECTS: dict[str, tuple[str, ...]] = {"payment_id": ("payment", "pending_payment")}
+
+ALPHA_CUSTOMER = {
+    "name": "Ann Alpha",
+    "email": "ann.alpha@example.com",
+    "phone": "+32 470 99 88 77",
+    "locale": "en",
+    "reference": "CUST-ALPHA",
+}
+# What of merchant A must never reach B (besides every id of A's rows).
+ALPHA_TEXTS = (
+    "Shop Alpha",
+    "Ann Alpha",
+    "ann.alpha@example.com",
+    "+32470998877",
+    "ALPHA-",
+    "CUST-ALPHA",
+    "pi_alpha_searchable",
+    "alpha customer asked",
+    "alpha-admin@portal.test",
+    "alpha amount mismatch",
+)
+SHARED_IDEMPOTENCY_KEY = "order-1001"
+A_USED_KEYS = {("POST", "/api/v1/payment-requests"): SHARED_IDEMPOTENCY_KEY}  # see world()
+# Columns a read may legitimately touch.
+VOLATILE = {("api_keys", "last_used_at"), ("staff_sessions", "last_seen_at")}
+FORM = {
+    "reason": "access sweep",
+    "card_number": "4242 4242 4242 4242",
+    "expiry": "12/39",
+    "cvc": "123",
+    "decision": "approve",
+    "lang": "fr",
+    "next": "/support/",
+}
+
+
+@dataclass
+class Side:
+    merchant: MerchantWithKey
+    ids: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class World:
+    a: Side
+    b: Side
+    admin_a: StaffUser
+
+
+# --- the world ----------------------------------------------------------------
+
+
+def _paid(m: MerchantWithKey, body: dict[str, Any]) -> tuple[PaymentRequest, Payment]:
+    pr = make_request(m, body)
+    payment = start_payment(pr, None)
+    fulfil_payment(payment.id)
+    return db.session.get(PaymentRequest, pr.id), db.session.get(Payment, payment.id)
+
+
+@pytest.fixture
+def world(app: Flask, client: FlaskClient) -> World:
+    a, b = make_merchant(name="Shop Alpha"), make_merchant(name="Shop Bravo")
+    endpoint = CallbackEndpoint(merchant_id=a.id, url="https://ledger.alpha.example/hook",
+                                secret="whsec_YWxwaGFzZWNyZXQ=", enabled=True,
+                                event_types=[])  # fmt: skip
+    db.session.add(endpoint)
+    db.session.commit()
+    paid, payment = _paid(a, statement_body(reference="ALPHA-PAID", customer=ALPHA_CUSTOMER))
+    payment.provider_payment_id = "pi_alpha_searchable"
+    refund = refund_payment(a.merchant, payment.id, 100, "partial")
+    db.session.commit()
+    event = db.session.scalars(
+        select(Event).where(Event.merchant_id == a.id, Event.type == "payment.succeeded")
+    ).one()
+    deliveries = db.session.scalars(
+        select(CallbackDelivery)
+        .where(CallbackDelivery.merchant_id == a.id)
+        .order_by(CallbackDelivery.created_at, CallbackDelivery.id)
+    ).all()
+    # one dead-lettered and one failing delivery: the console's dashboard lists them
+    deliveries[0].status, deliveries[0].attempts, deliveries[0].last_status_code = "dead", 10, 500
+    deliveries[1].attempts, deliveries[1].last_status_code = 1, 503
+    db.session.commit()
+    # created through the API with an Idempotency-Key that B will happen to use too
+    created = client.post(
+        "/api/v1/payment-requests",
+        json=statement_body(reference="ALPHA-OPEN", customer=ALPHA_CUSTOMER),
+        headers={**a.headers, "Idempotency-Key": SHARED_IDEMPOTENCY_KEY},
+    )
+    assert created.status_code == 201, created.json
+    open_request = db.session.get(PaymentRequest, created.json["id"])
+    pending_request = make_request(
+        a, statement_body(reference="ALPHA-PENDING", customer=ALPHA_CUSTOMER)
+    )
+    pending = start_payment(pending_request, None)
+    pending.flagged, pending.flagged_reason = True, "alpha amount mismatch"
+    db.session.commit()
+    admin_a = staff("admin", merchants=[a.id], email="alpha-admin@portal.test")
+    support.perform(admin_a, open_request, "resend_link", "alpha customer asked", "email")
+    link_delivery = db.session.scalars(
+        select(LinkDelivery).where(LinkDelivery.request_id == open_request.id)
+    ).one()
+    a_side = Side(a, {
+        "merchant": a.id, "open": open_request.id, "paid": paid.id,
+        "pending_request": pending_request.id, "payment": payment.id,
+        "pending_payment": pending.id, "refund": refund.id, "event": event.id,
+        "callback_delivery": deliveries[0].id, "link_delivery": link_delivery.id,
+        "endpoint": endpoint.id, "channel": "email",
+    })  # fmt: skip
+
+    b_open = make_request(b, statement_body(reference="BRAVO-OPEN"))
+    b_paid, b_payment = _paid(b, statement_body(reference="BRAVO-PAID"))
+    b_event = db.session.scalars(
+        select(Event).where(Event.merchant_id == b.id, Event.type == "payment.succeeded")
+    ).one()
+    b_side = Side(b, {
+        "merchant": b.id, "open": b_open.id, "paid": b_paid.id, "payment": b_payment.id,
+        "event": b_event.id, "channel": "email",
+    })  # fmt: skip
+    return World(a_side, b_side, admin_a)
+
+
+# --- the database, before and after ------------------------------------------------
+
+
+def _rows() -> dict[str, list[dict[str, Any]]]:
+    db.session.expire_all()
+    return {
+        table.name: [
+            {k: v for k, v in row.items() if (table.name, k) not in VOLATILE}
+            for row in db.session.execute(select(table)).mappings()
+        ]
+        for table in db.metadata.sorted_tables
+    }
+
+
+def _canon(row: dict[str, Any]) -> str:
+    return json.dumps(row, sort_keys=True, default=str)
+
+
+def everything() -> dict[str, list[str]]:
+    """Every row of every table (but for the columns a read may touch)."""
+    return {name: sorted(map(_canon, rows)) for name, rows in _rows().items()}
+
+
+def rows_of(merchant_id: str) -> dict[str, list[str]]:
+    """Every row that belongs to the merchant: those naming its id, or the id of a row
+    that does (requests, their payments, jobs about their deliveries, its staff...)."""
+    tables = {name: [(row, _canon(row)) for row in rows] for name, rows in _rows().items()}
+    ids, owned = {merchant_id}, {}
+    while True:
+        found = {
+            name: sorted(text for _, text in rows if any(f'"{i}"' in text for i in ids))
+            for name, rows in tables.items()
+        }
+        more = {
+            row["id"]
+            for name, rows in tables.items()
+            for row, text in rows
+            if text in found[name] and isinstance(row.get("id"), str)
+        }
+        if found == owned and more <= ids:
+            return owned
+        owned, ids = found, ids | more
+
+
+def diff(before: dict[str, list[str]], after: dict[str, list[str]]) -> str:
+    lines = []
+    for name in sorted(set(before) | set(after)):
+        old, new = set(before.get(name, [])), set(after.get(name, []))
+        lines += [f"{name} - {row}" for row in sorted(old - new)]
+        lines += [f"{name} + {row}" for row in sorted(new - old)]
+    return "\n".join(lines[:20])
+
+
+def ids_of(merchant_id: str) -> set[str]:
+    """The ids of every row that belongs to the merchant."""
+    ids = set()
+    for rows in rows_of(merchant_id).values():
+        for text in rows:
+            row = json.loads(text)
+            if isinstance(row.get("id"), str) and len(row["id"]) >= 8:
+                ids.add(row["id"])
+    return ids
+
+
+def markers(world: World) -> set[str]:
+    """Everything that would show merchant A: the ids of its rows and its words."""
+    return ids_of(world.a.merchant.id) | set(ALPHA_TEXTS)
+
+
+def leaked(text: str, world_markers: Iterable[str]) -> list[str]:
+    return sorted(m for m in world_markers if m in text)
+
+
+# --- the URL map --------------------------------------------------------------------
+
+
+def rules(app: Flask, prefix: str = "") -> list[Rule]:
+    return sorted(
+        (r for r in app.url_map.iter_rules() if r.rule.startswith(prefix)),
+        key=lambda r: (r.rule, r.endpoint),
+    )
+
+
+def methods(rule: Rule) -> list[str]:
+    return sorted(rule.methods - {"HEAD", "OPTIONS"})
+
+
+def fill(rule: Rule, values: dict[str, str]) -> str:
+    def one(match: re.Match[str]) -> str:
+        return values[match.group(1)]
+
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", one, rule.rule)
+
+
+def combinations(
+    arguments: Iterable[str], objects: dict[str, tuple[str, ...]], side: Side
+) -> list[dict[str, str]]:
+    """Every choice of ``side``'s objects for the path arguments."""
+    names = sorted(arguments)
+    choices = [[side.ids[kind] for kind in objects[name]] for name in names]
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*choices)]
+
+
+def area(rule: Rule) -> str:
+    """Which sweep covers the rule: 'api', 'console', 'link' or 'other' (allow-listed)."""
+    if rule.rule in OTHER_AUTH:
+        return "other"
+    if rule.rule.startswith("/api/"):
+        return "api"
+    if rule.endpoint.startswith("support."):
+        return "console"
+    if rule.rule.startswith("/p/<token>"):
+        return "link"
+    return "unknown"
+
+
+def test_every_route_is_covered_or_allow_listed(app: Flask) -> None:
+    problems = []
+    for rule in rules(app):
+        where, args = area(rule), set(rule.arguments)
+        route = f"{'/'.join(methods(rule))} {rule.rule} ({rule.endpoint})"
+        if where == "unknown":
+            problems.append(
+                f"{route} is neither swept nor allow-listed: give it a case in one of the "
+                "sweeps, or add it to OTHER_AUTH with the proof it uses instead"
+            )
+        elif where == "api" and args - set(API_OBJECTS):
+            problems.append(f"{route}: no kind of object in API_OBJECTS for {args}")
+        elif where == "api" and not args:
+            problems += [
+                f"{route}: changes state without an id; add B's body to API_NO_ID_BODIES"
+                for m in methods(rule)
+                if m in STATE_CHANGING and (m, rule.rule) not in API_NO_ID_BODIES
+            ]
+        elif where == "console" and args - set(CONSOLE_OBJECTS) - {"action"}:
+            problems.append(f"{route}: no kind of object in CONSOLE_OBJECTS for {args}")
+        elif where == "console" and not args and set(methods(rule)) & STATE_CHANGING:
+            if rule.rule not in CONSOLE_OWN:
+                problems.append(f"{route}: changes state without an object; add to CONSOLE_OWN")
+        elif where == "link" and args - {"token"} - set(LINK_OBJECTS):
+            problems.append(f"{route}: no kind of object in LINK_OBJECTS for {args}")
+    missing = set(support.ACTIONS) - set(ACTION_CASES)
+    if missing:
+        problems.append(f"console actions without a case in ACTION_CASES: {sorted(missing)}")
+    assert not problems, "\n".join(problems)
+    assert all(reason.strip() for reason in [*OTHER_AUTH.values(), *CONSOLE_OWN.values()])
+
+
+# --- 1. the API ---------------------------------------------------------------------
+
+
+def test_api_object_routes_answer_404_to_another_merchant(
+    app: Flask, client: FlaskClient, world: World
+) -> None:
+    before = everything()
+    swept = []
+    for rule in rules(app, "/api/"):
+        if area(rule) != "api" or not rule.arguments:
+            continue
+        for method, values in itertools.product(
+            methods(rule), combinations(rule.arguments, API_OBJECTS, world.a)
+        ):
+            path, body = fill(rule, values), API_BODIES.get((method, rule.rule), {})
+            resp = client.open(path, method=method, json=body, headers=world.b.merchant.headers)
+            assert resp.status_code == 404, (method, path, resp.status_code, resp.json)
+            assert resp.json["error"]["code"] == "not_found", (method, path, resp.json)
+            swept.append((method, rule.rule, path, body))
+    assert everything() == before, "merchant B changed something:\n" + diff(before, everything())
+    assert {(m, r) for m, r, _, _ in swept} >= {
+        ("GET", "/api/v1/payment-requests/<request_id>"),
+        ("POST", "/api/v1/payment-requests/<request_id>/void"),
+        ("POST", "/api/v1/payment-requests/<request_id>/send"),
+        ("POST", "/api/v1/payments/<payment_id>/refunds"),
+        ("POST", "/api/v1/events/<event_id>/redeliver"),
+    }
+    # The control: A's own key reaches every one of those objects (a 409 is a state the
+    # object is in, e.g. a paid request cannot be voided).
+    for method, rule_text, path, body in swept:
+        resp = client.open(path, method=method, json=body, headers=world.a.merchant.headers)
+        assert 200 <= resp.status_code < 300 or resp.status_code == 409, (
+            method, path, resp.status_code, resp.json,
+        )  # fmt: skip
+
+
+def test_api_routes_without_an_id_never_show_or_touch_another_merchant(
+    app: Flask, client: FlaskClient, world: World
+) -> None:
+    a, b = world.a, world.b
+    hidden = markers(world)
+    before = rows_of(a.merchant.id)
+    queries: list[dict[str, str]] = [
+        {},
+        {"limit": "100"},
+        {"reference": "ALPHA-PAID"},
+        {"customer_reference": "CUST-ALPHA"},
+        {"type": "payment.succeeded"},
+        *({"status": s.value} for s in RequestStatus),
+        *({"starting_after": a.ids[kind]} for kind in ("open", "paid", "event")),
+    ]
+    no_id = [r for r in rules(app, "/api/") if area(r) == "api" and not r.arguments]
+    assert no_id, "the API has list routes"
+    # reads first: B's own writes below may then contain words B itself sent
+    for rule in no_id:
+        for method in (m for m in methods(rule) if m not in STATE_CHANGING):
+            for query in queries:
+                resp = client.open(
+                    rule.rule, method=method, query_string=query, headers=b.merchant.headers
+                )
+                assert resp.status_code in (200, 422), (rule.rule, query, resp.status_code)
+                assert not leaked(resp.get_data(as_text=True), hidden), (rule.rule, query)
+    listed = client.get("/api/v1/payment-requests", headers=b.merchant.headers).json
+    assert {pr["id"] for pr in listed["data"]} == {b.ids["open"], b.ids["paid"]}
+    events = client.get("/api/v1/events", headers=b.merchant.headers).json
+    assert b.ids["event"] in {e["id"] for e in events["data"]}
+    a_ids = ids_of(a.merchant.id)
+    for rule in no_id:
+        for method in (m for m in methods(rule) if m in STATE_CHANGING):
+            body = API_NO_ID_BODIES[(method, rule.rule)]
+            headers = dict(b.merchant.headers)
+            if (method, rule.rule) in A_USED_KEYS:  # keys are per merchant, never shared
+                headers["Idempotency-Key"] = A_USED_KEYS[(method, rule.rule)]
+            resp = client.open(rule.rule, method=method, json=body, headers=headers)
+            assert 200 <= resp.status_code < 300, (rule.rule, resp.status_code, resp.json)
+            assert "Idempotent-Replayed" not in resp.headers, rule.rule
+            assert not leaked(resp.get_data(as_text=True), a_ids), rule.rule
+    voided = client.post(
+        "/api/v1/payment-requests/void",
+        json={"customer_reference": "CUST-ALPHA"},
+        headers=b.merchant.headers,
+    ).json
+    assert voided["count"] == 0 and voided["ids"] == []
+    after = rows_of(a.merchant.id)
+    assert after == before, "merchant B changed merchant A's data:\n" + diff(before, after)
+    assert db.session.get(PaymentRequest, a.ids["open"]).status == "open"
+
+
+def test_every_api_route_needs_a_key(app: Flask, client: FlaskClient, world: World) -> None:
+    a = world.a.merchant
+    revoked_secret = create_api_key(a.merchant, label="revoked")
+    revoked = db.session.scalars(
+        select(ApiKey).where(ApiKey.key_hash == hash_key(revoked_secret))
+    ).one()
+    revoke_api_key(revoked.id)
+    db.session.commit()
+    refusals = [
+        {},
+        {"Authorization": "Bearer sk_portal_made_up_0123456789"},
+        {"Authorization": f"Bearer {revoked_secret}"},
+        {"Authorization": f"Basic {a.api_key}"},
+        {"Authorization": a.api_key},
+        {"X-Api-Key": a.api_key},
+    ]
+    before = everything()
+    calls = []
+    for rule in rules(app, "/api/"):
+        if area(rule) != "api":
+            continue
+        values = {name: world.a.ids[API_OBJECTS[name][0]] for name in rule.arguments}
+        for method in methods(rule):
+            path = fill(rule, values)
+            body = API_BODIES.get((method, rule.rule)) or API_NO_ID_BODIES.get(
+                (method, rule.rule), {}
+            )
+            for headers in refusals:
+                resp = client.open(path, method=method, json=body, headers=headers)
+                assert resp.status_code == 401, (method, path, headers, resp.status_code)
+                assert resp.json["error"]["code"] == "unauthorized"
+                assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+            calls.append((method, path, body))
+    assert everything() == before, diff(before, everything())
+    assert any(m in STATE_CHANGING for m, _, _ in calls)
+    for method, path, body in calls:  # the control: the right key gets past the door
+        resp = client.open(path, method=method, json=body, headers=a.headers)
+        assert resp.status_code != 401, (method, path)
+
+
+# --- 2. the support console --------------------------------------------------------
+
+
+@contextmanager
+def console(app: Flask, user: StaffUser) -> Iterator[tuple[FlaskClient, str]]:
+    """A console client signed in as ``user``, with its CSRF token; in an app context of
+    its own, so a fresh ``g`` as every real request has (Flask-WTF caches the token there)."""
+    with app.app_context():
+        client = https_client(app)
+        assert login(client, user).status_code == 303
+        yield client, token(client, "/support/")
+
+
+def action_form(side: Side, action: str, csrf: str) -> dict[str, str]:
+    target = ACTION_CASES[action][1]
+    return {**FORM, "csrf_token": csrf, "target": side.ids[target] if target else ""}
+
+
+def console_calls(app: Flask, side: Side) -> list[tuple[str, str, str]]:
+    """(method, path, action) for every console route with an object, on ``side``'s."""
+    calls = []
+    for rule in rules(app, "/support/"):
+        if area(rule) != "console" or not rule.arguments:
+            continue
+        # with an action, the request is the one that action is meant for (ACTION_CASES)
+        acts = "action" in rule.arguments
+        names = rule.arguments - ({"action", "request_id"} if acts else set())
+        for values, action in itertools.product(
+            combinations(names, CONSOLE_OBJECTS, side), support.ACTIONS if acts else [""]
+        ):
+            if action:
+                values = {**values, "action": action}
+                values.setdefault("request_id", side.ids[ACTION_CASES[action][0]])
+            calls += [(m, fill(rule, values), action) for m in methods(rule)]
+    return calls
+
+
+def send(client: FlaskClient, method: str, path: str, form: dict[str, str]) -> Any:
+    """A form posted, or a page read with the action's target in its query (confirm)."""
+    if method == "GET":
+        return client.get(path, query_string={"target": form.get("target", "")})
+    return client.open(path, method=method, data=form)
+
+
+@pytest.mark.parametrize("role", ["support", "admin"])
+def test_console_agents_get_404_on_another_merchants_objects(
+    app: Flask, world: World, role: str
+) -> None:
+    agent = staff(role, merchants=[world.b.merchant.id], email=f"bravo-{role}@portal.test")
+    before = rows_of(world.a.merchant.id)
+    calls = console_calls(app, world.a)
+    with console(app, agent) as (client, csrf):
+        for method, path, action in calls:
+            form = action_form(world.a, action, csrf) if action else {**FORM, "csrf_token": csrf}
+            resp = send(client, method, path, form)
+            assert resp.status_code == 404, (role, method, path, resp.status_code)
+    after = rows_of(world.a.merchant.id)
+    assert after == before, f"a {role} scoped to B changed A's data:\n" + diff(before, after)
+    assert {(m, p.rsplit("/", 1)[-1]) for m, p, _ in calls if "/do/" in p} == {
+        ("POST", action) for action in support.ACTIONS
+    }
+    assert any(p.endswith(".json") for _, p, _ in calls), "the raw event route is swept"
+    # The control: A's own admin opens every page and does every action on the same ids.
+    with console(app, world.admin_a) as (client, csrf):
+        for method, path, action in calls:
+            form = action_form(world.a, action, csrf) if action else {**FORM, "csrf_token": csrf}
+            resp = send(client, method, path, form)
+            assert resp.status_code in (200, 303), (method, path, resp.status_code)
+
+
+def test_console_actions_refuse_another_merchants_targets(app: Flask, world: World) -> None:
+    """B's own request, with A's payment or event as the action's target: refused."""
+    agent = staff("admin", merchants=[world.b.merchant.id], email="bravo-admin@portal.test")
+    with console(app, agent) as (client, csrf):
+        before, hidden = rows_of(world.a.merchant.id), markers(world)
+        crossed = []
+        for action, (request_kind, target) in ACTION_CASES.items():
+            if target is None or world.a.ids[target] == world.b.ids[target]:
+                continue  # no object as its target (void, a channel name)
+            form = action_form(world.a, action, csrf)
+            path = f"/support/requests/{world.b.ids[request_kind]}/do/{action}"
+            resp = client.post(path, data=form)
+            assert resp.status_code == 422, (action, resp.status_code)
+            assert not leaked(resp.text.replace(form["target"], ""), hidden), action
+            crossed.append((path, action))
+        assert rows_of(world.a.merchant.id) == before, diff(before, rows_of(world.a.merchant.id))
+        assert {a for _, a in crossed} == {"resend_receipt", "redeliver_callback", "refund"}
+        for path, action in crossed:  # the control: B's own target goes through
+            resp = client.post(path, data=action_form(world.b, action, csrf))
+            assert resp.status_code == 303, (action, resp.status_code)
+
+
+def console_queries(world: World) -> list[dict[str, str]]:
+    today = date.today().isoformat()
+    searches = [
+        *(world.a.ids[k] for k in ("open", "paid", "pending_request", "payment")),
+        *(world.a.ids[k] for k in ("pending_payment", "refund", "event")),
+        "pi_alpha_searchable", "ALPHA-PAID", "ALPHA-OPEN", "CUST-ALPHA", "Ann Al",
+        "ann.alpha@example.com", "ANN.ALPHA@example.com", "0470 99 88 77", "+32470998877",
+    ]  # fmt: skip
+    return [
+        {},
+        *({"q": s} for s in searches),
+        *({"status": s.value} for s in RequestStatus),
+        {"from": today, "to": today},
+        *({"target": world.a.ids[k]} for k in ("open", "paid", "payment")),
+        *({"action": a} for a in support.ACTIONS),
+        {"staff": world.admin_a.email},
+    ]
+
+
+def page_text(resp: Any, query: dict[str, str]) -> str:
+    """The page without the search fields echoing what was typed."""
+    text = resp.get_data(as_text=True)
+    for value in query.values():
+        text = text.replace(f'value="{escape(value)}"', "")
+    return text
+
+
+@pytest.mark.parametrize("role", ["support", "admin"])
+def test_console_lists_never_show_another_merchant(app: Flask, world: World, role: str) -> None:
+    agent = staff(role, merchants=[world.b.merchant.id], email=f"bravo-{role}@portal.test")
+    hidden = markers(world)
+    lists = [
+        r.rule
+        for r in rules(app, "/support/")
+        if area(r) == "console" and not r.arguments and "GET" in r.methods
+        and r.rule not in CONSOLE_OWN
+    ]  # fmt: skip
+    assert {"/support/", "/support/search", "/support/audit"} <= set(lists)
+    with console(app, agent) as (client, _):
+        for path, query in itertools.product(lists, console_queries(world)):
+            resp = client.get(path, query_string=query)
+            assert resp.status_code in (200, 403), (path, query, resp.status_code)
+            assert not leaked(page_text(resp, query), hidden), (role, path, query)
+    # the control: A's own admin does see A's data on each of those pages
+    with console(app, world.admin_a) as (client, _):
+        for path in lists:
+            seen = set()
+            for query in console_queries(world):
+                resp = client.get(path, query_string=query)
+                seen |= set(leaked(page_text(resp, query), hidden))
+            assert seen, f"{path} shows nothing of A even to A's own admin: give it a case"
+
+
+# --- the customer's links ------------------------------------------------------------
+
+
+def test_a_link_never_reaches_another_links_payments(app: Flask, world: World) -> None:
+    client = https_client(app)
+    csrf = token(client, f"/p/{link_token(world.b.ids['open'])}")
+    b_token = link_token(world.b.ids["open"])
+    before = rows_of(world.a.merchant.id)
+    swept = []
+    for rule in rules(app, "/p/"):
+        if area(rule) != "link" or rule.arguments == {"token"}:
+            continue
+        for values in combinations(rule.arguments - {"token"}, LINK_OBJECTS, world.a):
+            path = fill(rule, {**values, "token": b_token})
+            for method in methods(rule):
+                resp = client.open(path, method=method, data={**FORM, "csrf_token": csrf})
+                assert resp.status_code == 404, (method, path, resp.status_code)
+                swept.append((method, rule.rule))
+    after = rows_of(world.a.merchant.id)
+    assert after == before, diff(before, after)
+    assert ("POST", "/p/<token>/checkout/<payment_id>") in swept
+    assert ("GET", "/p/<token>/receipt/<payment_id>") in swept
+
+
+# --- 3. methods, CSRF tokens and the allow-list -----------------------------------
+
+
+def every_value(world: World) -> dict[str, str]:
+    """One concrete value for every path argument the portal has."""
+    ids = world.a.ids
+    return {
+        "token": link_token(ids["pending_request"]),
+        "payment_id": ids["pending_payment"],
+        "request_id": ids["open"],
+        "event_id": ids["event"],
+        "refund_id": ids["refund"],
+        "delivery_id": ids["callback_delivery"],
+        "endpoint_id": ids["endpoint"],
+        "action": "void",
+        "filename": "css/portal.css",
+    }
+
+
+def concrete(rule: Rule, world: World) -> str:
+    values = every_value(world)
+    unknown = set(rule.arguments) - set(values)
+    assert not unknown, f"{rule.rule}: no value for {unknown} in every_value()"
+    return fill(rule, values)
+
+
+def test_state_changing_routes_refuse_get(app: Flask, world: World) -> None:
+    """POST-only routes answer GET with 405; where the path also has a read view (another
+    rule, or GET on the same rule), that GET changes nothing."""
+    with console(app, staff("admin", email="root-admin@portal.test")) as (client, _):
+        headers = world.a.merchant.headers
+        adapter = app.url_map.bind("portal.test", url_scheme="https")
+        read_views, refused = {}, []
+        for rule in rules(app):
+            if not set(methods(rule)) & STATE_CHANGING:
+                continue
+            path = concrete(rule, world)
+            try:
+                endpoint, _ = adapter.match(path, method="GET")
+            except MethodNotAllowed:
+                endpoint = None
+            before = everything()
+            resp = client.get(path, headers=headers)
+            if endpoint is None:
+                assert resp.status_code == 405, (rule.rule, resp.status_code)
+                # (the portal's error pages drop the 405's Allow header for now; when they
+                # keep it, it must not offer GET)
+                assert "GET" not in resp.headers.get("Allow", ""), rule.rule
+                if rule.rule.startswith("/api/"):
+                    assert resp.json["error"]["code"] == "method_not_allowed"
+                refused.append(rule.rule)
+            else:
+                assert resp.status_code < 500, (rule.rule, endpoint, resp.status_code)
+                read_views[rule.rule] = endpoint
+            after = everything()
+            assert after == before, f"GET {path} changed state:\n" + diff(before, after)
+        assert (
+            read_views.items()
+            >= {
+                "/api/v1/payment-requests": "api.list_payment_requests",
+                "/api/v1/payment-requests/void": "api.get_payment_request",  # the request "void"
+                "/p/<token>/checkout/<payment_id>": "customer.checkout",
+                "/p/<token>/checkout/<payment_id>/3ds": "customer.three_d_secure",
+                "/support/login": "support.login",
+            }.items()
+        )
+        assert {"/support/requests/<request_id>/do/<action>", "/support/logout"} <= set(refused)
+        assert db.session.get(Payment, world.a.ids["pending_payment"]).status == "pending"
+
+
+def test_state_changing_forms_need_a_csrf_token(app: Flask, world: World) -> None:
+    app.config["WTF_CSRF_ENABLED"] = True  # as tests/conftest.py sets it; never assumed
+    admin = staff("admin", email="root-admin@portal.test")
+    with console(app, admin) as (client, csrf):
+        form = {**FORM, "email": admin.email, "password": PASSWORD}
+        forms = []
+        for rule in rules(app):
+            if area(rule) in ("api", "other") or not set(methods(rule)) & STATE_CHANGING:
+                continue
+            forms += [(m, concrete(rule, world)) for m in methods(rule) if m in STATE_CHANGING]
+        # logout last: the controls below need the session until then
+        forms.sort(key=lambda call: call[1] == "/support/logout")
+        assert {p for _, p in forms} >= {"/support/logout", "/support/language", "/support/login"}
+        for method, path in forms:
+            for forged in ({}, {"csrf_token": "forged"}, {"csrf_token": csrf + "x"}):
+                before = everything()
+                code = pyotp.TOTP(admin.totp_secret).now()
+                resp = client.open(path, method=method, data={**form, "code": code, **forged})
+                assert resp.status_code == 400, (method, path, forged, resp.status_code)
+                after = everything()
+                assert after == before, f"{method} {path} without CSRF:\n" + diff(before, after)
+        for method, path in forms:  # the control: with the token each form gets past the check
+            code = pyotp.TOTP(admin.totp_secret).now()
+            data = {**form, "code": code, "csrf_token": csrf}
+            resp = client.open(path, method=method, data=data)
+            assert resp.status_code not in (400, 500), (method, path, resp.status_code)
+
+
+def test_allow_listed_routes_check_their_own_proof(app: Flask, world: World) -> None:
+    client = app.test_client()
+    present = {r.rule for r in rules(app)} & set(OTHER_AUTH)
+    hidden = markers(world)
+    before = everything()
+    checked = set()
+    if "/webhooks/stripe" in present:
+        forged = {
+            "id": "evt_forged", "type": "payment_intent.succeeded",
+            "data": {"object": {"id": "pi_alpha_searchable", "object": "payment_intent",
+                                "amount": 12500, "currency": "eur", "status": "succeeded"}},
+        }  # fmt: skip
+        for headers in ({}, {"Stripe-Signature": "t=1700000000,v1=" + "0" * 64}):
+            resp = client.post("/webhooks/stripe", json=forged, headers=headers)
+            assert resp.status_code == 400, resp.status_code
+        checked.add("/webhooks/stripe")
+    if "/csp-report" in present:
+        report = {"csp-report": {"document-uri": "https://portal.test/p/x",
+                                 "violated-directive": "script-src"}}  # fmt: skip
+        resp = client.post("/csp-report", json=report, content_type="application/csp-report")
+        assert resp.status_code < 300, resp.status_code
+        checked.add("/csp-report")
+    if "/metrics" in present:
+        app.config["PORTAL_METRICS_TOKEN"] = "metrics-token-0123456789abcdef0123"
+        assert client.get("/metrics").status_code == 404
+        wrong = {"Authorization": "Bearer not-the-token"}
+        assert client.get("/metrics", headers=wrong).status_code == 404
+        right = {"Authorization": "Bearer metrics-token-0123456789abcdef0123"}
+        assert client.get("/metrics", headers=right).status_code == 200
+        checked.add("/metrics")
+    for path in ("/healthz", "/readyz", "/api/v1/openapi.json"):
+        if path in present:
+            resp = client.get(path)
+            assert resp.status_code in (200, 503), (path, resp.status_code)
+            assert not leaked(resp.get_data(as_text=True), hidden), path
+            checked.add(path)
+    if "/static/<path:filename>" in present:
+        resp = client.get("/static/css/portal.css")
+        assert resp.status_code == 200 and "Set-Cookie" not in resp.headers
+        resp.close()
+        checked.add("/static/<path:filename>")
+    after = everything()
+    assert after == before, diff(before, after)
+    assert checked == present, f"allow-listed without a check here: {present - checked}"
