@@ -54,10 +54,20 @@ def to_minor(major: str | Decimal | int, currency: str) -> int:
         value = Decimal(str(major))
     except InvalidOperation as exc:
         raise MoneyError(f"not an amount: {major!r}") from exc
-    scaled = value.scaleb(precision(currency))
-    if scaled != scaled.to_integral_value():
+    if not value.is_finite():  # "Infinity", "NaN", "sNaN" are Decimals, not amounts
+        raise MoneyError(f"not an amount: {major!r}")
+    if not value:
+        return 0
+    if value.adjusted() > 30:  # "1e999999999": no amount, and no integer to build
+        raise MoneyError(f"{major} is out of range")
+    # In integers, not in a Decimal context that would round or underflow ("1e-99999999").
+    sign, numerals, exponent = value.as_tuple()
+    text = "".join(map(str, numerals))
+    shift = int(exponent) + precision(currency)
+    if shift < 0 and len(text) - len(text.rstrip("0")) < -shift:
         raise MoneyError(f"{major} has more decimals than {currency} allows")
-    return int(scaled)
+    minor = int(text) * 10**shift if shift >= 0 else int(text) // 10**-shift
+    return -minor if sign else minor
 
 
 def to_major(amount: int, currency: str) -> Decimal:

@@ -11,6 +11,8 @@ from email_validator import EmailNotValidError, validate_email
 from portal.errors import Invalid
 
 MISSING = object()
+MAX_AMOUNT = 10**15  # in minor units: more than any payment, well inside a 64-bit column
+MAX_QUANTITY = 1_000_000  # of one order line
 
 
 def require(data: dict[str, Any], key: str, path: str) -> Any:
@@ -56,10 +58,12 @@ def opt_string(data: dict[str, Any], key: str, path: str, max_length: int) -> st
 
 
 def as_int(value: Any, path: str) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON has one kind of number: 1250.0 is the integer 1250
     # bool is an int in Python; JSON true is not an amount.
     if isinstance(value, bool) or not isinstance(value, int):
         raise Invalid("invalid_type", f"{path} must be an integer.", path)
-    if abs(value) > 10**15:
+    if abs(value) > MAX_AMOUNT:
         raise Invalid("invalid_value", f"{path} is out of range.", path)
     return value
 
@@ -101,7 +105,10 @@ def as_datetime(value: Any, path: str) -> datetime:
         raise Invalid("invalid_datetime", f"{path} must be an ISO 8601 time.", path) from None
     if parsed.tzinfo is None:
         raise Invalid("invalid_datetime", f"{path} must include a time zone (e.g. Z).", path)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # "0001-01-01T00:00:00+01:00" is before year 1 in UTC
+        raise Invalid("invalid_datetime", f"{path} is out of range.", path) from None
 
 
 def as_email(value: Any, path: str) -> str:

@@ -10,6 +10,8 @@ from typing import Any
 
 from flask import current_app
 
+from portal.validation import MAX_AMOUNT, MAX_QUANTITY
+
 Schema = dict[str, Any]
 
 
@@ -26,7 +28,13 @@ INT = {"type": "integer"}
 BOOL = {"type": "boolean"}
 DATE = {"type": "string", "format": "date"}
 DATETIME = {"type": "string", "format": "date-time"}
-AMOUNT = {"type": "integer", "minimum": 1, "description": "Minor units (cents)."}
+AMOUNT = {
+    "type": "integer",
+    "minimum": 1,
+    "maximum": MAX_AMOUNT,
+    "description": "Minor units (cents).",
+}
+SIGNED_AMOUNT = {"type": "integer", "minimum": -MAX_AMOUNT, "maximum": MAX_AMOUNT}
 
 
 def _error(description: str) -> Schema:
@@ -43,13 +51,14 @@ ERRORS = {
     "409": _error("Conflict: state or idempotency."),
     "422": _error("Valid JSON with invalid values; `error.code` says which rule."),
     "429": _error("Rate limited; see Retry-After."),
+    "503": _error("Database briefly unreachable; nothing was done. Retry after Retry-After."),
 }
 
 IDEMPOTENCY = {
     "name": "Idempotency-Key",
     "in": "header",
     "required": False,
-    "schema": {"type": "string", "maxLength": 255},
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
     "description": "Same key and body: same answer. Same key, other body: 409.",
 }
 
@@ -92,6 +101,7 @@ def query_param(name: str, schema: Schema, description: str) -> Schema:
         "name": name,
         "in": "query",
         "required": False,
+        "allowEmptyValue": True,  # "?limit=" is the same as no limit
         "schema": schema,
         "description": description,
     }
@@ -115,7 +125,7 @@ STATEMENT = {
     "properties": {
         "period_start": DATE,
         "period_end": DATE,
-        "balance": {**INT, "description": "Minor units; amount must not exceed it."},
+        "balance": {**SIGNED_AMOUNT, "description": "Minor units; amount must not exceed it."},
         "lines": {
             "type": "array",
             "maxItems": 500,
@@ -126,7 +136,10 @@ STATEMENT = {
                 "properties": {
                     "date": DATE,
                     "description": {**STR, "maxLength": 300},
-                    "amount": {**INT, "description": "Minor units; negative for credits."},
+                    "amount": {
+                        **SIGNED_AMOUNT,
+                        "description": "Minor units; negative for credits.",
+                    },
                     "reference": {**STR, "maxLength": 100},
                 },
             },
@@ -149,8 +162,8 @@ ORDER = {
                 "required": ["description", "unit_amount"],
                 "properties": {
                     "description": {**STR, "maxLength": 300},
-                    "quantity": {**INT, "minimum": 1},
-                    "unit_amount": {**INT, "minimum": 0},
+                    "quantity": {**INT, "minimum": 1, "maximum": MAX_QUANTITY},
+                    "unit_amount": {**INT, "minimum": 0, "maximum": MAX_AMOUNT},
                 },
             },
         },
@@ -187,6 +200,7 @@ CREATE = {
         "metadata": {
             "type": "object",
             "maxProperties": 50,
+            "propertyNames": {"minLength": 1, "maxLength": 40},
             "additionalProperties": {"type": "string", "maxLength": 500},
         },
         "statement": STATEMENT,
@@ -194,52 +208,167 @@ CREATE = {
         "wallet": WALLET,
         "allow_partial": BOOL,
         "allow_full_payment": BOOL,
-        "send": {"type": "array", "items": {"type": "string", "enum": ["email", "sms"]}},
+        "send": {
+            "type": "array",
+            "maxItems": 2,
+            "items": {"type": "string", "enum": ["email", "sms"]},
+        },
+    },
+    # What each kind needs, and the sections and options that belong to other kinds.
+    "allOf": [
+        {
+            "if": {"properties": {"kind": {"const": "statement"}}},
+            "then": {
+                "required": ["amount"],
+                "properties": {
+                    "order": False,
+                    "wallet": False,
+                    "allow_full_payment": {"const": False},
+                },
+            },
+        },
+        {
+            "if": {"properties": {"kind": {"const": "order_deposit"}}},
+            "then": {
+                "required": ["amount", "order"],
+                "properties": {"statement": False, "wallet": False},
+            },
+        },
+        {
+            "if": {"properties": {"kind": {"const": "wallet_topup"}}},
+            "then": {
+                "properties": {
+                    "statement": False,
+                    "order": False,
+                    "allow_partial": {"const": False},
+                    "allow_full_payment": {"const": False},
+                },
+            },
+        },
+    ],
+}
+
+
+def _nullable_strings(*names: str) -> Schema:
+    return {
+        "type": "object",
+        "required": list(names),
+        "properties": dict.fromkeys(names, nullable(STR)),
+    }
+
+
+STATEMENT_OUT = {
+    "type": "object",
+    "required": ["period_start", "period_end", "balance", "lines"],
+    "properties": {
+        "period_start": nullable(DATE),
+        "period_end": nullable(DATE),
+        "balance": nullable(INT),
+        "lines": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["date", "description", "amount", "reference"],
+                "properties": {
+                    "date": nullable(DATE),
+                    "description": STR,
+                    "amount": INT,
+                    "reference": nullable(STR),
+                },
+            },
+        },
     },
 }
 
-PAYMENT_REQUEST = {
+ORDER_OUT = {
     "type": "object",
-    "required": ["id", "object", "kind", "status", "currency", "url", "qr_code_url"],
+    "required": ["reference", "total", "lines"],
     "properties": {
-        "id": {**STR, "pattern": "^pr_"},
-        "object": {"const": "payment_request"},
-        "kind": {"type": "string", "enum": ["statement", "wallet_topup", "order_deposit"]},
-        "status": {
-            "type": "string",
-            "enum": ["open", "partially_paid", "paid", "void", "expired"],
-        },
-        "currency": STR,
-        "amount": nullable(INT),
-        "amount_paid": INT,
-        "amount_due": nullable(INT),
-        "amount_refunded": INT,
         "reference": nullable(STR),
-        "description": nullable(STR),
-        "customer": {"type": "object"},
-        "due_date": nullable(DATE),
-        "expires_at": DATETIME,
-        "metadata": {"type": "object", "additionalProperties": STR},
-        "allow_partial": BOOL,
-        "allow_full_payment": BOOL,
-        "url": {**STR, "format": "uri", "description": "The customer's signed link."},
-        "qr_code_url": {**STR, "format": "uri"},
-        "created_at": DATETIME,
-        "paid_at": nullable(DATETIME),
-        "voided_at": nullable(DATETIME),
-        "deliveries": {"type": "array", "items": ref("LinkDelivery")},
-        "opens": {
-            "type": "object",
-            "properties": {
-                "count": INT,
-                "first_opened_at": nullable(DATETIME),
-                "last_opened_at": nullable(DATETIME),
+        "total": INT,
+        "lines": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["description", "quantity", "unit_amount"],
+                "properties": {"description": STR, "quantity": INT, "unit_amount": INT},
             },
         },
-        "statement": {"type": "object"},
-        "order": {"type": "object"},
-        "wallet": {"type": "object"},
     },
+}
+
+WALLET_OUT = {
+    "type": "object",
+    "required": ["min_amount", "max_amount", "suggested"],
+    "properties": {
+        "min_amount": nullable(INT),
+        "max_amount": nullable(INT),
+        "suggested": {"type": "array", "items": INT},
+    },
+    "description": "Bounds of a customer-chosen top-up (null for a fixed amount).",
+}
+
+
+def _section_for(kind: str, section: str) -> Schema:
+    """A request of ``kind`` carries its ``section`` (and allow_full_payment for deposits)."""
+    required = [section, "allow_full_payment"] if kind == "order_deposit" else [section]
+    return {"if": {"properties": {"kind": {"const": kind}}}, "then": {"required": required}}
+
+
+_PAYMENT_REQUEST_PROPERTIES: Schema = {
+    "id": {**STR, "pattern": "^pr_"},
+    "object": {"const": "payment_request"},
+    "kind": {"type": "string", "enum": ["statement", "wallet_topup", "order_deposit"]},
+    "status": {
+        "type": "string",
+        "enum": ["open", "partially_paid", "paid", "void", "expired"],
+    },
+    "currency": STR,
+    "amount": nullable(INT),
+    "amount_paid": INT,
+    "amount_due": nullable(INT),
+    "amount_refunded": INT,
+    "reference": nullable(STR),
+    "description": nullable(STR),
+    "customer": _nullable_strings("name", "email", "phone", "locale", "reference"),
+    "due_date": nullable(DATE),
+    "expires_at": DATETIME,
+    "metadata": {"type": "object", "additionalProperties": STR},
+    "allow_partial": BOOL,
+    "allow_full_payment": BOOL,
+    "url": {**STR, "format": "uri", "description": "The customer's signed link."},
+    "qr_code_url": {**STR, "format": "uri"},
+    "created_at": DATETIME,
+    "paid_at": nullable(DATETIME),
+    "voided_at": nullable(DATETIME),
+    "deliveries": {"type": "array", "items": ref("LinkDelivery")},
+    "opens": {
+        "type": "object",
+        "required": ["count", "first_opened_at", "last_opened_at"],
+        "properties": {
+            "count": INT,
+            "first_opened_at": nullable(DATETIME),
+            "last_opened_at": nullable(DATETIME),
+        },
+    },
+    "statement": STATEMENT_OUT,
+    "order": ORDER_OUT,
+    "wallet": WALLET_OUT,
+}
+PAYMENT_REQUEST = {
+    "type": "object",
+    # Every field is always there; the kind's own section only on that kind.
+    "required": [
+        name
+        for name in _PAYMENT_REQUEST_PROPERTIES
+        if name not in ("statement", "order", "wallet", "allow_full_payment")
+    ],
+    "allOf": [
+        _section_for("statement", "statement"),
+        _section_for("order_deposit", "order"),
+        _section_for("wallet_topup", "wallet"),
+    ],
+    "properties": _PAYMENT_REQUEST_PROPERTIES,
 }
 
 ERROR = {
@@ -258,6 +387,7 @@ ERROR = {
 def _list_of(item: str) -> Schema:
     return {
         "type": "object",
+        "required": ["object", "data", "has_more", "next_starting_after"],
         "properties": {
             "object": {"const": "list"},
             "data": {"type": "array", "items": ref(item)},
@@ -315,6 +445,7 @@ def base_paths() -> dict[str, Schema]:
                     "200": json_content(
                         {
                             "type": "object",
+                            "required": ["object", "count", "ids"],
                             "properties": {
                                 "object": {"const": "void_result"},
                                 "count": INT,
@@ -342,20 +473,22 @@ def base_paths() -> dict[str, Schema]:
     }
 
 
+_LINK_DELIVERY_PROPERTIES: Schema = {
+    "id": {**STR, "pattern": "^ld_"},
+    "object": {"const": "link_delivery"},
+    "channel": {"type": "string", "enum": ["email", "sms"]},
+    "destination": {**STR, "description": "Masked address or number."},
+    "status": {"type": "string", "enum": ["queued", "sent", "failed"]},
+    "attempts": INT,
+    "provider_message_id": nullable(STR),
+    "error": nullable(STR),
+    "created_at": DATETIME,
+    "sent_at": nullable(DATETIME),
+}
 LINK_DELIVERY = {
     "type": "object",
-    "properties": {
-        "id": {**STR, "pattern": "^ld_"},
-        "object": {"const": "link_delivery"},
-        "channel": {"type": "string", "enum": ["email", "sms"]},
-        "destination": {**STR, "description": "Masked address or number."},
-        "status": {"type": "string", "enum": ["queued", "sent", "failed"]},
-        "attempts": INT,
-        "provider_message_id": nullable(STR),
-        "error": nullable(STR),
-        "created_at": DATETIME,
-        "sent_at": nullable(DATETIME),
-    },
+    "required": list(_LINK_DELIVERY_PROPERTIES),
+    "properties": _LINK_DELIVERY_PROPERTIES,
 }
 
 # Other modules (events, refunds, sending) register their paths and schemas here.

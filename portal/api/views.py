@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -73,7 +74,17 @@ def _no_store(response: Response) -> Response:
 
 def json_body() -> dict[str, Any]:
     """The request's JSON object, or a 400 for anything else."""
-    body = request.get_json(force=True, silent=True)
+    try:
+        body = request.get_json(force=True, silent=True)
+        # A lone surrogate escape ("\\ud800") parses, but is no text: nothing could store,
+        # hash or answer it.
+        json.dumps(body, ensure_ascii=False).encode()
+    except RecursionError:  # nested deeper than the parser goes
+        raise ApiError(400, "invalid_json", "The request body is nested too deeply.") from None
+    except UnicodeEncodeError:
+        raise ApiError(
+            400, "invalid_json", "The request body has a \\u escape that is not a character."
+        ) from None
     if body is None and request.get_data():
         raise ApiError(400, "invalid_json", "The request body is not valid JSON.")
     if body is None:
@@ -98,7 +109,8 @@ def query_int(name: str, default: int, low: int, high: int) -> int:
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9 or not low <= int(raw) <= high:
         raise Invalid("invalid_value", f"{name} must be an integer from {low} to {high}.", name)
     return int(raw)
 

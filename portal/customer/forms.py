@@ -10,7 +10,7 @@ from decimal import Decimal, InvalidOperation
 from werkzeug.datastructures import MultiDict
 
 from portal.errors import Invalid
-from portal.money import MoneyError, to_minor
+from portal.money import MoneyError, precision, to_minor
 from portal.providers.sandbox import luhn_ok
 from portal.validation import as_email
 
@@ -25,20 +25,47 @@ class PayForm:
     error: str | None = None
 
 
-def parse_amount(text: str, currency: str) -> int | None:
-    """``"25,50"`` or ``"25.50"`` or ``"1 234,5"`` → minor units; None when unreadable."""
-    # Keep digits and separators: "€ 25,50", "25,50 €" and "25.50" all read as 25.50.
+def parse_amount(text: str, currency: str, locale: str | None = None) -> int | None:
+    """What a customer typed (or copied from the page) → minor units; None when unreadable.
+
+    ``"25,50"``, ``"25.50"``, ``"€ 1.234,50"``, ``"1 234,50 €"``, ``"¥1,234"`` all read as
+    meant. With one kind of separator, it is the decimal mark only if the digits after it
+    fit the currency (``"1,234"`` is a thousand-and-more in EUR and JPY); when both readings
+    fit (KWD has three decimals), the locale's own decimal mark decides.
+    """
     cleaned = re.sub(r"[^0-9,.]", "", text)
-    if "," in cleaned and "." in cleaned:
-        cleaned = (
-            cleaned.replace(".", "").replace(",", ".")
-            if cleaned.rfind(",") > cleaned.rfind(".")
-            else cleaned.replace(",", "")
-        )
+    if not cleaned or not any(c.isdigit() for c in cleaned):
+        return None
+    separators = {c for c in cleaned if c in ",."}
+    if len(separators) == 2:
+        # Both: the rightmost one is the decimal mark.
+        decimal_mark = "," if cleaned.rfind(",") > cleaned.rfind(".") else "."
+    elif separators:
+        (mark,) = separators
+        after = len(cleaned) - cleaned.rfind(mark) - 1
+        digits = precision(currency)
+        if cleaned.count(mark) > 1 or after > digits:
+            # Only grouping ("1.234.567", "1,234" in EUR), if it is written like grouping
+            # and is not the customer's decimal mark ("12.345" in English is an error).
+            grouped = re.fullmatch(rf"[1-9]\d{{0,2}}(\{mark}\d{{3}})+", cleaned)
+            if not grouped or (locale and mark == _decimal_symbol(locale)):
+                return None
+            if not locale and cleaned.count(mark) == 1:
+                return None  # "1.005": grouping or a typo? Without a locale, ask again.
+            decimal_mark = None
+        elif after == 3 and digits == 3 and locale:
+            decimal_mark = mark if mark == _decimal_symbol(locale) else None
+        else:
+            decimal_mark = mark
     else:
-        cleaned = cleaned.replace(",", ".")
+        decimal_mark = None
+    if decimal_mark:
+        head, _, fraction = cleaned.rpartition(decimal_mark)
+        number = re.sub(r"[,.]", "", head) + "." + fraction
+    else:
+        number = re.sub(r"[,.]", "", cleaned)
     try:
-        value = Decimal(cleaned)
+        value = Decimal(number)
         if not value.is_finite() or value <= 0:
             return None
         return to_minor(value, currency)
@@ -46,14 +73,21 @@ def parse_amount(text: str, currency: str) -> int | None:
         return None
 
 
-def parse_pay_form(data: MultiDict, currency: str) -> PayForm:
+def _decimal_symbol(locale: str) -> str:
+    from babel.numbers import get_decimal_symbol
+
+    return get_decimal_symbol(locale)
+
+
+def parse_pay_form(data: MultiDict, currency: str, locale: str | None = None) -> PayForm:
     form = PayForm(full_order=data.get("full_order") == "1")
     raw = data.get("amount_choice") or data.get("amount") or ""
     if raw.strip():
         if data.get("amount_choice"):
-            form.amount = int(raw) if raw.isdigit() else None
+            # ASCII digits: str.isdigit() also takes "²", which int() refuses.
+            form.amount = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else None
         else:
-            form.amount = parse_amount(raw, currency)
+            form.amount = parse_amount(raw, currency, locale)
         if form.amount is None:
             form.error = "amount_invalid"
             return form
@@ -70,7 +104,9 @@ def parse_card_form(data: MultiDict) -> tuple[str, dict[str, str]]:
     """The card number, and errors by field (codes the template translates)."""
     errors: dict[str, str] = {}
     number = re.sub(r"[\s-]", "", data.get("card_number", ""))
-    if not number.isdigit() or not 12 <= len(number) <= 19 or not luhn_ok(number):
+    # ASCII digits: str.isdigit() also takes "²", which the Luhn check cannot add up.
+    digits = number.isascii() and number.isdigit()
+    if not digits or not 12 <= len(number) <= 19 or not luhn_ok(number):
         errors["card_number"] = "card_number_invalid"
     match = EXPIRY.match(data.get("expiry", ""))
     if not match:

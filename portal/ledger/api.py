@@ -6,11 +6,14 @@ from flask import Response, g, jsonify, request
 from sqlalchemy import select
 
 from portal.api.openapi import (
+    DATETIME,
     EXTRA_PATHS,
     EXTRA_SCHEMAS,
     IDEMPOTENCY,
+    INT,
     STR,
     json_content,
+    nullable,
     operation,
     path_param,
     query_param,
@@ -86,6 +89,20 @@ EXTRA_SCHEMAS["Event"] = {
         "data": {"type": "object"},
     },
 }
+_DELIVERY_PROPERTIES = {
+    "id": {**STR, "pattern": "^del_"},
+    "object": {"const": "callback_delivery"},
+    "event_id": {**STR, "pattern": "^evt_"},
+    "endpoint_id": {**STR, "pattern": "^we_"},
+    "status": {"type": "string", "enum": ["pending", "succeeded", "dead"]},
+    "attempts": INT,
+    "next_attempt_at": nullable(DATETIME),
+}
+EXTRA_SCHEMAS["CallbackDelivery"] = {
+    "type": "object",
+    "required": list(_DELIVERY_PROPERTIES),
+    "properties": _DELIVERY_PROPERTIES,
+}
 EXTRA_PATHS["/events"] = {
     "get": operation(
         "listEvents",
@@ -94,6 +111,7 @@ EXTRA_PATHS["/events"] = {
             "200": json_content(
                 {
                     "type": "object",
+                    "required": ["object", "data", "has_more", "next_starting_after"],
                     "properties": {
                         "object": {"const": "list"},
                         "data": {"type": "array", "items": ref("Event")},
@@ -116,7 +134,19 @@ EXTRA_PATHS["/events/{event_id}/redeliver"] = {
     "post": operation(
         "redeliverEvent",
         "Queue the event again for every endpoint that wants it (a new attempt each).",
-        {"202": json_content({"type": "object"}, "Queued.")},
+        {
+            "202": json_content(
+                {
+                    "type": "object",
+                    "required": ["object", "data"],
+                    "properties": {
+                        "object": {"const": "list"},
+                        "data": {"type": "array", "items": ref("CallbackDelivery")},
+                    },
+                },
+                "Queued: one delivery per endpoint that wants the event.",
+            )
+        },
         params=[path_param("event_id", "An event id (evt_…)."), IDEMPOTENCY],
     )
 }

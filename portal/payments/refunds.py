@@ -123,11 +123,17 @@ def refund_json(refund: Refund) -> dict[str, Any]:
 def register_api() -> None:
     """``POST /api/v1/payments/{id}/refunds`` on the API blueprint."""
     from portal.api.openapi import (
+        DATETIME,
         EXTRA_PATHS,
+        EXTRA_SCHEMAS,
         IDEMPOTENCY,
+        INT,
+        STR,
         json_content,
+        nullable,
         operation,
         path_param,
+        ref,
     )
     from portal.api.views import bp, idempotent, json_body
 
@@ -144,11 +150,27 @@ def register_api() -> None:
 
         return idempotent(produce, body)
 
+    properties = {
+        "id": {**STR, "pattern": "^re_"},
+        "object": {"const": "refund"},
+        "payment_id": {**STR, "pattern": "^pay_"},
+        "amount": INT,
+        "currency": STR,
+        "status": {"type": "string", "enum": ["succeeded"]},
+        "payment_status": {"type": "string", "enum": ["partially_refunded", "refunded"]},
+        "payment_amount_refunded": INT,
+        "created_at": nullable(DATETIME),
+    }
+    EXTRA_SCHEMAS["Refund"] = {
+        "type": "object",
+        "required": list(properties),
+        "properties": properties,
+    }
     EXTRA_PATHS["/payments/{payment_id}/refunds"] = {
         "post": operation(
             "createRefund",
             "Refund a payment, fully (no amount) or partly, to its original payment method.",
-            {"201": json_content({"type": "object"}, "Refunded.")},
+            {"201": json_content(ref("Refund"), "Refunded.")},
             body={
                 "type": "object",
                 "additionalProperties": False,
