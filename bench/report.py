@@ -230,4 +230,25 @@ def markdown(results: dict[str, Any]) -> str:
         "runs (mean shown). Ratios: portal ÷ baseline, except the 10k row (10k ÷ 1M req/s).",
         "",
     ]
+    profiled = {
+        name: result["profile"]
+        for name, result in results["scenarios"].items()
+        if isinstance(result, dict) and result.get("profile")
+    }
+    if profiled:
+        lines += [
+            "## Profiles (`--profile`: py-spy `--gil` on every portal worker, inclusive share)",
+            "",
+        ]
+        for name, frames in profiled.items():
+            shown = [f for f in frames if not f["function"].startswith(FRAMEWORK)][:14]
+            lines.append(
+                f"**{name}**: "
+                + "; ".join(f"{f['function']} {f['share_pct']:.0f} %" for f in shown)
+            )
+            lines.append("")
     return "\n".join(lines)
+
+
+# Frames every request goes through; the profile lines show what is below them.
+FRAMEWORK = ("Flask.", "_StateChange", "scoped_session.", "deprecated_params")

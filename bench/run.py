@@ -78,6 +78,8 @@ class Context:
     log_path: Path
     app: Any = None
 
+    scenario: str = ""
+
     def portal(self, env: dict[str, str] | None = None) -> Server:
         ensure_schema(self.seeded.url)
         return Server(
@@ -86,6 +88,7 @@ class Context:
             self.plan.gunicorn,
             ready_path="/healthz",
             log_path=self.log_path,
+            profile_dir=self.work / f"profile-{self.scenario}" if self.plan.profile else None,
         )
 
     def wrk(self, url: str, script: str, env: dict[str, str], connections: int | None = None):
@@ -140,6 +143,7 @@ def baseline(ctx: Context, label: str) -> dict[str, Any]:
 def measure(ctx: Context, name: str, func: Callable[[Context], dict[str, Any]]) -> None:
     """Run one scenario; a failure is recorded as 'not measured' with its reason."""
     t0 = time.monotonic()
+    ctx.scenario = name
     try:
         result = func(ctx)
     except scenarios.NotMeasured as exc:
@@ -149,6 +153,14 @@ def measure(ctx: Context, name: str, func: Callable[[Context], dict[str, Any]]) 
         result = {"measured": False, "why": f"the run failed: {type(exc).__name__}: {exc}"}
     result.setdefault("measured", True)
     result["elapsed_s"] = round(time.monotonic() - t0, 1)
+    spies = sorted((ctx.work / f"profile-{name}").glob("spy-*.txt"))
+    if spies:
+        from bench.experiment import top_frames
+
+        result["profile"] = [
+            {"share_pct": round(share, 1), "function": function}
+            for share, function in top_frames(spies, limit=30)
+        ]
     ctx.results["scenarios"][name] = result
     log(f"{name}: {summary(result)}")
 
@@ -270,6 +282,8 @@ def run(plan: Plan) -> dict[str, Any]:
 
 
 def _git_commit() -> str:
+    if os.environ.get("BENCH_COMMIT"):  # a snapshot run: its export has no .git
+        return os.environ["BENCH_COMMIT"]
     try:
         return subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
@@ -308,7 +322,7 @@ def run_snapshot(argv: list[str], out: Path | None) -> int:
     elif "--smoke" not in rest:
         rest += ["--out", str(BENCH_DIR / "results")]
     log(f"measuring commit {_git_commit()} exported to {snap}")
-    env = {**os.environ, "PYTHONPATH": str(snap)}
+    env = {**os.environ, "PYTHONPATH": str(snap), "BENCH_COMMIT": _git_commit()}
     return subprocess.run(
         [sys.executable, "-m", "bench.run", *rest], cwd=snap, env=env, check=False
     ).returncode
@@ -322,6 +336,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-db", action="store_true", help="do not drop the bench database")
     parser.add_argument("--duration", type=int, default=None, help="seconds per measured run")
     parser.add_argument("--db-name", default=None, help="the bench database (dropped first)")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="record every portal worker with py-spy (--gil) and keep each scenario's top frames",
+    )
     parser.add_argument(
         "--snapshot",
         action="store_true",
@@ -337,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.smoke:
         plan.out_dir = Path(tempfile.mkdtemp(prefix="portal-bench-smoke-"))
     plan.keep_db = args.keep_db
+    plan.profile = args.profile
     if args.db_name:
         plan.db_name = args.db_name
     if args.duration:

@@ -30,6 +30,12 @@ class GunicornConfig:
 
     def args(self) -> list[str]:
         return [
+            # The production settings (gunicorn.conf.py), with worker recycling off so a
+            # measured worker (its CPU time, RSS, profile) lives through the whole run.
+            "--config",
+            str(ROOT / "gunicorn.conf.py"),
+            "--max-requests",
+            "0",
             "--workers",
             str(self.workers),
             "--threads",
@@ -43,7 +49,10 @@ class GunicornConfig:
         ]
 
     def describe(self) -> str:
-        return f"gunicorn gthread, {self.workers} workers x {self.threads} threads, no access log"
+        return (
+            f"gunicorn.conf.py: gthread, {self.workers} workers x {self.threads} threads, "
+            "no recycling, portal access log on"
+        )
 
 
 def free_port() -> int:
@@ -62,7 +71,10 @@ class Server:
         config: GunicornConfig,
         ready_path: str = "/",
         log_path: Path | None = None,
+        profile_dir: Path | None = None,
     ) -> None:
+        self.profile_dir = profile_dir
+        self._spies: list[subprocess.Popen[bytes]] = []
         self.app_spec = app_spec
         self.env = env
         self.config = config
@@ -97,6 +109,7 @@ class Server:
             try:
                 with urllib.request.urlopen(self.url + self.ready_path, timeout=2) as resp:
                     if resp.status == 200 and len(self.worker_pids()) == self.config.workers:
+                        self._start_profilers()
                         return self
             except OSError:
                 pass
@@ -104,7 +117,32 @@ class Server:
         self.__exit__(None, None, None)
         raise RuntimeError(f"gunicorn did not become ready in 30 s ({self.app_spec})")
 
+    def _start_profilers(self) -> None:
+        """py-spy on every worker (only samples holding the GIL) until the server stops."""
+        if self.profile_dir is None:
+            return
+        self.profile_dir.mkdir(parents=True, exist_ok=True)
+        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        for pid in self.worker_pids():
+            out = self.profile_dir / f"spy-{pid}.txt"
+            cmd = [spy, "record", "--gil", "--nonblocking", "-r", "200", "-f", "raw",
+                   "-p", str(pid), "-o", str(out)]  # fmt: skip
+            self._spies.append(
+                subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
+
+    def _stop_profilers(self) -> None:
+        for spy in self._spies:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its samples on SIGINT
+        for spy in self._spies:
+            try:
+                spy.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+        self._spies = []
+
     def __exit__(self, *exc: object) -> None:
+        self._stop_profilers()
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.send_signal(signal.SIGTERM)
