@@ -56,9 +56,8 @@ def run_idempotent(
         raise ApiError(
             400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 255 characters."
         )
-    stored = _replay(merchant_id, key, fp)
-    if stored is not None:
-        return stored, True
+    # Insert first, look up only on a conflict: a replay is rare, a new request is not,
+    # and the insert is also what makes a concurrent twin wait for this one's commit.
     row = IdempotencyKey(
         merchant_id=merchant_id, key=key, fingerprint=fp, response_status=0, response_body={}
     )
