@@ -105,13 +105,14 @@ def record_open(request_id: str) -> None:
     if db.engine.dialect.name == "postgresql":
         # A visit counter need not wait for the WAL flush; payments and events still do.
         db.session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+    table = PaymentRequest.__table__  # Core: no ORM objects to synchronise with a counter
     db.session.execute(
-        update(PaymentRequest)
-        .where(PaymentRequest.id == request_id)
+        update(table)
+        .where(table.c.id == request_id)
         .values(
-            open_count=PaymentRequest.open_count + 1,
+            open_count=table.c.open_count + 1,
             last_opened_at=now,
-            first_opened_at=db.func.coalesce(PaymentRequest.first_opened_at, now),
+            first_opened_at=db.func.coalesce(table.c.first_opened_at, now),
         )
     )
     db.session.commit()
