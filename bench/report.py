@@ -151,18 +151,6 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
             _row(label_thr, "deliveries/s", thr["rate"], "≥ 500/s", thr["rate"] >= 500,
                  note=thr.get("note", ""))
         )  # fmt: skip
-    fix = sc.get("callback_throughput_fix", {})
-    if fix.get("measured"):
-        rows.append(
-            _row(
-                "callback throughput, proposed worker-loop fix (not the product)",
-                "deliveries/s",
-                fix["rate"],
-                "(experiment)",
-                None,
-                note="Worker.run waits for a free thread instead of sleeping 0.2 s",
-            )
-        )
     sup = sc.get("support_search", {})
     label_sup = f"support search by email, {rows_large:,} requests"
     if not missing("support_search", label_sup, "p99 ms", "≤ 50 ms"):

@@ -264,8 +264,6 @@ def run(plan: Plan) -> dict[str, Any]:
         measure(ctx, "webhook_ingest", scenarios.webhook_ingest)
         measure(ctx, "callback_latency", scenarios.callback_latency)
         measure(ctx, "callback_throughput", scenarios.callback_throughput)
-        # The proposed worker-loop fix (bench/README.md), measured beside the product as is.
-        measure(ctx, "callback_throughput_fix", scenarios.callback_throughput_slot_wait)
         results["baseline_after"] = baseline(ctx, "after")
     finally:
         if not plan.keep_db:

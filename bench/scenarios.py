@@ -429,11 +429,6 @@ def _drain_jobs(ctx: Context) -> None:
         db.session.remove()
 
 
-def callback_throughput_slot_wait(ctx: Context) -> dict[str, Any]:
-    """The same with the worker loop fix proposed in bench/README.md (not the product)."""
-    return callback_throughput(ctx, variant="worker_with_slot_wait")
-
-
 def callback_throughput(ctx: Context, variant: str | None = None) -> dict[str, Any]:
     """Queue N callbacks (real events through record_event), then 2 workers deliver them all."""
     _callbacks_ready(ctx)

@@ -57,7 +57,6 @@ def test_bench_smoke_run_reports_every_scenario(admin_url: str, tmp_path: Path) 
         "webhook_ingest",
         "callback_latency",
         "callback_throughput",
-        "callback_throughput_fix",
     }
     assert set(scenarios) == expected
     for name in ("page_small", "page_large"):
