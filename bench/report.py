@@ -215,7 +215,8 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "Baseline: a bare Flask app (bench/baseline.py) rendering a static 20-line statement "
         "page under the same gunicorn configuration, measured before and after the portal "
-        "runs (mean shown). Ratios: portal ÷ baseline, except the 10k row (10k ÷ 1M req/s).",
+        "runs (mean shown); page rows are the median of three alternating rounds. "
+        "Ratios: portal ÷ baseline, except the 10k row (10k ÷ 1M req/s).",
         "",
     ]
     profiled = {

@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,7 +39,7 @@ class Plan:
     rows_small: int = 10_000
     rows_large: int = 1_000_000
     measured: int = 1_000
-    rounds: int = 2
+    rounds: int = 3
     duration_s: int = 10
     warmup_s: int = 2
     connections: int = 32
@@ -173,14 +174,14 @@ def summary(result: dict[str, Any]) -> str:
 
 
 def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Rounds of one page scenario: mean req/s and latencies, all errors, last memory."""
+    """Rounds of one page scenario: median req/s and latencies (one round disturbed by the
+    machine does not decide the figure), all errors, last memory."""
     measured = [r for r in runs if r.get("measured")]
     if not measured:
         return runs[-1]
     out = dict(measured[-1])
-    n = len(measured)
     for key in ("rps", "p50_ms", "p99_ms"):
-        out[key] = sum(r[key] for r in measured) / n
+        out[key] = statistics.median(r[key] for r in measured)
     out["requests"] = sum(r["requests"] for r in measured)
     out["error_count"] = sum(r["error_count"] for r in measured)
     out["rss_mb_max"] = max(max(r.get("rss_mb") or [0.0]) for r in measured)
