@@ -240,4 +240,17 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 # Frames every request goes through; the profile lines show what is below them.
-FRAMEWORK = ("Flask.", "_StateChange", "scoped_session.", "deprecated_params")
+FRAMEWORK = (
+    "Flask.",
+    "_StateChange",
+    "scoped_session.",
+    "deprecated_params",
+    # the job worker's command line, around Worker.run
+    "<module> (flask/",
+    "main (flask/",
+    "Command.",
+    "Group.",
+    "Context.invoke",
+    "pass_context.",
+    "with_appcontext.",
+)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import text
 
 from bench import seed
-from bench.servers import run_wrk
+from bench.servers import run_wrk, start_spies, stop_spies
 
 if TYPE_CHECKING:
     from bench.run import Context
@@ -341,12 +341,18 @@ class Workers:
         self.log = log
         for _ in range(self.count):
             self.procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=log))
+        self.spies: list[subprocess.Popen[bytes]] = []
+        if self.ctx.plan.profile:  # job workers are profiled like gunicorn's (--profile)
+            time.sleep(1)  # past the interpreter's start, into the worker loop
+            pids = [p.pid for p in self.procs]
+            self.spies = start_spies(pids, self.ctx.work / f"profile-{self.ctx.scenario}")
         return self
 
     def alive(self) -> bool:
         return all(p.poll() is None for p in self.procs)
 
     def __exit__(self, *exc: object) -> None:
+        stop_spies(self.spies)
         for proc in self.procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

@@ -61,6 +61,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_spies(pids: list[int], out_dir: Path) -> list[subprocess.Popen[bytes]]:
+    """py-spy on each process (only samples holding the GIL) until :func:`stop_spies`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    spies = []
+    for pid in pids:
+        cmd = [spy, "record", "--gil", "--nonblocking", "-r", "200", "-f", "raw",
+               "-p", str(pid), "-o", str(out_dir / f"spy-{pid}.txt")]  # fmt: skip
+        spies.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return spies
+
+
+def stop_spies(spies: list[subprocess.Popen[bytes]]) -> None:
+    for spy in spies:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its samples on SIGINT
+    for spy in spies:
+        try:
+            spy.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+
+
 class Server:
     """A gunicorn master serving ``app_spec`` on a free loopback port; stops on exit."""
 
@@ -118,27 +140,11 @@ class Server:
         raise RuntimeError(f"gunicorn did not become ready in 30 s ({self.app_spec})")
 
     def _start_profilers(self) -> None:
-        """py-spy on every worker (only samples holding the GIL) until the server stops."""
-        if self.profile_dir is None:
-            return
-        self.profile_dir.mkdir(parents=True, exist_ok=True)
-        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-        for pid in self.worker_pids():
-            out = self.profile_dir / f"spy-{pid}.txt"
-            cmd = [spy, "record", "--gil", "--nonblocking", "-r", "200", "-f", "raw",
-                   "-p", str(pid), "-o", str(out)]  # fmt: skip
-            self._spies.append(
-                subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            )
+        if self.profile_dir is not None:
+            self._spies = start_spies(self.worker_pids(), self.profile_dir)
 
     def _stop_profilers(self) -> None:
-        for spy in self._spies:
-            spy.send_signal(signal.SIGINT)  # py-spy writes its samples on SIGINT
-        for spy in self._spies:
-            try:
-                spy.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                spy.kill()
+        stop_spies(self._spies)
         self._spies = []
 
     def __exit__(self, *exc: object) -> None:
