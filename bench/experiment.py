@@ -85,7 +85,9 @@ def ensure_db(plan: Plan) -> seed.Seeded:
     engine.dispose()
     from portal import create_app
 
-    app = create_app({"database_url": url, "secret_keys": [BENCH_SECRET]})
+    app = create_app(
+        {"database_url": url, "secret_keys": [BENCH_SECRET], "db_statement_timeout": 0}
+    )
     if not exists:
         seed.recreate_database(plan.admin_url, plan.db_name)
         seeded = seed.seed_base(app, plan.measured, plan.rows_small)

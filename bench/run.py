@@ -235,6 +235,7 @@ def run(plan: Plan) -> dict[str, Any]:
                     "secret_keys": [BENCH_SECRET],
                     "base_url": env["PORTAL_BASE_URL"],
                     "allow_private_callbacks": True,  # the callback receiver is on loopback
+                    "db_statement_timeout": 0,  # seeding copies 250,000 rows per statement
                 }
             )
             seeded = seed.seed_base(app, plan.measured, rows)

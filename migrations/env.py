@@ -1,9 +1,8 @@
 import logging
 from logging.config import fileConfig
 
-from flask import current_app
-
 from alembic import context
+from flask import current_app
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
@@ -92,14 +91,26 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        postgresql = connection.dialect.name == "postgresql"
+        if postgresql:
+            # Building an index on a large table may take minutes: no statement timeout
+            # (PORTAL_DB_STATEMENT_TIMEOUT is for requests and jobs).
+            connection.exec_driver_sql("SET statement_timeout = 0")
+            connection.commit()
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),
             **conf_args
         )
 
-        with context.begin_transaction():
-            context.run_migrations()
+        try:
+            with context.begin_transaction():
+                context.run_migrations()
+        finally:
+            if postgresql:  # the pooled connection goes back with the app's own limit
+                connection.rollback()
+                connection.exec_driver_sql("RESET statement_timeout")
+                connection.commit()
 
 
 if context.is_offline_mode():

@@ -55,6 +55,8 @@ class Settings:
     log_format: str = ""  # text or json; json by default in production
     metrics_token: str = ""
     ready_max_job_age: int = 600
+    # Seconds a PostgreSQL statement may run (0: no limit); below gunicorn's 30 s timeout.
+    db_statement_timeout: int = 20
     job_lease_seconds: int = 60
     worker_threads: int = 4
     callback_timeout: float = 15.0
@@ -116,6 +118,7 @@ class Settings:
         for attr, name in (
             ("proxy_hops", "PORTAL_PROXY_HOPS"),
             ("ready_max_job_age", "PORTAL_READY_MAX_JOB_AGE"),
+            ("db_statement_timeout", "PORTAL_DB_STATEMENT_TIMEOUT"),
         ):
             if env.get(name):
                 setattr(s, attr, int(env[name]))
@@ -145,6 +148,8 @@ class Settings:
             raise ConfigError("PORTAL_LOG_FORMAT must be text or json")
         if self.proxy_hops < 0:
             raise ConfigError("PORTAL_PROXY_HOPS must be 0 or more")
+        if self.db_statement_timeout < 0:
+            raise ConfigError("PORTAL_DB_STATEMENT_TIMEOUT must be 0 (no limit) or more")
         if self.payment_provider not in {"sandbox", "stripe"}:
             raise ConfigError("PORTAL_PAYMENT_PROVIDER must be 'sandbox' or 'stripe'")
         if self.env == "production":
@@ -173,7 +178,7 @@ class Settings:
         values.update(
             SECRET_KEY=self.secret_keys[0],
             SQLALCHEMY_DATABASE_URI=self.database_url,
-            SQLALCHEMY_ENGINE_OPTIONS=_engine_options(self.database_url),
+            SQLALCHEMY_ENGINE_OPTIONS=_engine_options(self.database_url, self.db_statement_timeout),
             TESTING=self.env == "test",
             WTF_CSRF_TIME_LIMIT=None,
             # Pages send Referrer-Policy: strict-origin, so browsers send our origin as
@@ -193,10 +198,15 @@ class Settings:
         return values
 
 
-def _engine_options(url: str) -> dict[str, object]:
+def _engine_options(url: str, statement_timeout: int = 0) -> dict[str, object]:
     if url.startswith("sqlite"):
         # A busy writer makes others wait instead of failing at once.
         return {"connect_args": {"timeout": 30}}
     # A dead connection is replaced before use (database restarts, failovers), and an
     # unreachable server fails a request in seconds instead of hanging its thread.
-    return {"pool_pre_ping": True, "connect_args": {"connect_timeout": 5}}
+    connect_args: dict[str, object] = {"connect_timeout": 5}
+    if statement_timeout:
+        # A runaway query or a lock wait ends with an error the request answers as a 503,
+        # before gunicorn would kill the whole worker. Migrations lift it (migrations/env.py).
+        connect_args["options"] = f"-c statement_timeout={statement_timeout * 1000}"
+    return {"pool_pre_ping": True, "connect_args": connect_args}

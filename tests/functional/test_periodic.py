@@ -41,3 +41,19 @@ def test_old_finished_jobs_are_forgotten(app):
     run_periodic()
     assert {j.status for j in db.session.query(Job)} == {"done", "failed"}
     assert db.session.query(Job).count() == 2
+
+
+def test_a_backlog_of_finished_jobs_is_forgotten_in_batches(app, monkeypatch):
+    from portal.jobs import worker
+
+    monkeypatch.setattr(worker, "CLEANUP_BATCH", 3)
+    monkeypatch.setattr(worker, "CLEANUP_BATCHES", 2)
+    week_ago = utcnow() - timedelta(days=8)
+    db.session.add_all(
+        [Job(kind="x", payload={}, status="done", finished_at=week_ago) for _ in range(8)]
+    )
+    db.session.commit()
+    run_periodic()  # two batches of three
+    assert db.session.query(Job).count() == 2
+    run_periodic()  # the rest, next minute
+    assert db.session.query(Job).count() == 0
