@@ -19,6 +19,7 @@ import time
 import traceback
 from collections.abc import Collection
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -64,8 +65,23 @@ def _due(now):
     ) & (Job.queue_key.is_(None) | Job.queue_key.not_in(busy_keys))
 
 
+@dataclass(frozen=True)
+class Claimed:
+    """A job as claimed: all a runner needs, so it never reads the job again."""
+
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    worker: str
+
+
 def claim(worker: str, limit: int = 1, *, exclude: Collection[int] = ()) -> list[int]:
-    """Claim up to ``limit`` due jobs for ``worker``; commits and returns their ids.
+    """Claim up to ``limit`` due jobs for ``worker``; commits and returns their ids."""
+    return [job.id for job in claim_jobs(worker, limit, exclude=exclude)]
+
+
+def claim_jobs(worker: str, limit: int = 1, *, exclude: Collection[int] = ()) -> list[Claimed]:
+    """Claim up to ``limit`` due jobs for ``worker``; commits and returns them.
 
     ``exclude``: jobs the caller still holds (their lease may have run out while it
     waits to record their outcome); they are never claimed a second time.
@@ -89,11 +105,14 @@ def claim(worker: str, limit: int = 1, *, exclude: Collection[int] = ()) -> list
             .with_for_update(skip_locked=True)
             .scalar_subquery()
         )
-        ids = db.session.scalars(
-            update(Job).where(Job.id.in_(picked)).values(**values).returning(Job.id)
+        rows = db.session.execute(
+            update(Job)
+            .where(Job.id.in_(picked))
+            .values(**values)
+            .returning(Job.id, Job.kind, Job.payload)
         ).all()
         db.session.commit()
-        return list(ids)
+        return [Claimed(job_id, kind, dict(payload), worker) for job_id, kind, payload in rows]
     claimed: list[int] = []
     candidates = db.session.scalars(
         select(Job.id).where(due).order_by(Job.run_at, Job.id).limit(limit * 3)
@@ -105,7 +124,13 @@ def claim(worker: str, limit: int = 1, *, exclude: Collection[int] = ()) -> list
             claimed.append(job_id)
             if len(claimed) >= limit:
                 break
-    return claimed
+    if not claimed:
+        return []
+    rows = db.session.execute(
+        select(Job.id, Job.kind, Job.payload).where(Job.id.in_(claimed)).order_by(Job.id)
+    ).all()
+    db.session.commit()
+    return [Claimed(job_id, kind, dict(payload), worker) for job_id, kind, payload in rows]
 
 
 def claim_one(worker: str) -> Job | None:
@@ -225,25 +250,20 @@ class Worker:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
 
-    def _run_one(self, job_id: int) -> None:
+    def _run_one(self, job: Claimed) -> None:
+        # The claim returned the job's kind and payload: the handler starts on a fresh
+        # transaction, with no read of the job before it.
         with self.app.app_context():
             try:
-                job = db.session.get(Job, job_id)
-                if job is None:
-                    return
-                kind, payload, worker = job.kind, dict(job.payload), job.locked_by
-                # End the read: the handler starts on a fresh transaction, so a handler that
-                # committed its work leaves nothing that a database outage could undo.
-                db.session.commit()
-                self._record(job_id, worker, execute_job(kind, payload))
+                self._record(job.id, job.worker, execute_job(job.kind, dict(job.payload)))
             except (OperationalError, InterfaceError) as exc:
                 log.warning(
-                    "database unavailable before job %s ran (%s); it runs after its lease",
-                    job_id,
+                    "database unavailable around job %s (%s); it runs after its lease",
+                    job.id,
                     type(exc).__name__,
                 )
             except Exception:
-                log.exception("job %s crashed the runner", job_id)
+                log.exception("job %s crashed the runner", job.id)
             finally:
                 db.session.remove()
 
@@ -282,14 +302,14 @@ class Worker:
             while not self.stopping.is_set():
                 in_flight = {f: job_id for f, job_id in in_flight.items() if not f.done()}
                 free = self.threads - len(in_flight)
-                ids: list[int] = []
+                jobs: list[Claimed] = []
                 with self.app.app_context():
                     try:
                         if time.monotonic() - self._last_periodic > PERIODIC_EVERY:
                             self._last_periodic = time.monotonic()
                             run_periodic()
                         if free > 0:
-                            ids = claim(self.name, free, exclude=in_flight.values())
+                            jobs = claim_jobs(self.name, free, exclude=in_flight.values())
                     except (OperationalError, InterfaceError) as exc:
                         # The database is down or restarting: wait longer each time (up to
                         # 10 s), then carry on; jobs in hand keep their lease.
@@ -304,12 +324,12 @@ class Worker:
                     finally:
                         db.session.remove()
                 outage = 0.0
-                for job_id in ids:
-                    in_flight[pool.submit(self._run_one, job_id)] = job_id
+                for job in jobs:
+                    in_flight[pool.submit(self._run_one, job)] = job.id
                 if free <= 0:
                     # Every thread is busy: claim again as soon as one is free, not a poll later.
                     wait(in_flight, timeout=self.poll, return_when=FIRST_COMPLETED)
-                elif not ids:
+                elif not jobs:
                     if exit_when_idle and not in_flight:
                         break
                     self.stopping.wait(self.poll)
