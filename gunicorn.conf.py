@@ -16,6 +16,12 @@ threads = int(os.environ.get("WEB_THREADS", "4"))
 timeout = int(os.environ.get("WEB_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("WEB_GRACEFUL_TIMEOUT", "25"))
 keepalive = 5
+# A cap on each worker's connections (active and kept alive) spreads them over the
+# workers: without it one gthread worker can accept a whole burst of keep-alive
+# connections and serve them alone while the others idle. Measured on 2 workers with
+# 32 connections: 3 runs in 8 at a third of the throughput, with one worker at 0 CPU;
+# with this cap 8 in 8 were even (bench/README.md).
+worker_connections = int(os.environ.get("WEB_WORKER_CONNECTIONS", str(threads * 5)))
 # Recycle workers now and then, so a slow leak never grows without bound.
 max_requests = int(os.environ.get("WEB_MAX_REQUESTS", "5000"))
 max_requests_jitter = 500
