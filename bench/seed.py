@@ -250,9 +250,8 @@ def grow(app: Flask, seeded: Seeded, total: int, chunk: int = 250_000) -> float:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM ANALYZE payment_requests"))
             conn.execute(text("VACUUM ANALYZE statement_lines"))
-            # Flush the seed's dirty pages now: otherwise the checkpoint the seed triggered
-            # writes them out (paced over minutes) during the measured runs, and one page
-            # round on this database fell from 279 to 134 req/s twice, at the same place.
+            # Flush the seed's dirty pages now, not during the measured runs (the checkpoint
+            # the seed set off writes them out paced over minutes).
             conn.execute(text("CHECKPOINT"))
             seeded.rows = conn.execute(text("SELECT count(*) FROM payment_requests")).scalar_one()
         db.session.remove()
