@@ -87,27 +87,14 @@ def init_app(app: Flask) -> None:
         from portal.extensions import db
 
         db.session.rollback()
-        if request.path.startswith("/api/"):
-            from portal.api.views import error_response
-
-            return error_response(400, "invalid_value", "A value in the request is not valid.")
-        return render_template("error.html", code=400, title="Bad request"), 400
+        return _error(400, "invalid_value", "A value in the request is not valid.", "Bad request")
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         # Keep what the exception says about itself (Allow on a 405, Retry-After…).
         headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
-        if request.path.startswith("/api/"):
-            from portal.api.views import error_response
-
-            return error_response(
-                exc.code or 500, _api_code(exc.code), exc.description, None, headers
-            )
-        return (
-            render_template("error.html", code=exc.code, title=exc.name),
-            exc.code or 500,
-            headers,
-        )
+        status = exc.code or 500
+        return _error(status, _api_code(status), exc.description or "", exc.name, headers)
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)
@@ -119,14 +106,8 @@ def init_app(app: Flask) -> None:
 
         with contextlib.suppress(Exception):  # the connection may already be gone
             db.session.rollback()
-        headers = {"Retry-After": "5"}
-        if request.path.startswith("/api/"):
-            from portal.api.views import error_response
-
-            return error_response(
-                503, "service_unavailable", "Temporarily unavailable; retry shortly.", None, headers
-            )
-        return render_template("error.html", code=503, title="Unavailable"), 503, headers
+        message = "Temporarily unavailable; retry shortly."
+        return _error(503, "service_unavailable", message, "Unavailable", {"Retry-After": "5"})
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
@@ -134,11 +115,19 @@ def init_app(app: Flask) -> None:
         from portal.extensions import db
 
         db.session.rollback()
-        if request.path.startswith("/api/"):
-            from portal.api.views import error_response
+        return _error(500, "internal_error", "Something went wrong on our side.", "Error")
 
-            return error_response(500, "internal_error", "Something went wrong on our side.")
-        return render_template("error.html", code=500, title="Error"), 500
+
+def _error(
+    status: int, api_code: str, message: str, title: str, headers: dict[str, str] | None = None
+):
+    """An error as the caller reads it: JSON with a code for the API, the localized error
+    page for everyone else."""
+    if request.path.startswith("/api/"):
+        from portal.api.views import error_response
+
+        return error_response(status, api_code, message, None, headers)
+    return render_template("error.html", code=status, title=title), status, headers or {}
 
 
 def _api_code(status: int | None) -> str:
