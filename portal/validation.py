@@ -15,6 +15,11 @@ MAX_AMOUNT = 10**15  # in minor units: more than any payment, well inside a 64-b
 MAX_QUANTITY = 1_000_000  # of one order line
 
 
+def ascii_digits(text: str) -> bool:
+    """Only 0-9: ``str.isdigit()`` also takes "²" and other digits ``int()`` refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def require(data: dict[str, Any], key: str, path: str) -> Any:
     if key not in data or data[key] is None:
         raise Invalid("missing_field", f"{path} is required.", path)

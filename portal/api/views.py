@@ -15,6 +15,7 @@ from portal.errors import ApiError, Invalid
 from portal.extensions import db, limiter
 from portal.merchants.services import authenticate
 from portal.payment_requests import services as requests_service
+from portal.validation import ascii_digits
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -109,8 +110,7 @@ def query_int(name: str, default: int, low: int, high: int) -> int:
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9 or not low <= int(raw) <= high:
+    if not ascii_digits(raw) or len(raw) > 9 or not low <= int(raw) <= high:
         raise Invalid("invalid_value", f"{name} must be an integer from {low} to {high}.", name)
     return int(raw)
 

@@ -12,7 +12,7 @@ from werkzeug.datastructures import MultiDict
 from portal.errors import Invalid
 from portal.money import MoneyError, precision, to_minor
 from portal.providers.sandbox import luhn_ok
-from portal.validation import as_email
+from portal.validation import as_email, ascii_digits
 
 EXPIRY = re.compile(r"^\s*(\d{1,2})\s*/\s*(\d{2}|\d{4})\s*$")
 
@@ -84,8 +84,7 @@ def parse_pay_form(data: MultiDict, currency: str, locale: str | None = None) ->
     raw = data.get("amount_choice") or data.get("amount") or ""
     if raw.strip():
         if data.get("amount_choice"):
-            # ASCII digits: str.isdigit() also takes "²", which int() refuses.
-            form.amount = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else None
+            form.amount = int(raw) if ascii_digits(raw) and len(raw) < 19 else None
         else:
             form.amount = parse_amount(raw, currency, locale)
         if form.amount is None:
@@ -104,9 +103,7 @@ def parse_card_form(data: MultiDict) -> tuple[str, dict[str, str]]:
     """The card number, and errors by field (codes the template translates)."""
     errors: dict[str, str] = {}
     number = re.sub(r"[\s-]", "", data.get("card_number", ""))
-    # ASCII digits: str.isdigit() also takes "²", which the Luhn check cannot add up.
-    digits = number.isascii() and number.isdigit()
-    if not digits or not 12 <= len(number) <= 19 or not luhn_ok(number):
+    if not ascii_digits(number) or not 12 <= len(number) <= 19 or not luhn_ok(number):
         errors["card_number"] = "card_number_invalid"
     match = EXPIRY.match(data.get("expiry", ""))
     if not match:
