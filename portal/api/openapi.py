@@ -249,12 +249,13 @@ CREATE = {
 }
 
 
+def record(properties: Schema) -> Schema:
+    """An object that always carries every one of its ``properties``."""
+    return {"type": "object", "required": list(properties), "properties": properties}
+
+
 def _nullable_strings(*names: str) -> Schema:
-    return {
-        "type": "object",
-        "required": list(names),
-        "properties": dict.fromkeys(names, nullable(STR)),
-    }
+    return record(dict.fromkeys(names, nullable(STR)))
 
 
 STATEMENT_OUT = {
@@ -384,7 +385,8 @@ ERROR = {
 }
 
 
-def _list_of(item: str) -> Schema:
+def list_of(item: str) -> Schema:
+    """A page of a list: ``data`` holds ``item`` objects, ``has_more`` says if more follow."""
     return {
         "type": "object",
         "required": ["object", "data", "has_more", "next_starting_after"],
@@ -411,7 +413,7 @@ def base_paths() -> dict[str, Schema]:
             "get": operation(
                 "listPaymentRequests",
                 "List payment requests, newest first.",
-                {"200": json_content(_list_of("PaymentRequest"))},
+                {"200": json_content(list_of("PaymentRequest"))},
                 params=[
                     query_param("status", STR, "Only this status."),
                     query_param("reference", STR, "Only this merchant reference."),
@@ -485,11 +487,7 @@ _LINK_DELIVERY_PROPERTIES: Schema = {
     "created_at": DATETIME,
     "sent_at": nullable(DATETIME),
 }
-LINK_DELIVERY = {
-    "type": "object",
-    "required": list(_LINK_DELIVERY_PROPERTIES),
-    "properties": _LINK_DELIVERY_PROPERTIES,
-}
+LINK_DELIVERY = record(_LINK_DELIVERY_PROPERTIES)
 
 # Other modules (events, refunds, sending) register their paths and schemas here.
 EXTRA_PATHS: dict[str, Schema] = {}

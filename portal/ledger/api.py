@@ -13,10 +13,12 @@ from portal.api.openapi import (
     INT,
     STR,
     json_content,
+    list_of,
     nullable,
     operation,
     path_param,
     query_param,
+    record,
     ref,
 )
 from portal.api.views import bp, idempotent, json_body, query_int
@@ -98,29 +100,12 @@ _DELIVERY_PROPERTIES = {
     "attempts": INT,
     "next_attempt_at": nullable(DATETIME),
 }
-EXTRA_SCHEMAS["CallbackDelivery"] = {
-    "type": "object",
-    "required": list(_DELIVERY_PROPERTIES),
-    "properties": _DELIVERY_PROPERTIES,
-}
+EXTRA_SCHEMAS["CallbackDelivery"] = record(_DELIVERY_PROPERTIES)
 EXTRA_PATHS["/events"] = {
     "get": operation(
         "listEvents",
         "Every event in order (oldest first), for ledgers that reconcile by pulling.",
-        {
-            "200": json_content(
-                {
-                    "type": "object",
-                    "required": ["object", "data", "has_more", "next_starting_after"],
-                    "properties": {
-                        "object": {"const": "list"},
-                        "data": {"type": "array", "items": ref("Event")},
-                        "has_more": {"type": "boolean"},
-                        "next_starting_after": {"anyOf": [STR, {"type": "null"}]},
-                    },
-                }
-            )
-        },
+        {"200": json_content(list_of("Event"))},
         params=[
             query_param("starting_after", STR, "The last event id you have."),
             query_param(

@@ -133,6 +133,7 @@ def register_api() -> None:
         nullable,
         operation,
         path_param,
+        record,
         ref,
     )
     from portal.api.views import bp, idempotent, json_body
@@ -161,11 +162,7 @@ def register_api() -> None:
         "payment_amount_refunded": INT,
         "created_at": nullable(DATETIME),
     }
-    EXTRA_SCHEMAS["Refund"] = {
-        "type": "object",
-        "required": list(properties),
-        "properties": properties,
-    }
+    EXTRA_SCHEMAS["Refund"] = record(properties)
     EXTRA_PATHS["/payments/{payment_id}/refunds"] = {
         "post": operation(
             "createRefund",
