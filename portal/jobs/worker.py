@@ -133,15 +133,9 @@ def claim_jobs(worker: str, limit: int = 1, *, exclude: Collection[int] = ()) ->
     return [Claimed(job_id, kind, dict(payload), worker) for job_id, kind, payload in rows]
 
 
-def claim_one(worker: str) -> Job | None:
-    ids = claim(worker, 1)
-    return db.session.get(Job, ids[0]) if ids else None
-
-
-def run_job(job: Job) -> None:
+def run_job(job: Claimed) -> None:
     """Run one claimed job and record its outcome (commits)."""
-    job_id, worker = job.id, job.locked_by
-    finish_job(job_id, worker, execute_job(job.kind, dict(job.payload)))
+    finish_job(job.id, job.worker, execute_job(job.kind, dict(job.payload)))
 
 
 def execute_job(kind: str, payload: dict[str, Any]) -> Exception | None:
@@ -197,10 +191,10 @@ def run_due_jobs(limit: int = 1000, worker: str | None = None) -> int:
     worker = worker or worker_name()
     count = 0
     while count < limit:
-        job = claim_one(worker)
-        if job is None:
+        claimed = claim_jobs(worker, 1)
+        if not claimed:
             break
-        run_job(job)
+        run_job(claimed[0])
         count += 1
     return count
 
