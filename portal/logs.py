@@ -89,12 +89,8 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-class TextFormatter(logging.Formatter):
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
-
-    def formatException(self, ei) -> str:
-        return mask(super().formatException(ei))
+# Tracebacks need no masking here: MaskSecrets has already masked the record's exc_text.
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 def configure(log_format: str, level: int = logging.INFO, stream=None) -> logging.Handler:
@@ -106,7 +102,8 @@ def configure(log_format: str, level: int = logging.INFO, stream=None) -> loggin
         handler.set_name(HANDLER_NAME)
         handler.addFilter(MaskSecrets())
         root.addHandler(handler)
-    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    text = logging.Formatter(TEXT_FORMAT)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else text)
     root.setLevel(level)
     # Library loggers that keep their own handlers: route them through ours.
     for name in ("werkzeug", "gunicorn.error", "flask.app"):

@@ -74,3 +74,24 @@ def test_json_lines_carry_masked_exceptions_and_extras():
     assert "+32470123467" not in entry["message"]
     assert "ValueError" in entry["exception"]
     assert "jeanne@example.be" not in entry["exception"]
+
+
+def test_text_lines_carry_masked_exceptions():
+    """The text format masks tracebacks too: MaskSecrets masks exc_text before formatting."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(logs.MaskSecrets())
+    handler.setFormatter(logging.Formatter(logs.TEXT_FORMAT))
+    logger = logging.getLogger("portal.test-text")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        try:
+            raise ValueError("customer jeanne@example.be refused")
+        except ValueError:
+            logger.exception("failed for %s", "+32470123467")
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    assert "ValueError" in text and "failed for" in text
+    assert "jeanne@example.be" not in text and "+32470123467" not in text
