@@ -119,13 +119,11 @@ class Settings:
             ("proxy_hops", "PORTAL_PROXY_HOPS"),
             ("ready_max_job_age", "PORTAL_READY_MAX_JOB_AGE"),
             ("db_statement_timeout", "PORTAL_DB_STATEMENT_TIMEOUT"),
+            ("job_lease_seconds", "PORTAL_JOB_LEASE_SECONDS"),
+            ("worker_threads", "PORTAL_WORKER_THREADS"),
         ):
             if env.get(name):
                 setattr(s, attr, int(env[name]))
-        if env.get("PORTAL_JOB_LEASE_SECONDS"):
-            s.job_lease_seconds = int(env["PORTAL_JOB_LEASE_SECONDS"])
-        if env.get("PORTAL_WORKER_THREADS"):
-            s.worker_threads = int(env["PORTAL_WORKER_THREADS"])
         if env.get("PORTAL_CALLBACK_TIMEOUT"):
             s.callback_timeout = float(env["PORTAL_CALLBACK_TIMEOUT"])
         if env.get("PORTAL_CALLBACK_SCHEDULE"):
