@@ -6,12 +6,25 @@ import contextlib
 import json
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+
+@contextlib.contextmanager
+def serve_wsgi(app: Any, ssl_context: Any = None) -> Iterator[str]:
+    """``app`` served by werkzeug on a free loopback port, in a thread; yields its base URL."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True, ssl_context=ssl_context)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"{'https' if ssl_context else 'http'}://127.0.0.1:{server.port}"
+    finally:
+        server.shutdown()
 
 
 def free_port() -> int:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
 from portal.extensions import db
+from portal.links import link_url
 from tests.conftest import make_app
+from tests.factories import make_merchant, make_request
+from tests.servers import serve_wsgi
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM_ARGS = [
@@ -31,19 +32,25 @@ def chromium_path() -> str:
     return path
 
 
+def new_link(app, body: dict, *, merchant: str = "Test Shop", locale: str | None = None):
+    """A merchant named ``merchant`` and one request made of ``body`` (for a customer who
+    reads ``locale``); returns the request's link and its id."""
+    with app.app_context():
+        if locale:
+            body["customer"]["locale"] = locale
+        pr = make_request(make_merchant(name=merchant), body)
+        return link_url(pr.id), pr.id
+
+
 @pytest.fixture
 def live_server(tmp_path) -> Iterator[tuple[str, object]]:
     """The portal on a free loopback port, with its own SQLite file."""
     app = make_app(f"sqlite:///{tmp_path / 'e2e.db'}")
     with app.app_context():
         db.create_all()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    base = f"http://127.0.0.1:{server.port}"
-    app.config["PORTAL_BASE_URL"] = base
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield base, app
-    server.shutdown()
+    with serve_wsgi(app) as base:
+        app.config["PORTAL_BASE_URL"] = base
+        yield base, app
     with app.app_context():
         db.engine.dispose()
 

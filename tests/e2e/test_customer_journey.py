@@ -8,9 +8,9 @@ import pytest
 from playwright.sync_api import expect
 
 from portal.extensions import db
-from portal.links import link_url
 from portal.payment_requests.models import PaymentRequest
-from tests.factories import make_merchant, make_request, statement_body, wallet_body
+from tests.e2e.conftest import new_link
+from tests.factories import statement_body, wallet_body
 
 pytestmark = pytest.mark.e2e
 
@@ -24,12 +24,7 @@ def _fill_card(page, number: str, labels: tuple[str, str, str]) -> None:
 
 def test_statement_in_french_declined_then_paid(live_server, browser, shot):
     _base, app = live_server
-    with app.app_context():
-        m = make_merchant(name="Boulangerie Dupont")
-        body = statement_body()
-        body["customer"]["locale"] = "fr"
-        pr = make_request(m, body)
-        url, pr_id = link_url(pr.id), pr.id
+    url, pr_id = new_link(app, statement_body(), merchant="Boulangerie Dupont", locale="fr")
     page = browser.new_page(locale="fr-BE")
     page.goto(url)
     assert page.locator("html").get_attribute("lang") == "fr"
@@ -60,12 +55,7 @@ def test_statement_in_french_declined_then_paid(live_server, browser, shot):
 
 def test_wallet_topup_in_dutch(live_server, browser, shot):
     _base, app = live_server
-    with app.app_context():
-        m = make_merchant(name="Frituur Jan")
-        body = wallet_body()
-        body["customer"]["locale"] = "nl"
-        pr = make_request(m, body)
-        url, pr_id = link_url(pr.id), pr.id
+    url, pr_id = new_link(app, wallet_body(), merchant="Frituur Jan", locale="nl")
     page = browser.new_page(locale="nl-BE")
     page.goto(url)
     expect(page.get_by_role("heading", name="Waardeer uw tegoed op")).to_be_visible()
@@ -86,10 +76,7 @@ def test_wallet_topup_in_dutch(live_server, browser, shot):
 
 def test_language_switcher_is_remembered(live_server, browser):
     _base, app = live_server
-    with app.app_context():
-        m = make_merchant()
-        pr = make_request(m, statement_body())
-        url = link_url(pr.id)
+    url, _ = new_link(app, statement_body())
     page = browser.new_page()
     page.goto(url)
     page.get_by_role("link", name="English").click()

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import re
 import subprocess
-import threading
 
 import pytest
 from flask import request
 from playwright.sync_api import expect
-from werkzeug.serving import make_server
 
 from portal.extensions import db
-from portal.links import link_url
 from portal.payment_requests.models import PaymentRequest
 from tests.conftest import make_app
-from tests.factories import make_merchant, make_request, statement_body
+from tests.e2e.conftest import new_link
+from tests.factories import statement_body
+from tests.servers import serve_wsgi
 
 pytestmark = pytest.mark.e2e
 
@@ -40,25 +39,16 @@ def https_server(tmp_path):
     def _record() -> None:
         referers.append((request.method, request.headers.get("Referer")))
 
-    server = make_server("127.0.0.1", 0, app, threaded=True, ssl_context=(str(cert), str(key)))
-    base = f"https://127.0.0.1:{server.port}"
-    app.config["PORTAL_BASE_URL"] = base
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield base, app, referers
-    server.shutdown()
+    with serve_wsgi(app, ssl_context=(str(cert), str(key))) as base:
+        app.config["PORTAL_BASE_URL"] = base
+        yield base, app, referers
     with app.app_context():
         db.engine.dispose()
 
 
 def test_paying_over_https_sends_only_our_origin_as_referer(https_server, browser):
     base, app, referers = https_server
-    with app.app_context():
-        merchant = make_merchant(name="Shop over TLS")
-        body = statement_body()
-        body["customer"]["locale"] = "en"
-        pr = make_request(merchant, body)
-        url, pr_id = link_url(pr.id), pr.id
+    url, pr_id = new_link(app, statement_body(), merchant="Shop over TLS", locale="en")
     token = url.rsplit("/p/", 1)[1]
     context = browser.new_context(ignore_https_errors=True, locale="en-GB")
     page = context.new_page()

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import threading
-
-from werkzeug.serving import make_server
-
 from examples.ledger_receiver import create_app as receiver_app
 from portal.extensions import db
 from portal.jobs.worker import run_due_jobs
 from portal.ledger.callbacks import add_endpoint
 from portal.payments.services import fulfil_payment, start_payment
 from tests.factories import make_merchant, make_request
+from tests.servers import serve_wsgi
 
 
 def test_example_receiver_applies_a_settlement_once(app):
@@ -21,11 +18,8 @@ def test_example_receiver_applies_a_settlement_once(app):
     db.session.delete(probe)
     db.session.commit()
     ledger = receiver_app(secret)
-    server = make_server("127.0.0.1", 0, ledger, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        endpoint = add_endpoint(m.id, f"http://127.0.0.1:{server.port}/callbacks")
+    with serve_wsgi(ledger) as base:
+        endpoint = add_endpoint(m.id, f"{base}/callbacks")
         endpoint.secret = secret
         db.session.commit()
         payment = start_payment(make_request(m), None)
@@ -48,5 +42,3 @@ def test_example_receiver_applies_a_settlement_once(app):
 
         last = db.session.query(CallbackAttempt).order_by(CallbackAttempt.id.desc()).first()
         assert last.status_code == 400
-    finally:
-        server.shutdown()

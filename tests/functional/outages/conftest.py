@@ -12,11 +12,14 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.conftest import PG_URL
+from tests.factories import statement_body
 from tests.servers import free_port
 
 
@@ -81,3 +84,20 @@ def cluster() -> Iterator[Cluster]:
         if cluster.running():
             cluster.stop("immediate")
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def traffic(base: str, path: str, headers: dict[str, str], key: str, timeout: float) -> list[int]:
+    """Status codes of the customer's page ``path``, an API read and an API create (with
+    ``key`` as its reference and Idempotency-Key), sent at once."""
+    calls = [
+        lambda: requests.get(f"{base}{path}", timeout=timeout),
+        lambda: requests.get(f"{base}/api/v1/payment-requests", headers=headers, timeout=timeout),
+        lambda: requests.post(
+            f"{base}/api/v1/payment-requests",
+            headers={**headers, "Idempotency-Key": key},
+            json=statement_body(reference=key),
+            timeout=timeout,
+        ),
+    ]
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return [r.status_code for r in pool.map(lambda call: call(), calls)]

@@ -10,7 +10,6 @@ import pytest
 import requests
 from flask_migrate import upgrade
 from sqlalchemy import func, select, text
-from werkzeug.serving import make_server
 
 from portal.db_types import utcnow
 from portal.extensions import db
@@ -23,8 +22,10 @@ from portal.payment_requests.models import PaymentRequest
 from portal.payments.models import Payment
 from portal.payments.services import start_payment
 from tests.conftest import _empty, make_app
-from tests.factories import make_merchant, make_request, statement_body
+from tests.factories import make_merchant, make_request
+from tests.functional.outages.conftest import traffic
 from tests.functional.stripe_provider.conftest import WEBHOOK_SECRET, intent_event, sign
+from tests.servers import serve_wsgi
 
 
 @pytest.fixture
@@ -39,11 +40,8 @@ def portal(cluster):
     with app.app_context():
         upgrade()
         db.session.remove()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield app, f"http://127.0.0.1:{server.port}"
-    server.shutdown()
+    with serve_wsgi(app) as base:
+        yield app, base
     _empty(app)
 
 
@@ -62,16 +60,7 @@ def _setup(app):
 
 
 def _traffic(base, path, headers, key):
-    return [
-        requests.get(f"{base}{path}", timeout=15).status_code,
-        requests.get(f"{base}/api/v1/payment-requests", headers=headers, timeout=15).status_code,
-        requests.post(
-            f"{base}/api/v1/payment-requests",
-            headers={**headers, "Idempotency-Key": key},
-            json=statement_body(reference=key),
-            timeout=15,
-        ).status_code,
-    ]
+    return traffic(base, path, headers, key, timeout=15)
 
 
 @pytest.mark.parametrize("mode", ["fast", "immediate"])

@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import requests
 from flask_migrate import upgrade
-from werkzeug.serving import make_server
 
 from portal.extensions import db
 from portal.links import link_token
 from tests.conftest import _empty, make_app
-from tests.factories import make_merchant, make_request, statement_body
+from tests.factories import make_merchant, make_request
+from tests.functional.outages.conftest import traffic
+from tests.servers import serve_wsgi
 
 # The app gives up connecting after 5 s; without a connect timeout a request would wait
 # for as long as the server stalls, and this client bound would fail the test first.
@@ -33,30 +31,13 @@ def served(cluster):
         path = f"/p/{link_token(make_request(merchant).id)}"
         headers = merchant.headers
         db.session.remove()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield app, f"http://127.0.0.1:{server.port}", path, headers
-    server.shutdown()
+    with serve_wsgi(app) as base:
+        yield app, base, path, headers
     _empty(app)
 
 
 def _traffic(base: str, path: str, headers: dict[str, str], key: str) -> list[int]:
-    """The customer's page, an API read and an API create, at once."""
-    calls = [
-        lambda: requests.get(f"{base}{path}", timeout=CLIENT_TIMEOUT),
-        lambda: requests.get(
-            f"{base}/api/v1/payment-requests", headers=headers, timeout=CLIENT_TIMEOUT
-        ),
-        lambda: requests.post(
-            f"{base}/api/v1/payment-requests",
-            headers={**headers, "Idempotency-Key": key},
-            json=statement_body(reference=key),
-            timeout=CLIENT_TIMEOUT,
-        ),
-    ]
-    with ThreadPoolExecutor(len(calls)) as pool:
-        return [r.status_code for r in pool.map(lambda call: call(), calls)]
+    return traffic(base, path, headers, key, timeout=CLIENT_TIMEOUT)
 
 
 def test_a_stalled_server_costs_503s_in_bounded_time_and_nothing_after(cluster, served):

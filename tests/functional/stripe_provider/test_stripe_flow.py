@@ -4,13 +4,11 @@ recording server for the parameters only production uses."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from urllib.parse import parse_qs
 
 import pytest
 import requests
-from werkzeug.serving import make_server
 
 from portal.extensions import db
 from portal.jobs.models import Job
@@ -21,7 +19,7 @@ from portal.payments.services import prepare_payment, start_payment
 from portal.providers.base import get_provider
 from tests.factories import make_request
 from tests.functional.stripe_provider.conftest import WEBHOOK_SECRET
-from tests.servers import HTTPRecorder, json_response
+from tests.servers import HTTPRecorder, json_response, serve_wsgi
 
 
 @pytest.fixture
@@ -36,16 +34,13 @@ def stripe_portal(app, stripe_server):
         PORTAL_STRIPE_PAYMENT_METHOD_TYPES=["card"],  # localstripe has no automatic methods
         PORTAL_STRIPE_JS_URL=f"{stripe_server}/js.stripe.com/v3/",
     )
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    requests.post(
-        f"{stripe_server}/_config/webhooks/portal",
-        data={"url": f"http://127.0.0.1:{server.port}/webhooks/stripe", "secret": WEBHOOK_SECRET},
-        timeout=5,
-    )
-    yield app
-    server.shutdown()
+    with serve_wsgi(app) as base:
+        requests.post(
+            f"{stripe_server}/_config/webhooks/portal",
+            data={"url": f"{base}/webhooks/stripe", "secret": WEBHOOK_SECRET},
+            timeout=5,
+        )
+        yield app
 
 
 def wait_for(predicate, timeout=15.0):
