@@ -81,6 +81,10 @@ class Context:
 
     scenario: str = ""
 
+    def profile_dir(self, scenario: str | None = None) -> Path:
+        """Where ``--profile`` keeps a scenario's py-spy samples (the running one's)."""
+        return self.work / f"profile-{scenario or self.scenario}"
+
     def portal(self, env: dict[str, str] | None = None) -> Server:
         ensure_schema(self.seeded.url)
         return Server(
@@ -89,7 +93,7 @@ class Context:
             self.plan.gunicorn,
             ready_path="/healthz",
             log_path=self.log_path,
-            profile_dir=self.work / f"profile-{self.scenario}" if self.plan.profile else None,
+            profile_dir=self.profile_dir() if self.plan.profile else None,
         )
 
     def wrk(self, url: str, script: str, env: dict[str, str], connections: int | None = None):
@@ -154,7 +158,7 @@ def measure(ctx: Context, name: str, func: Callable[[Context], dict[str, Any]]) 
         result = {"measured": False, "why": f"the run failed: {type(exc).__name__}: {exc}"}
     result.setdefault("measured", True)
     result["elapsed_s"] = round(time.monotonic() - t0, 1)
-    spies = sorted((ctx.work / f"profile-{name}").glob("spy-*.txt"))
+    spies = sorted(ctx.profile_dir(name).glob("spy-*.txt"))
     if spies:
         from bench.experiment import top_frames
 

@@ -316,10 +316,8 @@ def _endpoints(ctx: Context, url: str) -> None:
 class Workers:
     """``count`` worker processes (``flask --app portal worker``), stopped with SIGTERM."""
 
-    def __init__(
-        self, ctx: Context, count: int, threads: int | None = None, variant: str | None = None
-    ) -> None:
-        self.ctx, self.count, self.threads, self.variant = ctx, count, threads, variant
+    def __init__(self, ctx: Context, count: int, threads: int | None = None) -> None:
+        self.ctx, self.count, self.threads = ctx, count, threads
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def __enter__(self) -> Workers:
@@ -331,12 +329,6 @@ class Workers:
         cmd = [sys.executable, "-m", "flask", "--app", "portal", "worker"]
         if self.threads:
             cmd += ["--threads", str(self.threads)]
-        if self.variant:  # a function of bench.variants that runs a modified worker
-            cmd = [
-                sys.executable,
-                "-c",
-                f"from bench.variants import {self.variant}; {self.variant}()",
-            ]
         log = open(self.ctx.log_path, "ab")
         self.log = log
         for _ in range(self.count):
@@ -345,7 +337,7 @@ class Workers:
         if self.ctx.plan.profile:  # job workers are profiled like gunicorn's (--profile)
             time.sleep(1)  # past the interpreter's start, into the worker loop
             pids = [p.pid for p in self.procs]
-            self.spies = start_spies(pids, self.ctx.work / f"profile-{self.ctx.scenario}")
+            self.spies = start_spies(pids, self.ctx.profile_dir())
         return self
 
     def alive(self) -> bool:
@@ -435,7 +427,7 @@ def _drain_jobs(ctx: Context) -> None:
         db.session.remove()
 
 
-def callback_throughput(ctx: Context, variant: str | None = None) -> dict[str, Any]:
+def callback_throughput(ctx: Context) -> dict[str, Any]:
     """Queue N callbacks (real events through record_event), then 2 workers deliver them all."""
     _callbacks_ready(ctx)
     from bench.receiver import Receiver
@@ -480,7 +472,7 @@ def callback_throughput(ctx: Context, variant: str | None = None) -> dict[str, A
             queue_s = time.monotonic() - t0
             db.session.remove()
         before = len(receiver.arrivals)
-        with Workers(ctx, 2, variant=variant) as workers:
+        with Workers(ctx, 2) as workers:
             started = time.time()
             done = receiver.wait_for(before + count, timeout=30 if ctx.plan.smoke else 120)
             finished = time.time()
