@@ -12,6 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from portal import logs
 from portal.config import ROOT, Settings
+from portal.database import configure_sqlite
 
 __all__ = ["create_app"]
 
@@ -51,6 +52,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from portal.extensions import babel, csrf, db, limiter, migrate
 
     db.init_app(app)
+    with app.app_context():
+        configure_sqlite(db.engine)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     babel.init_app(app, locale_selector=web.select_locale)
     csrf.init_app(app)

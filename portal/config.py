@@ -170,6 +170,10 @@ class Settings:
             if self.payment_provider == "sandbox":
                 # Fake cards would settle real requests and tell real ledgers they were paid.
                 raise ConfigError("the sandbox payment provider is not allowed in production")
+            if not self.database_url.startswith("postgresql"):
+                # SQLite serializes every writer in one file: right for development and
+                # tests, not for web and worker processes on several machines.
+                raise ConfigError("PORTAL_DATABASE_URL must be a PostgreSQL URL in production")
 
     def as_flask_config(self) -> dict[str, object]:
         values = {f"PORTAL_{f.name.upper()}": getattr(self, f.name) for f in fields(self)}

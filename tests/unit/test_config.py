@@ -35,6 +35,7 @@ PRODUCTION = {
     "PORTAL_PAYMENT_PROVIDER": "stripe",
     "STRIPE_SECRET_KEY": "sk_live_x",
     "STRIPE_WEBHOOK_SECRET": "whsec_x",
+    "PORTAL_DATABASE_URL": "postgresql+psycopg://portal@db.internal/portal",
 }
 
 
@@ -66,6 +67,7 @@ def test_the_production_baseline_is_valid():
         {**PRODUCTION, "FLASK_DEBUG": "1"},
         {**PRODUCTION, "PORTAL_LOG_FORMAT": "xml"},
         {**PRODUCTION, "PORTAL_PROXY_HOPS": "-1"},
+        {**PRODUCTION, "PORTAL_DATABASE_URL": "sqlite:////var/lib/portal.db"},
         {"PORTAL_ENV": "staging"},
         {"PORTAL_PAYMENT_PROVIDER": "paypal"},
     ],
@@ -86,7 +88,7 @@ def test_production_with_real_secrets_starts(monkeypatch, tmp_path):
     monkeypatch.setenv("PORTAL_SECRET_KEYS", "k" * 40)
     monkeypatch.setenv("PORTAL_BASE_URL", "https://pay.example.com")
     monkeypatch.setenv("PORTAL_LOG_FORMAT", "text")
-    monkeypatch.setenv("PORTAL_DATABASE_URL", f"sqlite:///{tmp_path}/p.db")
+    monkeypatch.setenv("PORTAL_DATABASE_URL", "postgresql+psycopg://portal@127.0.0.1:1/portal")
     monkeypatch.setenv("PORTAL_PAYMENT_PROVIDER", "stripe")
     monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_live_x")
     monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_x")
