@@ -465,7 +465,9 @@ def callback_throughput(ctx: Context) -> dict[str, Any]:
             t0 = time.monotonic()
             for i in range(count):
                 pr, payment = objects[i % len(objects)]
-                record_event("payment.succeeded", pr, payment)
+                # The database allows one payment.succeeded per payment: a type it does not
+                # count, with the same request-and-payment body, for as many as are wanted.
+                record_event("payment.refunded", pr, payment)
                 if i % 200 == 199:
                     db.session.commit()
             db.session.commit()

@@ -273,8 +273,10 @@ def seed_stripe_payments(app: Flask, count: int, prefix: str) -> list[dict]:
         with engine.connect() as conn:
             rows = conn.execute(
                 text(
-                    "SELECT id, merchant_id, amount, currency FROM payment_requests "
-                    "WHERE status = 'open' AND reference LIKE 'STMT-%' ORDER BY id DESC LIMIT :n"
+                    "SELECT id, merchant_id, amount, currency FROM payment_requests r "
+                    "WHERE status = 'open' AND reference LIKE 'STMT-%' AND NOT EXISTS ("
+                    "SELECT 1 FROM payments p WHERE p.request_id = r.id "  # one open attempt
+                    "AND p.status IN ('pending', 'processing')) ORDER BY id DESC LIMIT :n"
                 ),
                 {"n": count + 1},
             ).all()

@@ -7,6 +7,7 @@ callers ask :func:`can_transition` or call :func:`transition`, which raises
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Protocol
 
@@ -33,6 +34,24 @@ class Kind(StrEnum):
     STATEMENT = "statement"
     WALLET_TOPUP = "wallet_topup"
     ORDER_DEPOSIT = "order_deposit"
+
+
+class RefundSource(StrEnum):
+    MERCHANT = "merchant"  # the API
+    SUPPORT = "support"  # an admin in the support console
+    PROVIDER = "provider"  # made in the provider's dashboard, learnt from its event
+    AUTOMATIC = "automatic"  # money for a closed attempt or a request no longer payable
+
+
+# A payment attempt that may still take money, and one whose money was taken.
+OPEN_ATTEMPT = (PaymentStatus.PENDING, PaymentStatus.PROCESSING)
+SETTLED = (PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED)
+PAYABLE = (RequestStatus.OPEN, RequestStatus.PARTIALLY_PAID)
+
+
+def sql_in(column: str, values: Iterable[str]) -> str:
+    """``status IN ('a', 'b')`` for CHECK constraints and partial indexes (fixed values)."""
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
 
 
 REQUEST_TRANSITIONS: dict[RequestStatus, frozenset[RequestStatus]] = {
@@ -66,8 +85,10 @@ PAYMENT_TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
     PaymentStatus.PARTIALLY_REFUNDED: frozenset(
         {PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED}
     ),
-    PaymentStatus.FAILED: frozenset(),
-    PaymentStatus.CANCELED: frozenset(),
+    # The provider took money for an attempt the portal had closed (a stale tab, a
+    # confirmation that crossed the cancel): the money is real, so is the success.
+    PaymentStatus.FAILED: frozenset({PaymentStatus.SUCCEEDED}),
+    PaymentStatus.CANCELED: frozenset({PaymentStatus.SUCCEEDED}),
     PaymentStatus.REFUNDED: frozenset(),
 }
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -28,6 +29,22 @@ class Event(db.Model):
         UniqueConstraint("merchant_id", "seq", name="uq_events_merchant_seq"),
         Index("ix_events_request", "request_id"),
         Index("ix_events_payment", "payment_id"),
+        # A payment is settled once, a request paid once: whatever races, the ledger can
+        # never be told twice.
+        Index(
+            "uq_events_payment_succeeded",
+            "payment_id",
+            unique=True,
+            sqlite_where=text("type = 'payment.succeeded'"),
+            postgresql_where=text("type = 'payment.succeeded'"),
+        ),
+        Index(
+            "uq_events_request_paid",
+            "request_id",
+            unique=True,
+            sqlite_where=text("type = 'payment_request.paid'"),
+            postgresql_where=text("type = 'payment_request.paid'"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("evt"))

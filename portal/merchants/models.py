@@ -32,6 +32,10 @@ class Merchant(db.Model):
     stripe_account: Mapped[str | None] = mapped_column(String(64), unique=True)
     # Last event sequence number handed out; bumped under a row lock.
     event_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Last receipt number handed out, the same way: receipt numbers are unique by construction.
+    receipt_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # The smallest partial or chosen amount this merchant takes (None: the provider's minimum).
+    min_payment: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="merchant")

@@ -9,6 +9,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Date,
     ForeignKey,
     Index,
@@ -22,7 +23,14 @@ from portal.db_types import UTCDateTime, utcnow
 from portal.extensions import db
 from portal.ids import new_id
 from portal.merchants.models import Merchant
-from portal.states import RequestStatus
+from portal.states import Kind, RequestStatus, sql_in
+
+# The most a request may ever receive: the order's total when the customer may pay the
+# whole order, the top-up's maximum when the customer chooses, else the amount asked.
+PAYABLE_CAP = (
+    "CASE WHEN allow_full_payment AND order_total IS NOT NULL THEN order_total "
+    "WHEN amount IS NULL THEN COALESCE(wallet_max, 0) ELSE amount END"
+)
 
 
 class PaymentRequest(db.Model):
@@ -37,6 +45,19 @@ class PaymentRequest(db.Model):
         Index("ix_payment_requests_created", "created_at"),
         Index("ix_payment_requests_paid", "paid_at"),
         Index("ix_payment_requests_status_expires", "status", "expires_at"),
+        CheckConstraint(sql_in("status", list(RequestStatus)), name="status"),
+        CheckConstraint(sql_in("kind", list(Kind)), name="kind"),
+        CheckConstraint("amount IS NULL OR amount > 0", name="amount_positive"),
+        CheckConstraint(f"amount_paid >= 0 AND amount_paid <= {PAYABLE_CAP}", name="paid_in_cap"),
+        CheckConstraint(
+            "amount_refunded >= 0 AND amount_refunded <= amount_paid", name="refunded_in_paid"
+        ),
+        CheckConstraint("order_total IS NULL OR order_total > 0", name="order_total_positive"),
+        CheckConstraint(
+            "wallet_min IS NULL OR (wallet_min > 0 AND (wallet_max IS NULL "
+            "OR wallet_max >= wallet_min))",
+            name="wallet_bounds",
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("pr"))
@@ -102,9 +123,32 @@ class PaymentRequest(db.Model):
     def metadata_dict(self) -> dict[str, Any]:
         return dict(self.metadata_ or {})
 
+    @property
+    def payable_cap(self) -> int:
+        """The most this request may ever receive (``PAYABLE_CAP``, held by a CHECK too)."""
+        if self.allow_full_payment and self.order_total is not None:
+            return self.order_total
+        if self.amount is None:
+            return self.wallet_max or 0
+        return self.amount
+
+    def is_expired(self, now: datetime | None = None) -> bool:
+        """Expired in fact, even before the periodic job has written the status."""
+        if self.status == RequestStatus.EXPIRED:
+            return True
+        return self.status == RequestStatus.OPEN and self.expires_at <= (now or utcnow())
+
 
 class StatementLine(db.Model):
     __tablename__ = "statement_lines"
+    __table_args__ = (
+        # What payments settled on the line (netted, for a credit), never past the line.
+        CheckConstraint(
+            "(amount >= 0 AND amount_settled >= 0 AND amount_settled <= amount) OR "
+            "(amount < 0 AND amount_settled <= 0 AND amount_settled >= amount)",
+            name="settled_in_line",
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     request_id: Mapped[str] = mapped_column(ForeignKey("payment_requests.id"), index=True)
@@ -113,6 +157,12 @@ class StatementLine(db.Model):
     description: Mapped[str] = mapped_column(String(300))
     amount: Mapped[int] = mapped_column(BigInteger)
     reference: Mapped[str | None] = mapped_column(String(100))
+    # The sum of the line's allocations (portal/payments/allocation.py), kept beside them.
+    amount_settled: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+    @property
+    def settled(self) -> bool:
+        return self.amount_settled == self.amount
 
 
 class OrderLine(db.Model):

@@ -4,14 +4,29 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, String
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.db_types import UTCDateTime, utcnow
 from portal.extensions import db
 from portal.ids import new_id
 from portal.payment_requests.models import PaymentRequest
-from portal.states import PaymentStatus
+from portal.states import OPEN_ATTEMPT, SETTLED, PaymentStatus, RefundSource, sql_in
+
+# At most one open attempt per request: a second tab or a double click reuses it, and
+# replacing it cancels it (at the provider first) before another may exist.
+_OPEN = sql_in("status", OPEN_ATTEMPT)
 
 
 class Payment(db.Model):
@@ -20,6 +35,20 @@ class Payment(db.Model):
         Index("ix_payments_request", "request_id", "created_at"),
         Index("ix_payments_status_updated", "status", "updated_at"),
         Index("ix_payments_succeeded", "succeeded_at"),
+        Index(
+            "uq_payments_open_attempt",
+            "request_id",
+            unique=True,
+            sqlite_where=text(_OPEN),
+            postgresql_where=text(_OPEN),
+        ),
+        UniqueConstraint("merchant_id", "receipt_number", name="uq_payments_merchant_receipt"),
+        CheckConstraint(sql_in("status", list(PaymentStatus)), name="status"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint(
+            "amount_refunded >= 0 AND amount_refunded <= amount", name="refunded_in_range"
+        ),
+        CheckConstraint(f"NOT applied OR {sql_in('status', SETTLED)}", name="applied_settled"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("pay"))
@@ -38,8 +67,14 @@ class Payment(db.Model):
     failure_code: Mapped[str | None] = mapped_column(String(60))
     failure_message: Mapped[str | None] = mapped_column(String(300))
     amount_refunded: Mapped[int] = mapped_column(BigInteger, default=0)
+    # True once the payment counts in its request's amount_paid (and its lines); money
+    # that arrived for a closed attempt or a request no longer payable is refunded instead.
+    applied: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # What the unapplied money waits for (e.g. "superseded"): the automatic refund's reason.
+    refund_due: Mapped[str | None] = mapped_column(String(40))
     receipt_email: Mapped[str | None] = mapped_column(String(254))
-    receipt_number: Mapped[str | None] = mapped_column(String(40), unique=True)
+    # Per merchant, from the merchant's receipt sequence: unique by construction.
+    receipt_number: Mapped[str | None] = mapped_column(String(40))
     # When the receipt email left (None: not yet, or no address known).
     receipt_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     locale: Mapped[str | None] = mapped_column(String(10))
@@ -60,9 +95,18 @@ class Payment(db.Model):
     def refundable(self) -> int:
         return self.amount - self.amount_refunded
 
+    @property
+    def settled(self) -> bool:
+        return self.status in SETTLED
+
 
 class Refund(db.Model):
     __tablename__ = "refunds"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("status = 'succeeded'", name="status"),
+        CheckConstraint(sql_in("source", list(RefundSource)), name="source"),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("re"))
     payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), index=True)
@@ -72,6 +116,32 @@ class Refund(db.Model):
     status: Mapped[str] = mapped_column(String(20), default="succeeded")
     provider_refund_id: Mapped[str | None] = mapped_column(String(100), unique=True)
     reason: Mapped[str | None] = mapped_column(String(300))
+    # Who asked: the merchant (API), support, the provider's dashboard, or the portal
+    # itself (money that arrived for a closed attempt).
+    source: Mapped[str] = mapped_column(
+        String(20), default=RefundSource.MERCHANT, server_default=RefundSource.MERCHANT
+    )
+    # When the customer's refund notice left (None: not yet, or no address known).
+    notice_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     payment: Mapped[Payment] = relationship(back_populates="refunds")
+
+
+class Allocation(db.Model):
+    """What one payment settled (or one refund undid) on one statement line."""
+
+    __tablename__ = "payment_allocations"
+    __table_args__ = (
+        Index("ix_payment_allocations_payment", "payment_id"),
+        Index("ix_payment_allocations_line", "line_id"),
+        CheckConstraint("amount <> 0", name="amount_nonzero"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"))
+    # Set on the rows a refund wrote (they reverse the payment's own rows).
+    refund_id: Mapped[str | None] = mapped_column(ForeignKey("refunds.id"), index=True)
+    line_id: Mapped[int] = mapped_column(ForeignKey("statement_lines.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
