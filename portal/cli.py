@@ -42,6 +42,11 @@ def _get_merchant(merchant_id: str) -> Merchant:
 @click.option("--locale", default="en", type=click.Choice(["en", "fr", "nl"]))
 @click.option("--display-name", default=None)
 @click.option("--support-email", default=None)
+@click.option(
+    "--min-payment",
+    default=None,
+    help="Smallest partial or chosen amount, in major units (the provider's minimum if lower).",
+)
 def merchant_create(
     name: str,
     currency: str,
@@ -49,6 +54,7 @@ def merchant_create(
     locale: str,
     display_name: str | None,
     support_email: str | None,
+    min_payment: str | None,
 ) -> None:
     """Create a merchant and print its id and a new API key (shown once)."""
     try:
@@ -60,6 +66,7 @@ def merchant_create(
             locale=locale,
             display_name=display_name,
             support_email=support_email,
+            min_payment=min_payment,
         )
     except MerchantError as exc:
         raise click.ClickException(str(exc)) from None
@@ -81,6 +88,7 @@ def merchant_show(merchant_id: str) -> None:
             "display_name": m.display_name,
             "currency": m.currency,
             "ceiling": str(to_major(m.ceiling, m.currency)),
+            "min_payment": str(to_major(m.min_payment, m.currency)) if m.min_payment else None,
             "default_locale": m.default_locale,
             "support_email": m.support_email,
             "embed_origins": m.embed_origins,

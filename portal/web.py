@@ -11,6 +11,9 @@ from flask_babel import get_locale
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from portal.payments.methods import method_label
+from portal.states import InvalidTransition
+
 SUPPORTED_LOCALES = ("en", "fr", "nl")
 
 
@@ -77,7 +80,19 @@ def init_app(app: Flask) -> None:
     app.jinja_env.globals["format_date"] = flask_babel.format_date
     app.jinja_env.globals["format_datetime"] = flask_babel.format_datetime
     app.jinja_env.globals["get_locale"] = lambda: str(get_locale() or "en")
+    app.jinja_env.globals["payment_method"] = method_label
     app.before_request(_refuse_nul_characters)
+
+    @app.errorhandler(InvalidTransition)
+    def invalid_transition(exc: InvalidTransition):
+        # A status change the table refuses that no service turned into an outcome: nothing
+        # is written, the caller is told plainly (services flag what support must see).
+        app.logger.warning("refused status change: %s", exc)
+        from portal.extensions import db
+
+        db.session.rollback()
+        message = "This change is not possible in the object's current state."
+        return _error(409, "invalid_state", message, "Conflict")
 
     @app.errorhandler(DataError)
     def data_error(exc: DataError):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
+from babel.numbers import get_currency_symbol, get_decimal_symbol
 from werkzeug.datastructures import MultiDict
 
 from portal.errors import Invalid
@@ -23,50 +24,85 @@ class PayForm:
     email: str | None = None
     full_order: bool = False
     error: str | None = None
+    # The field the error is about, and what the customer typed (shown again as typed).
+    error_field: str | None = None
+    typed: dict[str, str] = field(default_factory=dict)
+
+
+# Spaces a person (or a copy from a page) puts between digit groups: plain, no-break,
+# narrow no-break (French), thin.
+_SPACES = re.compile(r"[\s\u00a0\u202f\u2009]+")
+_NUMBER = re.compile(r"\d+(?:[.,' ]\d+)*")
+
+
+def _strip_currency(text: str, currency: str, locale: str | None) -> str:
+    """``€ 30``, ``30 €``, ``EUR 30``, ``30,-``: the number alone, or the text unchanged."""
+    marks = {currency, currency.lower(), get_currency_symbol(currency, "en")}
+    if locale:
+        marks.add(get_currency_symbol(currency, locale))
+    for mark in sorted(marks, key=len, reverse=True):
+        if text.startswith(mark):
+            text = text[len(mark) :].strip()
+            break
+        if text.endswith(mark):
+            text = text[: -len(mark)].strip()
+            break
+    if text.endswith((",-", ".-", ",\u2013", ".\u2013")):  # "30,-": thirty, no cents
+        text = text[:-2]
+    return text
 
 
 def parse_amount(text: str, currency: str, locale: str | None = None) -> int | None:
-    """What a customer typed (or copied from the page) → minor units; None when unreadable.
+    """What a customer typed (or copied from the page) → minor units; None when it is not
+    plainly one amount.
 
-    ``"25,50"``, ``"25.50"``, ``"€ 1.234,50"``, ``"1 234,50 €"``, ``"¥1,234"`` all read as
-    meant. With one kind of separator, it is the decimal mark only if the digits after it
-    fit the currency (``"1,234"`` is a thousand-and-more in EUR and JPY); when both readings
-    fit (KWD has three decimals), the locale's own decimal mark decides.
+    Read: ``30``, ``30,00``, ``30.00``, ``€ 30``, ``30 €``, ``EUR 30``, ``1 234,50``,
+    ``1.234,50``, ``1,234.50``, ``1'234.50``, ``30,-``. Refused, never guessed: signs,
+    exponents, letters, two numbers (``2 x 10``), groups that are not of three digits,
+    and more decimals than the currency has. With one kind of separator, it is the
+    decimal mark when the digits after it fit the currency (``"1,234"`` is a thousand
+    and more in EUR); when both readings fit (KWD has three decimals), or when three
+    digits follow, the locale's own decimal mark decides.
     """
-    cleaned = re.sub(r"[^0-9,.]", "", text)
-    if not cleaned or not any(c.isdigit() for c in cleaned):
+    text = _SPACES.sub(" ", text).strip()
+    text = _strip_currency(text, currency, locale)
+    if not _NUMBER.fullmatch(text):
         return None
-    separators = {c for c in cleaned if c in ",."}
+    separators = {c for c in text if c in ".,"}
+    grouping_only = {c for c in text if c in "' "}
+    digits = precision(currency)
+    decimal_mark: str | None = None
     if len(separators) == 2:
-        # Both: the rightmost one is the decimal mark.
-        decimal_mark = "," if cleaned.rfind(",") > cleaned.rfind(".") else "."
+        decimal_mark = "," if text.rfind(",") > text.rfind(".") else "."
     elif separators:
         (mark,) = separators
-        after = len(cleaned) - cleaned.rfind(mark) - 1
-        digits = precision(currency)
-        if cleaned.count(mark) > 1 or after > digits:
-            # Only grouping ("1.234.567", "1,234" in EUR), if it is written like grouping
-            # and is not the customer's decimal mark ("12.345" in English is an error).
-            grouped = re.fullmatch(rf"[1-9]\d{{0,2}}(\{mark}\d{{3}})+", cleaned)
-            if not grouped or (locale and mark == _decimal_symbol(locale)):
-                return None
-            if not locale and cleaned.count(mark) == 1:
-                return None  # "1.005": grouping or a typo? Without a locale, ask again.
-            decimal_mark = None
-        elif after == 3 and digits == 3 and locale:
-            decimal_mark = mark if mark == _decimal_symbol(locale) else None
-        else:
+        after = len(text) - text.rfind(mark) - 1
+        if text.count(mark) == 1 and after <= digits:
             decimal_mark = mark
-    else:
-        decimal_mark = None
+            if after == 3 and locale and mark != _decimal_symbol(locale):
+                decimal_mark = None  # "1.234" in Dutch: grouping
+        elif locale and mark == _decimal_symbol(locale):
+            return None  # "12.345" in English: three decimals, not a thousand separator
+        elif not locale and text.count(mark) == 1:
+            return None  # "1.005": grouping or a typo? Without a locale, ask again.
+    whole, fraction = text, ""
     if decimal_mark:
-        head, _, fraction = cleaned.rpartition(decimal_mark)
-        number = re.sub(r"[,.]", "", head) + "." + fraction
-    else:
-        number = re.sub(r"[,.]", "", cleaned)
+        whole, _, fraction = text.rpartition(decimal_mark)
+        if not fraction or len(fraction) > digits or not fraction.isdigit():
+            return None
+    group_marks = (separators | grouping_only) - {decimal_mark}
+    if len(group_marks) > 1:
+        return None  # "1.234 567": two ways of grouping
+    if group_marks:
+        (group,) = group_marks
+        if not re.fullmatch(rf"[1-9]\d{{0,2}}(?:{re.escape(group)}\d{{3}})+", whole):
+            return None
+        whole = whole.replace(group, "")
+    if not ascii_digits(whole):
+        return None
     try:
-        value = Decimal(number)
-        if not value.is_finite() or value <= 0:
+        value = Decimal(f"{whole}.{fraction}" if fraction else whole)
+        if value <= 0:
             return None
         return to_minor(value, currency)
     except (InvalidOperation, MoneyError):
@@ -74,28 +110,29 @@ def parse_amount(text: str, currency: str, locale: str | None = None) -> int | N
 
 
 def _decimal_symbol(locale: str) -> str:
-    from babel.numbers import get_decimal_symbol
-
     return get_decimal_symbol(locale)
 
 
 def parse_pay_form(data: MultiDict, currency: str, locale: str | None = None) -> PayForm:
+    """The pay form: a suggestion button's amount, or what was typed (which wins when the
+    form was sent with Enter: the typed-amount button is the form's default)."""
     form = PayForm(full_order=data.get("full_order") == "1")
-    raw = data.get("amount_choice") or data.get("amount") or ""
-    if raw.strip():
-        if data.get("amount_choice"):
-            form.amount = int(raw) if ascii_digits(raw) and len(raw) < 19 else None
-        else:
-            form.amount = parse_amount(raw, currency, locale)
-        if form.amount is None:
-            form.error = "amount_invalid"
-            return form
-    email = (data.get("email") or "").strip()
+    typed = (data.get("amount") or "").strip()
+    choice = "" if data.get("action") == "typed" else (data.get("amount_choice") or "").strip()
+    form.typed = {"amount": typed[:40], "email": (data.get("email") or "").strip()[:254]}
+    if choice:
+        form.amount = int(choice) if ascii_digits(choice) and len(choice) < 19 else None
+    elif typed:
+        form.amount = parse_amount(typed, currency, locale)
+    if (choice or typed) and form.amount is None:
+        form.error, form.error_field = "amount_invalid", "amount"
+        return form
+    email = form.typed["email"]
     if email:
         try:
             form.email = as_email(email, "email")
         except Invalid:
-            form.error = "email_invalid"
+            form.error, form.error_field = "email_invalid", "email"
     return form
 
 

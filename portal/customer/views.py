@@ -32,18 +32,22 @@ from portal.customer import forms
 from portal.db_types import utcnow
 from portal.extensions import db, limiter
 from portal.links import link_url, request_id_from_token
+from portal.money import format_money
 from portal.payment_requests.models import PaymentRequest
-from portal.payment_requests.services import is_expired
 from portal.payments.models import Payment
 from portal.payments.services import (
+    SUPERSEDED,
     PaymentRefused,
-    apply_provider_payment,
+    authenticate_payment,
+    confirm_payment,
+    minimum_charge,
     payable_range,
     prepare_payment,
+    refresh_payment,
     start_payment,
 )
-from portal.providers.base import get_provider
-from portal.states import PaymentStatus, RequestStatus
+from portal.providers.base import ProviderError
+from portal.states import OPEN_ATTEMPT, SETTLED, PaymentStatus, RequestStatus
 from portal.web import SUPPORTED_LOCALES
 
 log = logging.getLogger(__name__)
@@ -161,19 +165,38 @@ def _render(template: str, pr: PaymentRequest, status: int = 200, **context: Any
 
 def _closed(pr: PaymentRequest) -> Response:
     """Void or expired: what to do now, with the merchant's contact (410 Gone)."""
-    state = RequestStatus.EXPIRED if is_expired(pr) else pr.status
+    state = RequestStatus.EXPIRED if pr.is_expired() else pr.status
     return _render("customer/closed.html", pr, 410, state=state)
 
 
 def _payments(pr: PaymentRequest) -> tuple[list[Payment], Payment | None]:
-    """(succeeded payments, a payment being processed) in one query."""
+    """(payments applied to the request, a payment being processed) in one query."""
     rows = db.session.scalars(
         select(Payment).where(Payment.request_id == pr.id).order_by(Payment.created_at)
     ).all()
-    done = (PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED)
-    succeeded = sorted((p for p in rows if p.status in done), key=lambda p: p.succeeded_at)
+    applied = sorted((p for p in rows if p.applied), key=lambda p: p.succeeded_at)
     processing = next((p for p in rows if p.status == PaymentStatus.PROCESSING), None)
-    return succeeded, processing
+    return applied, processing
+
+
+def _limits(pr: PaymentRequest, refused: PaymentRefused | None = None) -> dict[str, str]:
+    """The amounts an error message states ("between €5.00 and €200.00")."""
+    bounds = refused.bounds if refused and refused.bounds else None
+    if bounds is None:
+        payable = payable_range(pr)
+        bounds = (*payable, minimum_charge(pr)) if payable else None
+    if bounds is None:
+        return {}
+    low, high, minimum = bounds
+    locale = str(g.locale)
+    due = pr.amount_due or 0
+    return {
+        "low": format_money(low, pr.currency, locale),
+        "high": format_money(high, pr.currency, locale),
+        "minimum": format_money(minimum, pr.currency, locale),
+        "most": format_money(max(due - minimum, 0), pr.currency, locale),
+        "due": format_money(due, pr.currency, locale),
+    }
 
 
 @bp.get("/<token>")
@@ -182,12 +205,19 @@ def show(token: str) -> Response:
     if request.method == "GET" and "lang" not in request.args:
         # Counted once the page is rendered: the commit then expires nothing we still need.
         g.count_open = pr.id
-    if pr.status in CLOSED or is_expired(pr):
+    if pr.status in CLOSED or pr.is_expired():
         return _closed(pr)
     return _request_page(pr)
 
 
-def _request_page(pr: PaymentRequest, error: str | None = None, status: int = 200) -> Response:
+def _request_page(
+    pr: PaymentRequest,
+    error: str | None = None,
+    status: int = 200,
+    *,
+    form: forms.PayForm | None = None,
+    refused: PaymentRefused | None = None,
+) -> Response:
     paid, processing = _payments(pr)
     return _render(
         "customer/request.html",
@@ -198,6 +228,9 @@ def _request_page(pr: PaymentRequest, error: str | None = None, status: int = 20
         bounds=payable_range(pr),
         full_bounds=payable_range(pr, full_order=True) if pr.allow_full_payment else None,
         error=error,
+        error_field=(form.error_field if form else None) or ("amount" if error else None),
+        typed=form.typed if form else None,
+        limits=_limits(pr, refused) if error else {},
         needs_email=not pr.customer_email,
     )
 
@@ -206,11 +239,12 @@ def _request_page(pr: PaymentRequest, error: str | None = None, status: int = 20
 @pay_limit
 def pay(token: str) -> Response:
     pr = load_request(token)
-    if pr.status in CLOSED or is_expired(pr):
+    if pr.status in CLOSED or pr.is_expired():
         return _closed(pr)
     form = forms.parse_pay_form(request.form, pr.currency, str(g.locale))
     if form.error:
-        return _request_page(pr, form.error, 422)
+        return _request_page(pr, form.error, 422, form=form)
+    payment_id = None
     try:
         payment = start_payment(
             pr,
@@ -219,10 +253,20 @@ def pay(token: str) -> Response:
             receipt_email=form.email,
             full_order=form.full_order,
         )
+        db.session.commit()
+        payment_id = payment.id
+        prepare_payment(payment)
+        db.session.commit()
     except PaymentRefused as refused:
-        return _request_page(pr, refused.code, 422)
-    prepare_payment(payment)
-    return redirect(url_for("customer.checkout", token=token, payment_id=payment.id), 303)
+        db.session.rollback()
+        if refused.code == SUPERSEDED and payment_id:  # another tab replaced it meanwhile
+            return redirect(url_for("customer.result", token=token, payment_id=payment_id), 303)
+        return _request_page(pr, refused.code, 422, form=form, refused=refused)
+    except ProviderError:
+        db.session.rollback()
+        log.warning("the payment provider could not set up %s", pr.id, exc_info=True)
+        return _request_page(pr, "try_again", 503, form=form)
+    return redirect(url_for("customer.checkout", token=token, payment_id=payment_id), 303)
 
 
 @bp.route("/<token>/checkout/<payment_id>", methods=["GET", "POST"])
@@ -238,14 +282,13 @@ def checkout(token: str, payment_id: str) -> Response:
     if request.method == "POST":
         card, errors = forms.parse_card_form(request.form)
         if not errors:
-            provider = get_provider(payment.provider)
-            state = provider.charge(payment, card)  # type: ignore[attr-defined]
-            apply_provider_payment(payment.id, state, source="sandbox")
-            if state.status == "requires_action":
+            state = confirm_payment(payment.id, card, source="sandbox")
+            db.session.commit()
+            if state is not None and state.status == "requires_action":
                 return redirect(
-                    url_for("customer.three_d_secure", token=token, payment_id=payment.id), 303
+                    url_for("customer.three_d_secure", token=token, payment_id=payment_id), 303
                 )
-            return redirect(url_for("customer.result", token=token, payment_id=payment.id), 303)
+            return redirect(url_for("customer.result", token=token, payment_id=payment_id), 303)
     return _render(
         "customer/checkout.html", pr, 422 if errors else 200, payment=payment, errors=errors
     )
@@ -258,7 +301,18 @@ def _origin(url: str) -> str:
 
 def _stripe_checkout(pr: PaymentRequest, payment: Payment) -> Response:
     """Stripe's Payment Element on our page; Stripe.js from its own origin, never bundled."""
-    data = prepare_payment(payment)
+    payment_id = payment.id
+    try:
+        data = prepare_payment(payment)
+        db.session.commit()
+    except PaymentRefused:
+        db.session.commit()  # what the provider said of the replaced attempt
+        return redirect(url_for("customer.result", token=request.view_args["token"],
+                                payment_id=payment_id), 303)  # fmt: skip
+    except ProviderError:
+        db.session.rollback()
+        log.warning("the payment provider could not show %s", payment_id, exc_info=True)
+        return _request_page(pr, "try_again", 503)
     js_url = data["js_url"]
     api_base = current_app.config["PORTAL_STRIPE_API_BASE"]
     stripe_origins = " https://js.stripe.com https://*.js.stripe.com"
@@ -287,10 +341,10 @@ def three_d_secure(token: str, payment_id: str) -> Response:
     if payment.status != PaymentStatus.PENDING:
         return redirect(url_for("customer.result", token=token, payment_id=payment.id), 303)
     if request.method == "POST":
-        provider = get_provider(payment.provider)
-        state = provider.authenticate(payment, request.form.get("decision") == "approve")  # type: ignore[attr-defined]
-        apply_provider_payment(payment.id, state, source="sandbox-3ds")
-        return redirect(url_for("customer.result", token=token, payment_id=payment.id), 303)
+        approved = request.form.get("decision") == "approve"
+        authenticate_payment(payment_id, approved, source="sandbox-3ds")
+        db.session.commit()
+        return redirect(url_for("customer.result", token=token, payment_id=payment_id), 303)
     return _render("customer/three_d_secure.html", pr, payment=payment)
 
 
@@ -299,10 +353,14 @@ def result(token: str, payment_id: str) -> Response:
     """Where the provider sends the customer back: the truth comes from the provider."""
     pr = load_request(token)
     payment = _payment_of(pr, payment_id)
-    if payment.status in (PaymentStatus.PENDING, PaymentStatus.PROCESSING):
-        state = get_provider(payment.provider).retrieve(payment)
-        payment = apply_provider_payment(payment.id, state, source="return")
-        db.session.refresh(pr)
+    if payment.status in OPEN_ATTEMPT:
+        try:
+            refresh_payment(payment)
+            db.session.commit()
+        except ProviderError:
+            db.session.rollback()  # the page says "being processed"; the webhook will tell
+            log.warning("could not ask the provider about %s", payment_id, exc_info=True)
+        pr, payment = db.session.get(PaymentRequest, pr.id), _payment_of(pr, payment_id)
     return _render("customer/result.html", pr, payment=payment)
 
 
@@ -310,8 +368,6 @@ def result(token: str, payment_id: str) -> Response:
 def receipt(token: str, payment_id: str) -> Response:
     pr = load_request(token)
     payment = _payment_of(pr, payment_id)
-    if payment.status not in (
-        PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED,
-    ):  # fmt: skip
+    if payment.status not in SETTLED:
         abort(404)
     return _render("customer/receipt.html", pr, payment=payment)

@@ -2,4 +2,5 @@
 
 import portal.delivery.services
 import portal.ledger.callbacks
-import portal.payments.receipts  # noqa: F401
+import portal.payments.receipts
+import portal.payments.refunds  # noqa: F401

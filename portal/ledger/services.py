@@ -46,8 +46,18 @@ def request_summary(pr: Any) -> dict[str, Any]:
         "metadata": pr.metadata_dict,
     }
     if pr.kind == "statement":
+        # Each line's standing; what one payment settled is the event's ``allocation``.
         summary["statement"] = {
-            "line_references": [ln.reference for ln in pr.statement_lines if ln.reference]
+            "lines": [
+                {
+                    "position": ln.position,
+                    "reference": ln.reference,
+                    "amount": ln.amount,
+                    "amount_settled": ln.amount_settled or 0,
+                    "settled": (ln.amount_settled or 0) == ln.amount,
+                }
+                for ln in pr.statement_lines
+            ]
         }
     elif pr.kind == "order_deposit":
         summary["order"] = {"reference": pr.order_reference, "total": pr.order_total}
@@ -61,6 +71,8 @@ def payment_summary(payment: Any) -> dict[str, Any]:
         "amount": payment.amount,
         "currency": payment.currency,
         "amount_refunded": payment.amount_refunded,
+        # False for money the portal could not apply to the request (refunded in full).
+        "applied": bool(payment.applied),
         "method": {
             "type": payment.method_type,
             "card_brand": payment.card_brand,

@@ -51,6 +51,7 @@ def create_merchant(
     locale: str = "en",
     display_name: str | None = None,
     support_email: str | None = None,
+    min_payment: str | None = None,
 ) -> Merchant:
     """Add a merchant to the session (no commit)."""
     currency = currency.upper()
@@ -64,6 +65,12 @@ def create_merchant(
         raise MerchantError(str(exc)) from None
     if ceiling_minor <= 0:
         raise MerchantError("the ceiling must be positive")
+    try:
+        minimum = to_minor(min_payment, currency) if min_payment else None
+    except MoneyError as exc:
+        raise MerchantError(str(exc)) from None
+    if minimum is not None and not 0 < minimum <= ceiling_minor:
+        raise MerchantError("the minimum payment must be positive and at most the ceiling")
     if not name.strip():
         raise MerchantError("the name must not be empty")
     merchant = Merchant(
@@ -73,9 +80,11 @@ def create_merchant(
         default_locale=locale,
         locales=list(LOCALES),
         ceiling=ceiling_minor,
+        min_payment=minimum,
         support_email=support_email,
         embed_origins=[],
         event_seq=0,
+        receipt_seq=0,
     )
     db.session.add(merchant)
     db.session.flush()

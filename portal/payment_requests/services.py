@@ -16,7 +16,9 @@ from portal.ledger.services import record_event
 from portal.merchants.models import Merchant
 from portal.money import format_money, is_supported_currency
 from portal.payment_requests.models import OrderLine, PaymentRequest, StatementLine
-from portal.states import Kind, RequestStatus, transition
+from portal.payments.models import Payment
+from portal.payments.services import REQUEST_CLOSED, PaymentRefused, close_attempt, minimum_for
+from portal.states import OPEN_ATTEMPT, Kind, PaymentStatus, RequestStatus, transition
 
 DEFAULT_LIFETIME = {
     Kind.STATEMENT: timedelta(days=30),
@@ -40,6 +42,17 @@ def _ceiling_check(merchant: Merchant, amount: int, field: str) -> None:
             "amount_exceeds_ceiling",
             f"{field} is above this merchant's ceiling of "
             f"{format_money(merchant.ceiling, merchant.currency)}.",
+            field,
+        )
+
+
+def _minimum_check(merchant: Merchant, amount: int, field: str) -> None:
+    minimum = minimum_for(merchant, merchant.currency)
+    if amount < minimum:
+        raise Invalid(
+            "amount_below_minimum",
+            f"{field} is below the smallest payment this merchant takes online "
+            f"({format_money(minimum, merchant.currency)}).",
             field,
         )
 
@@ -185,8 +198,9 @@ def _wallet(pr: PaymentRequest, merchant: Merchant, data: dict[str, Any] | None)
                 "wallet",
             )
         return
-    minor_unit = 10 ** _precision(merchant.currency)
-    pr.wallet_min = v.as_amount(wallet.get("min_amount", minor_unit), "wallet.min_amount")
+    minimum = minimum_for(merchant, merchant.currency)
+    pr.wallet_min = v.as_amount(wallet.get("min_amount", minimum), "wallet.min_amount")
+    _minimum_check(merchant, pr.wallet_min, "wallet.min_amount")
     pr.wallet_max = v.as_amount(wallet.get("max_amount", merchant.ceiling), "wallet.max_amount")
     _ceiling_check(merchant, pr.wallet_max, "wallet.max_amount")
     if pr.wallet_min > pr.wallet_max:
@@ -206,12 +220,6 @@ def _wallet(pr: PaymentRequest, merchant: Merchant, data: dict[str, Any] | None)
                 f"wallet.suggested[{i}]",
             )
         pr.wallet_suggested.append(amount)
-
-
-def _precision(currency: str) -> int:
-    from portal.money import precision
-
-    return precision(currency)
 
 
 def _expiry(pr: PaymentRequest, data: dict[str, Any], now: datetime) -> datetime:
@@ -277,6 +285,7 @@ def create_payment_request(
     if data.get("amount") is not None:
         pr.amount = v.as_amount(data["amount"], "amount")
         _ceiling_check(merchant, pr.amount, "amount")
+        _minimum_check(merchant, pr.amount, "amount")
     elif kind != Kind.WALLET_TOPUP:
         raise Invalid("missing_field", "amount is required.", "amount")
     pr.reference = v.opt_string(data, "reference", "reference", 100)
@@ -397,15 +406,10 @@ def list_for_merchant(
 
 def is_expired(pr: PaymentRequest, now: datetime | None = None) -> bool:
     """Expired in fact, even before the periodic job has written the status."""
-    if pr.status == RequestStatus.EXPIRED:
-        return True
-    return pr.status == RequestStatus.OPEN and pr.expires_at <= (now or utcnow())
+    return pr.is_expired(now)
 
 
 def has_payment_in_flight(pr: PaymentRequest) -> bool:
-    from portal.payments.models import Payment
-    from portal.states import PaymentStatus
-
     return (
         db.session.scalar(
             select(Payment.id)
@@ -430,12 +434,33 @@ def void_request(merchant: Merchant, request_id: str, reason: str | None = None)
     return pr
 
 
+def _close_open_attempts(pr: PaymentRequest) -> bool:
+    """Cancel the request's open attempt at the provider before the request closes: a page
+    left open must not take money afterwards. False when the provider settled it (or
+    cannot be asked): the request must stay as it is."""
+    attempts = db.session.scalars(
+        select(Payment)
+        .where(Payment.request_id == pr.id, Payment.status.in_(OPEN_ATTEMPT))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).all()
+    for attempt in attempts:
+        if attempt.status != PaymentStatus.PENDING:
+            return False
+        try:
+            if not close_attempt(pr, attempt, REQUEST_CLOSED):
+                return False
+        except PaymentRefused:
+            return False
+    return True
+
+
 def _void_locked(pr: PaymentRequest) -> None:
     if pr.status == RequestStatus.VOID:
         raise Conflict("already_void", "This payment request is already void.")
     if pr.status != RequestStatus.OPEN or pr.amount_paid > 0:
         raise Conflict("request_not_voidable", f"A {pr.status} payment request cannot be voided.")
-    if has_payment_in_flight(pr):
+    if has_payment_in_flight(pr) or not _close_open_attempts(pr):
         raise Conflict(
             "payment_in_progress", "A payment for this request is in progress; it cannot be voided."
         )
@@ -462,7 +487,10 @@ def void_customer_requests(merchant: Merchant, customer_reference: Any) -> list[
     for pr in rows:
         if has_payment_in_flight(pr):
             continue
-        _void_locked(pr)
+        try:
+            _void_locked(pr)
+        except Conflict:
+            continue  # its payment is being settled: it stays open
         voided.append(pr.id)
     db.session.flush()
     return voided
@@ -479,7 +507,7 @@ def expire_overdue(now: datetime | None = None, batch: int = 500) -> int:
     ).all()
     count = 0
     for pr in rows:
-        if has_payment_in_flight(pr):
+        if has_payment_in_flight(pr) or not _close_open_attempts(pr):
             continue  # a payment in flight decides; expiry waits
         transition(pr, RequestStatus.EXPIRED)
         record_event("payment_request.expired", pr)

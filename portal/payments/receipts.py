@@ -1,4 +1,5 @@
-"""The receipt email: one per succeeded payment, sent by the worker after commit."""
+"""The customer's emails about money: one receipt per applied payment, one notice per
+refund. Sent by the worker after commit, in the customer's language."""
 
 from __future__ import annotations
 
@@ -14,9 +15,15 @@ from portal.jobs.queue import job_handler
 from portal.links import link_url
 from portal.money import format_money
 from portal.notifications.mail import send_merchant_mail
-from portal.payments.models import Payment
+from portal.payments.methods import method_label
+from portal.payments.models import Payment, Refund
 
 log = logging.getLogger(__name__)
+
+
+def _locale(payment: Payment) -> str:
+    pr, merchant = payment.request, payment.request.merchant
+    return payment.locale or pr.customer_locale or merchant.default_locale or "en"
 
 
 @job_handler("send_receipt")
@@ -28,9 +35,11 @@ def send_receipt(payload: dict[str, Any]) -> None:
         log.info("payment %s: no email address, no receipt email", payment.id)
         return
     pr, merchant = payment.request, payment.request.merchant
-    locale = payment.locale or pr.customer_locale or merchant.default_locale or "en"
+    locale = _locale(payment)
     with force_locale(locale):
         paid_at = format_datetime(payment.succeeded_at, "medium")
+        method = method_label(payment)
+        text_method = method_label(payment, dots="****")
     send_merchant_mail(
         merchant,
         payment.receipt_email,
@@ -39,11 +48,47 @@ def send_receipt(payload: dict[str, Any]) -> None:
         payment=payment,
         pr=pr,
         amount=format_money(payment.amount, payment.currency, locale),
+        refunded=format_money(payment.amount_refunded, payment.currency, locale)
+        if payment.amount_refunded
+        else None,
         still_due=format_money(pr.amount_due, pr.currency, locale) if pr.amount_due else None,
         paid_at=paid_at,
+        method=method,
+        text_method=text_method,
         url=f"{link_url(pr.id)}/receipt/{payment.id}",
     )
     db.session.execute(
         update(Payment).where(Payment.id == payment.id).values(receipt_sent_at=utcnow())
     )
-    db.session.commit()
+
+
+@job_handler("send_refund_notice")
+def send_refund_notice(payload: dict[str, Any]) -> None:
+    """What was refunded, to which method, and when it arrives; for an automatic refund,
+    why the payment could not be used."""
+    refund = db.session.get(Refund, payload["refund_id"])
+    if refund is None or refund.notice_sent_at is not None:
+        return
+    payment = refund.payment
+    if not payment.receipt_email:
+        return
+    pr, merchant = payment.request, payment.request.merchant
+    locale = _locale(payment)
+    with force_locale(locale):
+        method = method_label(payment)
+        text_method = method_label(payment, dots="****")
+    send_merchant_mail(
+        merchant,
+        payment.receipt_email,
+        "refund",
+        locale,
+        payment=payment,
+        refund=refund,
+        pr=pr,
+        amount=format_money(refund.amount, refund.currency, locale),
+        paid=format_money(payment.amount, payment.currency, locale),
+        method=method,
+        text_method=text_method,
+        url=f"{link_url(pr.id)}/receipt/{payment.id}",
+    )
+    db.session.execute(update(Refund).where(Refund.id == refund.id).values(notice_sent_at=utcnow()))

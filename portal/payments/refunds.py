@@ -1,7 +1,21 @@
-"""Refunds: to the original payment method only, never more than what remains."""
+"""Refunds: to the original payment method only, never more than what remains.
+
+Three ways money goes back, one booking function for all of them:
+
+- the merchant asks (API, support console): :func:`refund_payment`;
+- the provider's dashboard did it, and its event says so: :func:`record_provider_refunds`;
+- the portal itself gives back money it could not apply (a stale tab paid a
+  replaced attempt, a request already paid, void or expired): the
+  ``refund_unapplied`` job.
+
+Each refund writes ``payment.refunded`` with what it undoes on the statement
+lines, and queues the customer's refund notice. These functions add and flush;
+their caller commits.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Response, g
@@ -11,53 +25,30 @@ from portal import validation as v
 from portal.db_types import isoformat
 from portal.errors import ApiError, Conflict, Invalid, NotFound
 from portal.extensions import db
-from portal.ledger.services import record_event
+from portal.jobs.queue import job_handler
 from portal.merchants.models import Merchant
+from portal.payments.booking import REFUNDABLE, book_refund, note_provider_refunds
 from portal.payments.models import Payment, Refund
-from portal.payments.services import lock_payment, lock_request
+from portal.payments.services import (
+    apply_provider_payment,
+    lock_payment,
+    lock_payment_and_request,
+    lock_request,
+)
 from portal.providers.base import ProviderError, get_provider
-from portal.states import PaymentStatus, transition
+from portal.states import PaymentStatus, RefundSource
 
-REFUNDABLE = (PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED)
-
-
-def _apply(
-    payment: Payment, amount: int, provider_refund_id: str | None, reason: str | None
-) -> Refund:
-    """Book a refund on the locked payment and request, with its event (no commit)."""
-    pr = payment.request
-    payment.amount_refunded += amount
-    transition(
-        payment,
-        PaymentStatus.REFUNDED
-        if payment.amount_refunded >= payment.amount
-        else PaymentStatus.PARTIALLY_REFUNDED,
-    )
-    pr.amount_refunded += amount
-    refund = Refund(
-        payment_id=payment.id,
-        merchant_id=payment.merchant_id,
-        amount=amount,
-        currency=payment.currency,
-        status="succeeded",
-        provider_refund_id=provider_refund_id,
-        reason=reason,
-    )
-    db.session.add(refund)
-    db.session.flush()
-    record_event(
-        "payment.refunded",
-        pr,
-        payment,
-        extra={"refund": {"id": refund.id, "amount": amount, "currency": refund.currency}},
-    )
-    return refund
+log = logging.getLogger(__name__)
 
 
 def refund_payment(
-    merchant: Merchant, payment_id: str, amount: int | None = None, reason: str | None = None
+    merchant: Merchant,
+    payment_id: str,
+    amount: int | None = None,
+    reason: str | None = None,
+    source: RefundSource = RefundSource.MERCHANT,
 ) -> Refund:
-    """Refund all (``amount`` None) or part of what remains; the caller commits."""
+    """Refund all (``amount`` None) or part of what remains."""
     request_id = db.session.scalar(
         select(Payment.request_id).where(
             Payment.id == payment_id, Payment.merchant_id == merchant.id
@@ -65,9 +56,9 @@ def refund_payment(
     )
     if request_id is None:
         raise NotFound("payment")
-    lock_request(request_id)
+    pr = lock_request(request_id)
     payment = lock_payment(payment_id)
-    if payment.status not in REFUNDABLE:
+    if payment.status not in REFUNDABLE or not payment.applied:
         raise Conflict("payment_not_refundable", f"A {payment.status} payment cannot be refunded.")
     remaining = payment.amount - payment.amount_refunded
     amount = remaining if amount is None else amount
@@ -87,22 +78,43 @@ def refund_payment(
         raise ApiError(
             502, "provider_error", f"The payment provider refused the refund: {exc}"
         ) from None
-    return _apply(payment, amount, provider_id, reason)
+    return book_refund(pr, payment, amount, provider_id, reason, source)
 
 
 def record_provider_refunds(payment_id: str, total_refunded: int) -> Refund | None:
-    """A refund made outside the portal (the provider's dashboard): book the difference. Commits."""
-    payment = db.session.get(Payment, payment_id)
-    if payment is None:
-        return None
-    lock_request(payment.request_id)
-    payment = lock_payment(payment_id)
-    missing = min(total_refunded, payment.amount) - payment.amount_refunded
-    refund = None
-    if missing > 0 and payment.status in REFUNDABLE:
-        refund = _apply(payment, missing, None, "refunded at the provider")
-    db.session.commit()
-    return refund
+    """A refund made outside the portal (the provider's dashboard): book the difference,
+    now or, when the payment's success has not arrived yet, with it."""
+    _, payment = lock_payment_and_request(payment_id)
+    return note_provider_refunds(payment, total_refunded)
+
+
+@job_handler("refund_unapplied")
+def refund_unapplied(payload: dict[str, Any]) -> None:
+    """Give back money the portal could not apply (its reason is the payment's refund_due).
+    The provider's idempotency key makes a retried job refund once."""
+    pr, payment = lock_payment_and_request(payload["payment_id"])
+    if payment.applied or not payment.refund_due or payment.status not in REFUNDABLE:
+        return
+    amount = payment.amount - payment.amount_refunded
+    provider_id = get_provider(payment.provider).refund(
+        payment, amount, idempotency_key=f"portal-auto-refund-{payment.id}"
+    )  # ProviderError: the job is retried later
+    reason = payment.refund_due
+    payment.refund_due = None
+    book_refund(pr, payment, amount, provider_id, reason, RefundSource.AUTOMATIC)
+    log.info("payment %s: %s refunded automatically (%s)", payment.id, amount, reason)
+
+
+@job_handler("cancel_attempt")
+def cancel_attempt(payload: dict[str, Any]) -> None:
+    """Cancel at the provider an attempt the portal closed (another payment settled the
+    request first); should the provider say it was paid, the money is applied or refunded."""
+    payment = db.session.get(Payment, payload["payment_id"])
+    if payment is None or not payment.provider_payment_id:
+        return
+    state = get_provider(payment.provider).cancel(payment)  # ProviderError: retried
+    if state.status in (PaymentStatus.SUCCEEDED, PaymentStatus.PROCESSING):
+        apply_provider_payment(payment.id, state, source="cancel")
 
 
 def refund_json(refund: Refund) -> dict[str, Any]:

@@ -46,18 +46,36 @@ class PaymentProvider(Protocol):
     name: str
 
     def prepare(self, payment: Payment, request: PaymentRequest) -> dict[str, Any]:
-        """Create or reuse the provider side of an attempt; returns what the pay page needs.
-
-        May set ``payment.provider_payment_id``; the caller commits.
-        """
+        """Create or reuse the provider side of an attempt; returns what the pay page needs,
+        with the provider's id for the attempt as ``provider_payment_id``. The payment is
+        not changed here: the caller records the id under the attempt's lock."""
         ...
 
     def retrieve(self, payment: Payment) -> ProviderPayment:
         """The provider's current view of the attempt (return page, reconciliation)."""
         ...
 
+    def confirm(self, payment: Payment, details: Any) -> ProviderPayment:
+        """Pay the attempt with what the customer's browser collected (a card, a payment
+        method); the caller holds the attempt's lock and applies the answer."""
+        ...
+
+    def authenticate(self, payment: Payment, approved: bool) -> ProviderPayment:
+        """The customer's answer to a 3-D Secure step the provider asked for."""
+        ...
+
+    def cancel(self, payment: Payment) -> ProviderPayment:
+        """Make the attempt unpayable at the provider. Returns the provider's state: canceled,
+        or succeeded/processing when it was too late (the caller applies that instead).
+        Raises :class:`ProviderError` when the provider cannot say."""
+        ...
+
     def refund(self, payment: Payment, amount: int, idempotency_key: str) -> str:
         """Refund ``amount`` to the original payment method; returns the provider's refund id."""
+        ...
+
+    def minimum_charge(self, currency: str) -> int:
+        """The smallest amount (minor units) one charge may be in ``currency``."""
         ...
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from portal.ids import random_token
 from portal.providers.base import ProviderPayment, register_provider
+from portal.providers.minimums import stripe_minimum_charge
 
 if TYPE_CHECKING:
     from portal.payment_requests.models import PaymentRequest
@@ -49,9 +50,8 @@ class SandboxProvider:
     name = "sandbox"
 
     def prepare(self, payment: Payment, request: PaymentRequest) -> dict[str, Any]:
-        if not payment.provider_payment_id:
-            payment.provider_payment_id = f"sbx_{random_token()}"
-        return {"provider": self.name}
+        provider_id = payment.provider_payment_id or f"sbx_{random_token()}"
+        return {"provider": self.name, "provider_payment_id": provider_id}
 
     def _state(self, payment: Payment, status: str, **extra: Any) -> ProviderPayment:
         return ProviderPayment(
@@ -62,7 +62,7 @@ class SandboxProvider:
             **extra,
         )
 
-    def charge(self, payment: Payment, card_number: str) -> ProviderPayment:
+    def confirm(self, payment: Payment, card_number: str) -> ProviderPayment:
         """What a card does with the test numbers; any other valid number succeeds."""
         number = "".join(c for c in card_number if c.isdigit())
         card = {"method_type": "card", "card_brand": brand(number), "card_last4": number[-4:]}
@@ -93,8 +93,15 @@ class SandboxProvider:
         # The sandbox settles synchronously: the database already holds the truth.
         return self._state(payment, payment.status)
 
+    def cancel(self, payment: Payment) -> ProviderPayment:
+        # Its charges happen under the attempt's lock: an attempt being canceled is unpaid.
+        return self._state(payment, "canceled")
+
     def refund(self, payment: Payment, amount: int, idempotency_key: str) -> str:
         return f"sbre_{random_token()}"
+
+    def minimum_charge(self, currency: str) -> int:
+        return stripe_minimum_charge(currency)  # as in production
 
 
 register_provider("sandbox", SandboxProvider)

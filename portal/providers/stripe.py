@@ -16,6 +16,7 @@ import stripe
 from flask import current_app
 
 from portal.providers.base import ProviderError, ProviderPayment, register_provider
+from portal.providers.minimums import stripe_minimum_charge
 
 if TYPE_CHECKING:
     from portal.payment_requests.models import PaymentRequest
@@ -115,10 +116,10 @@ class StripeProvider:
                     params=params,
                     options=_options(payment, idempotency_key=f"portal-pi-{payment.id}"),
                 )
-                payment.provider_payment_id = intent.id
         except stripe.StripeError as exc:
             raise ProviderError(str(exc)) from exc
         return {
+            "provider_payment_id": intent.id,
             "client_secret": intent.client_secret,
             "publishable_key": config["PORTAL_STRIPE_PUBLISHABLE_KEY"],
             "js_url": config["PORTAL_STRIPE_JS_URL"],
@@ -128,6 +129,12 @@ class StripeProvider:
     def confirm(self, payment: Payment, payment_method: str) -> ProviderPayment:
         """Attach a payment method collected by the browser and confirm (the card flow)."""
         intents = client().v1.payment_intents
+        try:
+            return self._confirm(intents, payment, payment_method)
+        except stripe.StripeError as exc:
+            raise ProviderError(str(exc)) from exc
+
+    def _confirm(self, intents: Any, payment: Payment, payment_method: str) -> ProviderPayment:
         try:
             intents.update(
                 payment.provider_payment_id,
@@ -154,6 +161,29 @@ class StripeProvider:
         except stripe.StripeError as exc:
             raise ProviderError(str(exc)) from exc
         return state_from_intent(intent.to_dict())
+
+    def authenticate(self, payment: Payment, approved: bool) -> ProviderPayment:
+        raise ProviderError("Stripe runs 3-D Secure in the browser (Stripe.js)")
+
+    def cancel(self, payment: Payment) -> ProviderPayment:
+        """Cancel the PaymentIntent; one Stripe will not cancel any more (it succeeded or is
+        processing) is answered with its state, for the caller to apply."""
+        intents = client().v1.payment_intents
+        try:
+            intent = intents.cancel(payment.provider_payment_id, options=_options(payment))
+        except stripe.InvalidRequestError as exc:
+            # Stripe says payment_intent_unexpected_state: already canceled, succeeded or
+            # processing. Its state is the answer; anything else is an error.
+            state = self.retrieve(payment)
+            if state.status not in ("canceled", "succeeded", "processing"):
+                raise ProviderError(str(exc)) from exc
+            return state
+        except stripe.StripeError as exc:
+            raise ProviderError(str(exc)) from exc
+        return state_from_intent(intent.to_dict())
+
+    def minimum_charge(self, currency: str) -> int:
+        return stripe_minimum_charge(currency)
 
     def refund(self, payment: Payment, amount: int, idempotency_key: str) -> str:
         try:

@@ -26,6 +26,7 @@ from portal.ledger.models import CallbackAttempt, CallbackDelivery, Event
 from portal.merchants.models import ApiKey, Merchant
 from portal.payment_requests.models import PaymentRequest
 from portal.payments.models import Payment, Refund
+from portal.states import RefundSource
 from portal.support.models import AuditLog, StaffSession, StaffUser
 
 HASHER = PasswordHasher()
@@ -288,8 +289,14 @@ def timeline(pr: PaymentRequest) -> list[Entry]:
                       status="sent" if p.receipt_sent_at else
                       ("queued" if p.receipt_email else "no address"))
             )  # fmt: skip
+        if p.succeeded_at and not p.applied:
+            # Money the portal could not apply: refunded automatically (or about to be).
+            entries.append(Entry(p.succeeded_at, "unapplied", p.id, p.refund_due or ""))
         for r in db.session.scalars(select(Refund).where(Refund.payment_id == p.id)):
-            entries.append(Entry(r.created_at, "refund", r.id, "", extra=[r.amount, r.currency]))
+            detail = f"{r.source}: {r.reason}" if r.reason else str(r.source)
+            entries.append(
+                Entry(r.created_at, "refund", r.id, detail, extra=[r.amount, r.currency])
+            )
     events = db.session.scalars(
         select(Event).where(Event.request_id == pr.id).order_by(Event.seq)
     ).all()
@@ -366,7 +373,9 @@ def perform(
         elif action == "void":
             void_request(merchant, pr.id)
         elif action == "refund":
-            refund = refund_payment(merchant, _payment_of(pr, target).id, None, reason)
+            refund = refund_payment(
+                merchant, _payment_of(pr, target).id, None, reason, RefundSource.SUPPORT
+            )
             details = {"refund_id": refund.id, "amount": refund.amount}
     except ApiError as exc:
         db.session.rollback()
@@ -417,7 +426,19 @@ class Stats:
     opened: int
     paid: int
     failed_payments: int
-    collected: dict[str, int]
+    collected: dict[str, Collected]
+
+
+@dataclass
+class Collected:
+    """Money applied to requests in a period, and refunded in it; net is what stays."""
+
+    gross: int
+    refunded: int
+
+    @property
+    def net(self) -> int:
+        return self.gross - self.refunded
 
 
 def stats(user: StaffUser, since: datetime) -> Stats:
@@ -438,10 +459,22 @@ def stats(user: StaffUser, since: datetime) -> Stats:
     )
     collected_rows = db.session.execute(
         select(Payment.currency, func.sum(Payment.amount))
-        .where(Payment.succeeded_at >= since, *_payment_scope(user))
+        .where(Payment.succeeded_at >= since, Payment.applied.is_(True), *_payment_scope(user))
         .group_by(Payment.currency)
     ).all()
-    return Stats(created, opened, paid, failed or 0, {c: int(s) for c, s in collected_rows})
+    refunded_rows = db.session.execute(
+        select(Refund.currency, func.sum(Refund.amount))
+        .join(Payment, Payment.id == Refund.payment_id)
+        .where(Refund.created_at >= since, Payment.applied.is_(True), *_payment_scope(user))
+        .group_by(Refund.currency)
+    ).all()
+    refunded = {c: int(total) for c, total in refunded_rows}
+    collected = {c: int(total) for c, total in collected_rows}
+    money = {
+        c: Collected(collected.get(c, 0), refunded.get(c, 0))
+        for c in sorted(set(collected) | set(refunded))
+    }
+    return Stats(created, opened, paid, failed or 0, money)
 
 
 def _payment_scope(user: StaffUser) -> list[Any]:

@@ -1,4 +1,8 @@
-"""What each Stripe event means for the portal: a plain function per type."""
+"""What each Stripe event means for the portal: a plain function per type.
+
+Each function adds and flushes; the webhook view commits once for the event id and
+everything the event changed.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,8 @@ from portal.extensions import db
 from portal.merchants.models import Merchant
 from portal.payments.models import Payment
 from portal.payments.refunds import record_provider_refunds
-from portal.payments.services import apply_provider_payment, lock_payment
+from portal.payments.services import apply_provider_payment, flag, lock_payment_and_request
+from portal.providers.base import ProviderError, get_provider
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +46,32 @@ def _account_matches(payment: Payment, account: str | None) -> bool:
 
 
 def _flag(payment: Payment, reason: str) -> None:
-    payment = lock_payment(payment.id)
-    payment.flagged = True
-    payment.flagged_reason = reason[:300]
-    db.session.commit()
-    log.warning("payment %s flagged: %s", payment.id, reason)
+    _, payment = lock_payment_and_request(payment.id)
+    flag(payment, reason)
+    db.session.flush()
+
+
+def _intent_state(kind: str, obj: dict[str, Any], payment: Payment) -> Any:
+    from portal.providers.stripe import state_from_intent
+
+    state = state_from_intent(obj)
+    if kind == "payment_intent.payment_failed":
+        state.status = "failed"
+    elif kind == "payment_intent.succeeded" and not state.card_last4 and state.method_type is None:
+        # Stripe's events name the charge by id only: ask for it, so the receipt can say
+        # which card or method paid. Without an answer the payment still settles.
+        try:
+            fetched = get_provider("stripe").retrieve(payment)
+        except ProviderError as exc:
+            log.warning("payment %s: charge details unavailable: %s", payment.id, exc)
+        else:
+            for attr in ("charge_id", "method_type", "card_brand", "card_last4"):
+                setattr(state, attr, getattr(state, attr) or getattr(fetched, attr))
+    return state
 
 
 def handle_event(event: dict[str, Any]) -> str:
     """Apply one verified event; returns a short outcome for the log."""
-    from portal.providers.stripe import state_from_intent
-
     kind = event["type"]
     obj = event["data"]["object"]
     account = event.get("account")
@@ -66,11 +86,9 @@ def handle_event(event: dict[str, Any]) -> str:
         if link != payment.request_id:
             _flag(payment, f"{kind} names request {link!r}, expected {payment.request_id}")
             return "request mismatch"
-        state = state_from_intent(obj)
-        if kind == "payment_intent.payment_failed":
-            state.status = "failed"
-        apply_provider_payment(payment.id, state, source=f"webhook:{event['id']}")
-        return f"applied {state.status}"
+        state = _intent_state(kind, obj, payment)
+        outcome = apply_provider_payment(payment.id, state, source=f"webhook:{event['id']}")
+        return f"{state.status}: {outcome}"
     if kind == "charge.refunded":
         payment = _payment_for(obj.get("payment_intent"), obj.get("id"))
         if payment is None:

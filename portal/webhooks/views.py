@@ -31,7 +31,9 @@ def stripe_webhook() -> Response:
     if not isinstance(event.get("id"), str) or "data" not in event:
         return jsonify(error={"code": "invalid_event", "message": "Not an event."}), 400
     # The event id is claimed in the same transaction as what the event changes: one
-    # commit for both, and a concurrent duplicate waits on the id, then sees it taken.
+    # commit for both. A concurrent duplicate waits on the id's insert (the primary key
+    # on PostgreSQL, the write lock on SQLite), then fails it: that, and only that, is
+    # a duplicate.
     stored = StripeEvent(id=event["id"], type=event["type"], account=event.get("account"))
     try:
         db.session.add(stored)
@@ -41,16 +43,14 @@ def stripe_webhook() -> Response:
         return jsonify(received=True, duplicate=True)
     try:
         outcome = handle_event(event)
-    except IntegrityError:
-        db.session.rollback()  # a duplicate committed between our flush and our commit
-        return jsonify(received=True, duplicate=True)
+        db.session.execute(
+            update(StripeEvent).where(StripeEvent.id == event["id"]).values(outcome=outcome[:300])
+        )
+        db.session.commit()
     except Exception:
-        # Let Stripe retry: the rollback forgets the event id too, so the retry is handled.
+        # Any other failure, a constraint included, is not a duplicate: let Stripe retry.
+        # The rollback forgets the event id too, so the retry is handled.
         log.exception("stripe event %s failed", event["id"])
         db.session.rollback()
         return jsonify(error={"code": "retry", "message": "Try again later."}), 503
-    db.session.execute(
-        update(StripeEvent).where(StripeEvent.id == event["id"]).values(outcome=outcome[:300])
-    )
-    db.session.commit()
     return jsonify(received=True, outcome=outcome)

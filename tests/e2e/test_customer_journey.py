@@ -8,7 +8,9 @@ import pytest
 from playwright.sync_api import expect
 
 from portal.extensions import db
+from portal.ledger.models import Event
 from portal.payment_requests.models import PaymentRequest
+from portal.payments.models import Payment
 from tests.e2e.conftest import new_link
 from tests.factories import statement_body, wallet_body
 
@@ -83,3 +85,51 @@ def test_language_switcher_is_remembered(live_server, browser):
     expect(page.get_by_role("heading", name="Account statement")).to_be_visible()
     page.goto(url)
     assert page.locator("html").get_attribute("lang") == "en"
+
+
+def test_enter_in_the_amount_field_pays_what_was_typed(live_server, browser):
+    """On a top-up with suggested amounts, typing 30 and pressing Enter (a phone's "Go")
+    checks out €30.00, never the first suggestion."""
+    _base, app = live_server
+    url, pr_id = new_link(app, wallet_body(), locale="en")
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(url)
+    field = page.get_by_label(re.compile("^Or another amount"))
+    field.fill("30")
+    field.press("Enter")
+    expect(page.get_by_role("heading", name="Pay €30.00")).to_be_visible()
+    with app.app_context():
+        (payment,) = db.session.query(Payment).filter_by(request_id=pr_id).all()
+        assert payment.amount == 3000
+
+
+def test_nonsense_in_the_amount_field_is_kept_marked_and_focused(live_server, browser):
+    _base, app = live_server
+    url, pr_id = new_link(app, wallet_body(), locale="en")
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(url)
+    page.get_by_label(re.compile("^Or another amount")).fill("2 x 10")
+    page.get_by_role("button", name="Continue to payment").click()
+    expect(page.get_by_role("alert")).to_contain_text("between €5.00 and €500.00")
+    field = page.locator("#amount")
+    expect(field).to_have_value("2 x 10")
+    expect(field).to_have_attribute("aria-invalid", "true")
+    expect(field).to_be_focused()
+    with app.app_context():
+        assert db.session.query(Payment).filter_by(request_id=pr_id).count() == 0
+
+
+def test_a_double_click_on_pay_charges_once(live_server, browser):
+    _base, app = live_server
+    url, pr_id = new_link(app, statement_body(), locale="en")
+    page = browser.new_page()
+    page.goto(url)
+    page.get_by_role("button", name="Continue to payment").click()
+    _fill_card(page, "4242 4242 4242 4242", ("Card number", "Expiry", "CVC"))
+    page.get_by_role("button", name=re.compile("^Pay ")).dblclick()
+    expect(page.get_by_role("heading", name="Payment received — thank you!")).to_be_visible()
+    with app.app_context():
+        payments = db.session.query(Payment).filter_by(request_id=pr_id).all()
+        assert [(p.status, p.applied) for p in payments] == [("succeeded", True)]
+        events = db.session.query(Event).filter_by(request_id=pr_id).all()
+        assert sorted(e.type for e in events) == ["payment.succeeded", "payment_request.paid"]

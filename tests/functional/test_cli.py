@@ -41,6 +41,18 @@ def test_merchant_create_default_ceiling_and_errors(app):
     assert bad.exit_code != 0 and "decimals" in bad.output
 
 
+def test_merchant_create_with_its_own_minimum_payment(app):
+    out = json.loads(run(app, "merchant", "create", "--name", "Club", "--currency", "EUR",
+                         "--min-payment", "5.00").output)  # fmt: skip
+    assert db.session.get(Merchant, out["merchant_id"]).min_payment == 500
+    shown = json.loads(run(app, "merchant", "show", out["merchant_id"]).output)
+    assert shown["min_payment"] == "5.00"
+    for bad in ("0", "-1", "20000.00", "5.001"):
+        result = run(app, "merchant", "create", "--name", "C", "--currency", "EUR",
+                     "--min-payment", bad)  # fmt: skip
+        assert result.exit_code != 0, bad
+
+
 def test_keys_create_revoke_and_show(app, client):
     out = json.loads(run(app, "merchant", "create", "--name", "Z", "--currency", "EUR").output)
     mid = out["merchant_id"]

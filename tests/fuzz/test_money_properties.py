@@ -147,7 +147,10 @@ def test_more_decimals_than_the_currency_has_are_refused(thousandths):
         ("1,234", "KWD", "en", 1234000),  # English groups with commas
         ("1,234", "KWD", "fr", 1234),  # French decimals with commas: 1.234 dinars
         ("0", "EUR", "en", None),
-        ("-5", "EUR", "en", 500),  # signs are not kept: the server still checks limits
+        ("-5", "EUR", "en", None),  # a sign, an exponent, letters: refused, never stripped
+        ("1e3", "EUR", "en", None),
+        ("12abc34", "EUR", "en", None),
+        ("2 x 10", "EUR", "en", None),
     ],
 )
 def test_parse_examples(text, currency, locale, expected):

@@ -154,9 +154,10 @@ def test_partial_payment_shows_paid_and_remaining(client, merchant):
 @pytest.mark.parametrize(
     ("form", "message"),
     [
-        ({"amount": "abc"}, "Veuillez saisir un montant"),
-        ({"amount": "1,00"}, "inférieur au minimum"),
-        ({"amount": "600,00"}, "supérieur"),
+        # Every refusal states the range the customer may choose from.
+        ({"amount": "abc"}, "Veuillez saisir un montant entre 5,00\xa0€ et 500,00\xa0€"),
+        ({"amount": "1,00"}, "Veuillez choisir un montant entre 5,00\xa0€ et 500,00\xa0€"),
+        ({"amount": "600,00"}, "Veuillez choisir un montant entre 5,00\xa0€ et 500,00\xa0€"),
         ({}, "choisir ou saisir un montant"),
         ({"amount": "20", "email": "nope"}, "adresse e-mail valide"),
     ],

@@ -71,7 +71,13 @@ def test_settlement_callback_is_signed_and_complete(app, receiver):
     assert data["payment_request"]["id"] == pr.id
     assert data["payment_request"]["reference"] == "STMT-1"
     assert data["payment_request"]["customer"]["reference"] == "C-1"
-    assert data["payment_request"]["statement"]["line_references"] == ["L1", "L2"]
+    # €125.00 of a €150.00 balance: the older line is settled, the newer one is not.
+    assert data["allocation"] == [
+        {"position": 0, "reference": "L1", "amount": 5000, "settled": True, "remaining": 0},
+        {"position": 1, "reference": "L2", "amount": 7500, "settled": False, "remaining": 2500},
+    ]
+    assert [(ln["reference"], ln["settled"]) for ln in data["payment_request"]["statement"][
+        "lines"]] == [("L1", True), ("L2", False)]  # fmt: skip
     assert data["payment_request"]["amount_due"] == 0
     assert data["payment"]["amount"] == 12500 and data["payment"]["currency"] == "EUR"
     assert data["payment"]["id"] == payment.id

@@ -146,9 +146,7 @@ def counts(pr_id: str) -> dict[str, Any]:
     payments = db.session.scalars(select(Payment).where(Payment.request_id == pr_id)).all()
     succeeded = [p for p in payments if p.status == "succeeded"]
     event_types = db.session.scalars(select(Event.type).where(Event.request_id == pr_id)).all()
-    receipts = db.session.scalar(
-        select(func.count(Job.id)).where(Job.kind == "send_receipt")
-    )
+    receipts = db.session.scalar(select(func.count(Job.id)).where(Job.kind == "send_receipt"))
     return {
         "status": pr.status,
         "amount_paid": pr.amount_paid,

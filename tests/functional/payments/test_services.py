@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from portal.extensions import db
 from portal.jobs.models import Job
+from portal.jobs.worker import run_due_jobs
 from portal.ledger.models import Event
 from portal.payment_requests.models import PaymentRequest
 from portal.payments.models import Payment
@@ -156,31 +157,53 @@ def test_failure_then_late_events_never_go_backwards(app, merchant):
     payment = db.session.get(Payment, payment.id)
     assert payment.status == "failed" and payment.failure_code == "card_declined"
     assert events(pr.id) == ["payment.failed"]
-    # a success reported later for a failed attempt is flagged for support
-    apply_provider_payment(payment.id, ok(payment), source="test")
-    db.session.expire_all()
-    assert db.session.get(Payment, payment.id).flagged
-    # the customer can retry with a new attempt
+    # the customer retries with a new attempt...
     retry = start_payment(db.session.get(PaymentRequest, pr.id), None)
     assert retry.id != payment.id
-    apply_provider_payment(retry.id, ok(retry, status="processing"), source="test")
-    apply_provider_payment(retry.id, ok(retry), source="test")
+    # ...while the failed one is paid after all in a stale tab: the money counts (it fits),
+    # and the retry, which no longer fits, is closed
+    assert apply_provider_payment(payment.id, ok(payment), source="test") == "applied"
+    db.session.expire_all()
+    assert db.session.get(PaymentRequest, pr.id).status == "paid"
+    retry = db.session.get(Payment, retry.id)
+    assert retry.status == "canceled" and retry.failure_code == "superseded"
+    # should the retry's money still arrive, it is given back, never kept in a flag
+    assert apply_provider_payment(retry.id, ok(retry), source="test") == "refund_due"
     apply_provider_payment(retry.id, ok(retry, status="processing"), source="test")
     db.session.expire_all()
-    assert db.session.get(Payment, retry.id).status == "succeeded"
+    retry = db.session.get(Payment, retry.id)
+    assert retry.status == "succeeded" and not retry.applied and not retry.flagged
+    assert retry.refund_due == "request_closed"
+    assert db.session.get(PaymentRequest, pr.id).amount_paid == 12500
+    assert events(pr.id) == ["payment.failed", "payment.succeeded", "payment_request.paid"]
 
 
-def test_money_for_a_voided_request_is_kept_and_flagged(app, merchant):
+def test_money_for_a_voided_request_is_refunded_automatically(app, merchant, smtp):
     pr = make_request(merchant)
     payment = start_payment(pr, None)
     pr = db.session.get(PaymentRequest, pr.id)
     pr.status = "void"
     db.session.commit()
-    assert fulfil_payment(payment.id) is True
+    assert fulfil_payment(payment.id) is False
+    payment = db.session.get(Payment, payment.id)
+    assert payment.status == "succeeded" and not payment.applied and not payment.flagged
+    assert payment.refund_due == "request_closed"
+    run_due_jobs()
     db.session.expire_all()
     payment = db.session.get(Payment, payment.id)
-    assert payment.status == "succeeded" and payment.flagged
-    assert db.session.get(PaymentRequest, pr.id).status == "void"
+    assert payment.status == "refunded" and payment.amount_refunded == 12500
+    assert payment.refund_due is None
+    refund = payment.refunds[0]
+    assert refund.source == "automatic" and refund.reason == "request_closed"
+    pr = db.session.get(PaymentRequest, pr.id)
+    assert pr.status == "void" and pr.amount_paid == 0 and pr.amount_refunded == 0
+    refunded = db.session.scalars(select(Event).where(Event.request_id == pr.id)).all()
+    assert [e.type for e in refunded] == ["payment.refunded"]
+    data = refunded[0].data
+    assert data["payment"]["applied"] is False and data["refund"]["source"] == "automatic"
+    assert data["allocation"] == []
+    (mail,) = smtp.messages
+    assert "refunded" in mail["Subject"] or "terugbetaald" in mail["Subject"]
 
 
 def _parallel(app, count, target):
@@ -209,6 +232,7 @@ def test_twenty_concurrent_fulfilments_fulfil_once(pg_app):
     m = make_merchant()
     pr = make_request(m)
     payment = start_payment(pr, None)
+    db.session.commit()
     pid, pr_id = payment.id, pr.id
     results, errors = _parallel(pg_app, 20, lambda: fulfil_payment(pid))
     assert errors == []
@@ -223,9 +247,13 @@ def test_concurrent_pay_clicks_make_one_payment(pg_app):
     m = make_merchant()
     pr = make_request(m)
     pr_id = pr.id
-    results, errors = _parallel(
-        pg_app, 8, lambda: start_payment(db.session.get(PaymentRequest, pr_id), None).id
-    )
+
+    def click() -> str:
+        payment_id = start_payment(db.session.get(PaymentRequest, pr_id), None).id
+        db.session.commit()
+        return payment_id
+
+    results, errors = _parallel(pg_app, 8, click)
     assert errors == []
     assert len(set(results)) == 1
     assert db.session.scalar(select(func.count(Payment.id))) == 1

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.servers import free_port
+from portal.extensions import db
+from tests.servers import free_port, serve_wsgi
 
 WEBHOOK_SECRET = "whsec_test_portal_secret"
 
@@ -97,3 +98,34 @@ def intent_event(payment, event_type="payment_intent.succeeded", *, event_id=Non
     if account:
         event["account"] = account
     return json.dumps(event).encode()
+
+
+@pytest.fixture
+def stripe_portal(app, stripe_server):
+    """The portal on a real port, using localstripe, with localstripe's webhooks pointed at it."""
+    app.config.update(
+        PORTAL_PAYMENT_PROVIDER="stripe",
+        PORTAL_STRIPE_SECRET_KEY="sk_test_portal",
+        PORTAL_STRIPE_PUBLISHABLE_KEY="pk_test_portal",
+        PORTAL_STRIPE_API_BASE=stripe_server,
+        PORTAL_STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        PORTAL_STRIPE_PAYMENT_METHOD_TYPES=["card"],  # localstripe has no automatic methods
+        PORTAL_STRIPE_JS_URL=f"{stripe_server}/js.stripe.com/v3/",
+    )
+    with serve_wsgi(app) as base:
+        requests.post(
+            f"{stripe_server}/_config/webhooks/portal",
+            data={"url": f"{base}/webhooks/stripe", "secret": WEBHOOK_SECRET},
+            timeout=5,
+        )
+        yield app
+
+
+def wait_for(predicate, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        db.session.expire_all()
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from portal.extensions import db
 from portal.links import link_token
 from portal.payments.services import prepare_payment, start_payment
 from tests.factories import make_request
 from tests.functional.script_inventory import inventory, scripts_of
-from tests.functional.stripe_provider.test_stripe_flow import stripe_portal  # noqa: F401
 
 
-def test_stripe_checkout_loads_only_inventoried_scripts(stripe_portal, client, merchant):  # noqa: F811
+def test_stripe_checkout_loads_only_inventoried_scripts(stripe_portal, client, merchant):
     pr = make_request(merchant)
     payment = start_payment(pr, None)
     prepare_payment(payment)
+    db.session.commit()
     resp = client.get(f"/p/{link_token(pr.id)}/checkout/{payment.id}")
     assert resp.status_code == 200
     scripts, blocks = inventory()

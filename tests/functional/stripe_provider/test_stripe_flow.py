@@ -4,10 +4,8 @@ recording server for the parameters only production uses."""
 from __future__ import annotations
 
 import json
-import time
 from urllib.parse import parse_qs
 
-import pytest
 import requests
 
 from portal.extensions import db
@@ -18,45 +16,15 @@ from portal.payments.models import Payment
 from portal.payments.services import prepare_payment, start_payment
 from portal.providers.base import get_provider
 from tests.factories import make_request
-from tests.functional.stripe_provider.conftest import WEBHOOK_SECRET
-from tests.servers import HTTPRecorder, json_response, serve_wsgi
-
-
-@pytest.fixture
-def stripe_portal(app, stripe_server):
-    """The portal on a real port, using localstripe, with localstripe's webhooks pointed at it."""
-    app.config.update(
-        PORTAL_PAYMENT_PROVIDER="stripe",
-        PORTAL_STRIPE_SECRET_KEY="sk_test_portal",
-        PORTAL_STRIPE_PUBLISHABLE_KEY="pk_test_portal",
-        PORTAL_STRIPE_API_BASE=stripe_server,
-        PORTAL_STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
-        PORTAL_STRIPE_PAYMENT_METHOD_TYPES=["card"],  # localstripe has no automatic methods
-        PORTAL_STRIPE_JS_URL=f"{stripe_server}/js.stripe.com/v3/",
-    )
-    with serve_wsgi(app) as base:
-        requests.post(
-            f"{stripe_server}/_config/webhooks/portal",
-            data={"url": f"{base}/webhooks/stripe", "secret": WEBHOOK_SECRET},
-            timeout=5,
-        )
-        yield app
-
-
-def wait_for(predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        db.session.expire_all()
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
+from tests.functional.stripe_provider.conftest import wait_for
+from tests.servers import HTTPRecorder, json_response
 
 
 def test_pay_fulfil_by_webhook_then_refund(stripe_portal, client, merchant):
     pr = make_request(merchant)
     payment = start_payment(pr, None, locale="nl")
     page = prepare_payment(payment)
+    db.session.commit()
     assert payment.provider == "stripe"
     assert payment.provider_payment_id.startswith("pi_")
     assert page["client_secret"] and page["publishable_key"] == "pk_test_portal"
@@ -64,6 +32,7 @@ def test_pay_fulfil_by_webhook_then_refund(stripe_portal, client, merchant):
     again = start_payment(pr, None)
     assert again.id == payment.id
     assert prepare_payment(again)["client_secret"] == page["client_secret"]
+    db.session.commit()
     # the browser confirms with a card; Stripe then sends the signed webhook
     state = get_provider("stripe").confirm(payment, "pm_card_visa")
     assert state.status == "succeeded"
@@ -103,6 +72,7 @@ def test_declined_card_fails_the_attempt(stripe_portal, merchant):
     pr = make_request(merchant)
     payment = start_payment(pr, None)
     prepare_payment(payment)
+    db.session.commit()
     pm = requests.post(
         f"{stripe_portal.config['PORTAL_STRIPE_API_BASE']}/v1/payment_methods",
         auth=("sk_test_portal", ""),
@@ -155,6 +125,7 @@ def test_stripe_checkout_page_loads_stripe_js_with_a_strict_csp(stripe_portal, c
     pr = make_request(merchant)
     payment = start_payment(pr, None)
     prepare_payment(payment)
+    db.session.commit()
     resp = client.get(f"/p/{link_token(pr.id)}/checkout/{payment.id}")
     assert resp.status_code == 200
     js_url = stripe_portal.config["PORTAL_STRIPE_JS_URL"]

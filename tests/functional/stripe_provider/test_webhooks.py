@@ -92,7 +92,7 @@ def test_unparsable_but_signed_body_is_400(stripe_app, client):
 def test_duplicate_event_is_ignored(stripe_app, client, merchant):
     payment = stripe_payment(merchant)
     body = intent_event(payment)
-    assert post(client, body).json["outcome"] == "applied succeeded"
+    assert post(client, body).json["outcome"] == "succeeded: applied"
     again = post(client, body)
     assert again.status_code == 200 and again.json["duplicate"] is True
     assert counts(payment.request_id) == (["payment.succeeded", "payment_request.paid"], 1)
@@ -235,8 +235,34 @@ def test_webhook_and_return_page_race(pg_app):
         else:
             with pg_app.app_context():
                 apply_provider_payment(pid, state, source="return")
+                db.session.commit()
                 db.session.remove()
 
     assert _threads(10, race) == []
     db.session.expire_all()
     assert counts(payment.request_id) == (["payment.succeeded", "payment_request.paid"], 1)
+
+
+def test_a_refund_event_before_the_success_event_ends_in_the_same_books(
+    stripe_app, client, merchant
+):
+    """Stripe does not order its events: charge.refunded may come first. The refund is kept
+    and booked when the success arrives, as if they had come in order."""
+    payment = stripe_payment(merchant)
+    charge = {"id": "ch_test_1", "object": "charge", "payment_intent": payment.provider_payment_id,
+              "amount_refunded": 2500}  # fmt: skip
+    body = json.dumps({"id": "evt_early_refund", "type": "charge.refunded",
+                       "data": {"object": charge}}).encode()  # fmt: skip
+    assert post(client, body).status_code == 200
+    db.session.expire_all()
+    assert db.session.get(Payment, payment.id).amount_refunded == 0  # nothing to refund yet
+    assert post(client, intent_event(payment)).status_code == 200
+    db.session.expire_all()
+    payment = db.session.get(Payment, payment.id)
+    assert payment.status == "partially_refunded" and payment.amount_refunded == 2500
+    assert payment.refunds[0].source == "provider"
+    pr = db.session.get(PaymentRequest, payment.request_id)
+    assert (pr.amount_paid, pr.amount_refunded) == (12500, 2500)
+    assert counts(payment.request_id)[0] == [
+        "payment.succeeded", "payment_request.paid", "payment.refunded",
+    ]  # fmt: skip
