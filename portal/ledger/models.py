@@ -14,11 +14,10 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
-    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.db_types import UTCDateTime, utcnow
+from portal.db_types import UTCDateTime, unique_where, utcnow
 from portal.extensions import db
 from portal.ids import new_id
 
@@ -31,20 +30,8 @@ class Event(db.Model):
         Index("ix_events_payment", "payment_id"),
         # A payment is settled once, a request paid once: whatever races, the ledger can
         # never be told twice.
-        Index(
-            "uq_events_payment_succeeded",
-            "payment_id",
-            unique=True,
-            sqlite_where=text("type = 'payment.succeeded'"),
-            postgresql_where=text("type = 'payment.succeeded'"),
-        ),
-        Index(
-            "uq_events_request_paid",
-            "request_id",
-            unique=True,
-            sqlite_where=text("type = 'payment_request.paid'"),
-            postgresql_where=text("type = 'payment_request.paid'"),
-        ),
+        unique_where("uq_events_payment_succeeded", "payment_id", "type = 'payment.succeeded'"),
+        unique_where("uq_events_request_paid", "request_id", "type = 'payment_request.paid'"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("evt"))

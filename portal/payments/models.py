@@ -18,7 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.db_types import UTCDateTime, utcnow
+from portal.db_types import UTCDateTime, unique_where, utcnow
 from portal.extensions import db
 from portal.ids import new_id
 from portal.payment_requests.models import PaymentRequest
@@ -35,13 +35,7 @@ class Payment(db.Model):
         Index("ix_payments_request", "request_id", "created_at"),
         Index("ix_payments_status_updated", "status", "updated_at"),
         Index("ix_payments_succeeded", "succeeded_at"),
-        Index(
-            "uq_payments_open_attempt",
-            "request_id",
-            unique=True,
-            sqlite_where=text(_OPEN),
-            postgresql_where=text(_OPEN),
-        ),
+        unique_where("uq_payments_open_attempt", "request_id", _OPEN),
         UniqueConstraint("merchant_id", "receipt_number", name="uq_payments_merchant_receipt"),
         CheckConstraint(sql_in("status", list(PaymentStatus)), name="status"),
         CheckConstraint("amount > 0", name="amount_positive"),

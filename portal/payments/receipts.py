@@ -26,6 +26,17 @@ def _locale(payment: Payment) -> str:
     return payment.locale or pr.customer_locale or merchant.default_locale or "en"
 
 
+def _send(payment: Payment, template: str, locale: str, **context: Any) -> None:
+    """One of the payment's emails, in ``locale``, with its method in words."""
+    pr = payment.request
+    with force_locale(locale):
+        context.update(method=method_label(payment), text_method=method_label(payment, "****"))
+    send_merchant_mail(
+        pr.merchant, payment.receipt_email, template, locale, payment=payment, pr=pr,
+        url=f"{link_url(pr.id)}/receipt/{payment.id}", **context,
+    )  # fmt: skip
+
+
 @job_handler("send_receipt")
 def send_receipt(payload: dict[str, Any]) -> None:
     payment = db.session.get(Payment, payload["payment_id"])
@@ -34,28 +45,18 @@ def send_receipt(payload: dict[str, Any]) -> None:
     if not payment.receipt_email:
         log.info("payment %s: no email address, no receipt email", payment.id)
         return
-    pr, merchant = payment.request, payment.request.merchant
-    locale = _locale(payment)
+    pr, locale = payment.request, _locale(payment)
     with force_locale(locale):
         paid_at = format_datetime(payment.succeeded_at, "medium")
-        method = method_label(payment)
-        text_method = method_label(payment, dots="****")
-    send_merchant_mail(
-        merchant,
-        payment.receipt_email,
+    refunded = payment.amount_refunded
+    _send(
+        payment,
         "receipt",
         locale,
-        payment=payment,
-        pr=pr,
         amount=format_money(payment.amount, payment.currency, locale),
-        refunded=format_money(payment.amount_refunded, payment.currency, locale)
-        if payment.amount_refunded
-        else None,
+        refunded=format_money(refunded, payment.currency, locale) if refunded else None,
         still_due=format_money(pr.amount_due, pr.currency, locale) if pr.amount_due else None,
         paid_at=paid_at,
-        method=method,
-        text_method=text_method,
-        url=f"{link_url(pr.id)}/receipt/{payment.id}",
     )
     db.session.execute(
         update(Payment).where(Payment.id == payment.id).values(receipt_sent_at=utcnow())
@@ -72,23 +73,13 @@ def send_refund_notice(payload: dict[str, Any]) -> None:
     payment = refund.payment
     if not payment.receipt_email:
         return
-    pr, merchant = payment.request, payment.request.merchant
     locale = _locale(payment)
-    with force_locale(locale):
-        method = method_label(payment)
-        text_method = method_label(payment, dots="****")
-    send_merchant_mail(
-        merchant,
-        payment.receipt_email,
+    _send(
+        payment,
         "refund",
         locale,
-        payment=payment,
         refund=refund,
-        pr=pr,
         amount=format_money(refund.amount, refund.currency, locale),
         paid=format_money(payment.amount, payment.currency, locale),
-        method=method,
-        text_method=text_method,
-        url=f"{link_url(pr.id)}/receipt/{payment.id}",
     )
     db.session.execute(update(Refund).where(Refund.id == refund.id).values(notice_sent_at=utcnow()))

@@ -98,13 +98,17 @@ ROWS_0001 = [
 ]
 
 
+def _at_0001_with_rows() -> None:
+    upgrade(revision="0001")
+    with db.engine.begin() as conn:
+        for statement in ROWS_0001:
+            conn.execute(text(statement), {"now": NOW})
+
+
 def test_upgrading_a_database_with_data_keeps_the_books(empty_database):
     app = make_app(empty_database)
     with app.app_context():
-        upgrade(revision="0001")
-        with db.engine.begin() as conn:
-            for statement in ROWS_0001:
-                conn.execute(text(statement), {"now": NOW})
+        _at_0001_with_rows()
         upgrade()
         check()
         with db.engine.begin() as conn:
@@ -143,10 +147,8 @@ def test_upgrading_a_database_with_data_keeps_the_books(empty_database):
 def test_an_upgrade_stops_on_rows_that_break_an_invariant(empty_database, caplog):
     app = make_app(empty_database)
     with app.app_context():
-        upgrade(revision="0001")
+        _at_0001_with_rows()
         with db.engine.begin() as conn:
-            for statement in ROWS_0001:
-                conn.execute(text(statement), {"now": NOW})
             # What the double fulfilment left: a request paid twice over.
             conn.execute(text("UPDATE payment_requests SET amount_paid = 20000 WHERE id = 'pr_1'"))
         with pytest.raises(SystemExit):  # Flask-Migrate logs the error and exits
