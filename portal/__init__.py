@@ -60,13 +60,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     limiter.init_app(app)
 
     import portal.jobs.handlers
-    import portal.ledger.api
-    import portal.models
-    import portal.payments.refunds  # noqa: F401 - registers models, job handlers, API routes
+    import portal.models  # noqa: F401 - registers models and job handlers
     from portal.api.views import bp as api_bp
     from portal.cli import register_cli
     from portal.customer.views import bp as customer_bp
-    from portal.delivery.views import bp as qr_bp
     from portal.support.views import bp as support_bp
     from portal.webhooks.views import bp as webhooks_bp
 
@@ -78,7 +75,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(api_bp)
     app.register_blueprint(customer_bp)
-    app.register_blueprint(qr_bp)
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(support_bp)
     csrf.exempt(api_bp)

@@ -36,6 +36,17 @@ class Kind(StrEnum):
     ORDER_DEPOSIT = "order_deposit"
 
 
+class EventType(StrEnum):
+    """What the merchant's ledger is told (docs/callbacks.md)."""
+
+    PAYMENT_SUCCEEDED = "payment.succeeded"
+    PAYMENT_FAILED = "payment.failed"
+    PAYMENT_REFUNDED = "payment.refunded"
+    REQUEST_PAID = "payment_request.paid"
+    REQUEST_EXPIRED = "payment_request.expired"
+    REQUEST_VOIDED = "payment_request.voided"
+
+
 class RefundSource(StrEnum):
     MERCHANT = "merchant"  # the API
     SUPPORT = "support"  # an admin in the support console

@@ -1,21 +1,38 @@
-"""The merchant REST API, ``/api/v1``: parse, call one service, serialize."""
+"""The merchant REST API, ``/api/v1``: every route, each declared once with its contract.
+
+Views parse the body and query into the models of :mod:`portal.api.schemas`, call
+one service and answer with a model; :mod:`portal.api.contract` makes the
+OpenAPI document of the same declarations.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
+from pydantic import BaseModel
 
+from portal.api import schemas
+from portal.api.contract import openapi_document, operation, parse
 from portal.api.idempotency import fingerprint, run_idempotent
-from portal.api.openapi import openapi_document
-from portal.api.serializers import payment_request_json
-from portal.errors import ApiError, Invalid
+from portal.api.serializers import (
+    callback_delivery_answer,
+    event_answer,
+    link_delivery_answer,
+    payment_request_answer,
+    refund_answer,
+)
+from portal.delivery.services import send_link
+from portal.errors import ApiError
 from portal.extensions import db, limiter
+from portal.ledger import callbacks
+from portal.ledger import services as ledger
 from portal.merchants.services import authenticate
 from portal.payment_requests import services as requests_service
-from portal.validation import ascii_digits
+from portal.payments.refunds import refund_payment
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -29,6 +46,7 @@ def _api_key_identity() -> str:
 limiter.limit(lambda: current_app.config["PORTAL_API_RATE_LIMIT"], key_func=_api_key_identity)(bp)
 
 PUBLIC_ENDPOINTS = {"api.openapi"}
+REQUEST_ID = {"request_id": "A payment request id (pr_…)."}
 
 
 def error_response(
@@ -95,10 +113,27 @@ def json_body() -> dict[str, Any]:
     return body
 
 
-def idempotent(produce: Any, body: dict[str, Any]) -> Response:
+def query(model: type[schemas.Query]) -> Any:
+    """The query string as ``model``; an empty value is as if it were absent."""
+    return parse(model, {k: v for k, v in request.args.items() if v != ""})
+
+
+def answer(model: BaseModel, status: int = 200) -> Response:
+    response = jsonify(model.model_dump(mode="json"))
+    response.status_code = status
+    return response
+
+
+def idempotent(produce: Callable[[], tuple[int, BaseModel]], body: dict[str, Any]) -> Response:
+    """Run ``produce`` once per Idempotency-Key (the same key and body, the same answer)."""
     key = request.headers.get("Idempotency-Key")
     fp = fingerprint(request.method, request.path, body)
-    (status, payload), replayed = run_idempotent(g.merchant.id, key, fp, produce)
+
+    def stored() -> tuple[int, dict[str, Any]]:
+        status, model = produce()
+        return status, model.model_dump(mode="json")
+
+    (status, payload), replayed = run_idempotent(g.merchant.id, key, fp, stored)
     response = jsonify(payload)
     response.status_code = status
     if replayed:
@@ -106,75 +141,187 @@ def idempotent(produce: Any, body: dict[str, Any]) -> Response:
     return response
 
 
-def query_int(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    if not ascii_digits(raw) or len(raw) > 9 or not low <= int(raw) <= high:
-        raise Invalid("invalid_value", f"{name} must be an integer from {low} to {high}.", name)
-    return int(raw)
+# --- payment requests -------------------------------------------------------------------
 
 
-@bp.post("/payment-requests")
+@operation(
+    bp, "POST", "/payment-requests",
+    summary="Create a payment request (statement, wallet top-up or order deposit).",
+    body=schemas.CreatePaymentRequest,
+    answers={201: (schemas.PaymentRequest, "Created.")},
+    idempotent=True,
+)  # fmt: skip
 def create_payment_request() -> Response:
-    body = json_body()
+    raw = json_body()
+    body = parse(schemas.CreatePaymentRequest, raw).root
 
-    def produce() -> tuple[int, dict[str, Any]]:
+    def produce() -> tuple[int, BaseModel]:
         pr = requests_service.create_payment_request(g.merchant, body, g.api_key.id)
         # Nothing can have been sent yet unless asked: spare the deliveries query.
-        return 201, payment_request_json(pr, None if body.get("send") else [])
+        return 201, payment_request_answer(pr, None if body.send else [])
 
-    return idempotent(produce, body)
-
-
-@bp.get("/payment-requests/<request_id>")
-def get_payment_request(request_id: str) -> Response:
-    return jsonify(payment_request_json(requests_service.get_for_merchant(g.merchant, request_id)))
+    return idempotent(produce, raw)
 
 
-@bp.get("/payment-requests")
+@operation(
+    bp, "GET", "/payment-requests",
+    summary="List payment requests, newest first.",
+    query=schemas.ListPaymentRequests,
+    answers={200: schemas.PaymentRequestList},
+)  # fmt: skip
 def list_payment_requests() -> Response:
-    limit = query_int("limit", 20, 1, 100)
+    asked: schemas.ListPaymentRequests = query(schemas.ListPaymentRequests)
     rows, has_more = requests_service.list_for_merchant(
         g.merchant,
-        status=request.args.get("status") or None,
-        reference=request.args.get("reference") or None,
-        customer_reference=request.args.get("customer_reference") or None,
-        limit=limit,
-        starting_after=request.args.get("starting_after") or None,
+        status=asked.status,
+        reference=asked.reference,
+        customer_reference=asked.customer_reference,
+        limit=asked.limit,
+        starting_after=asked.starting_after,
     )
-    return jsonify(
-        object="list",
-        data=[payment_request_json(pr) for pr in rows],
-        has_more=has_more,
-        next_starting_after=rows[-1].id if has_more else None,
+    return answer(
+        schemas.PaymentRequestList(
+            data=[payment_request_answer(pr) for pr in rows],
+            has_more=has_more,
+            next_starting_after=rows[-1].id if has_more else None,
+        )
     )
 
 
-@bp.post("/payment-requests/<request_id>/void")
+@operation(
+    bp, "GET", "/payment-requests/{request_id}",
+    summary="Read a payment request.",
+    answers={200: schemas.PaymentRequest},
+    params=REQUEST_ID,
+)  # fmt: skip
+def get_payment_request(request_id: str) -> Response:
+    pr = requests_service.get_for_merchant(g.merchant, request_id)
+    return answer(payment_request_answer(pr))
+
+
+@operation(
+    bp, "POST", "/payment-requests/{request_id}/void",
+    summary="Void a payment request while nothing is paid.",
+    answers={200: schemas.PaymentRequest},
+    idempotent=True,
+    params=REQUEST_ID,
+)  # fmt: skip
 def void_payment_request(request_id: str) -> Response:
-    body = json_body()
+    raw = json_body()
 
-    def produce() -> tuple[int, dict[str, Any]]:
+    def produce() -> tuple[int, BaseModel]:
         pr = requests_service.void_request(g.merchant, request_id)
-        return 200, payment_request_json(pr)
+        return 200, payment_request_answer(pr)
 
-    return idempotent(produce, body)
+    return idempotent(produce, raw)
 
 
-@bp.post("/payment-requests/void")
+@operation(
+    bp, "POST", "/payment-requests/void",
+    summary="Void every open request of one customer.",
+    body=schemas.VoidCustomer,
+    answers={200: schemas.VoidResult},
+    idempotent=True,
+)  # fmt: skip
 def void_customer_payment_requests() -> Response:
-    body = json_body()
-    if body.get("customer_reference") is None:
-        raise Invalid("missing_field", "customer_reference is required.", "customer_reference")
+    raw = json_body()
+    body = parse(schemas.VoidCustomer, raw)
 
-    def produce() -> tuple[int, dict[str, Any]]:
-        ids = requests_service.void_customer_requests(g.merchant, body["customer_reference"])
-        return 200, {"object": "void_result", "count": len(ids), "ids": ids}
+    def produce() -> tuple[int, BaseModel]:
+        ids = requests_service.void_customer_requests(g.merchant, body.customer_reference)
+        return 200, schemas.VoidResult(count=len(ids), ids=ids)
 
-    return idempotent(produce, body)
+    return idempotent(produce, raw)
 
 
-@bp.get("/openapi.json")
+@operation(
+    bp, "POST", "/payment-requests/{request_id}/send",
+    summary="Send the link to the customer by email or SMS (queued; see `deliveries`).",
+    body=schemas.Send,
+    answers={202: (schemas.LinkDelivery, "Queued.")},
+    idempotent=True,
+    params=REQUEST_ID,
+)  # fmt: skip
+def send_payment_request(request_id: str) -> Response:
+    raw = json_body()
+    body = parse(schemas.Send, raw)
+
+    def produce() -> tuple[int, BaseModel]:
+        pr = requests_service.get_for_merchant(g.merchant, request_id, lock=True)
+        return 202, link_delivery_answer(send_link(pr, body.channel, body.to))
+
+    return idempotent(produce, raw)
+
+
+# --- payments ---------------------------------------------------------------------------
+
+
+@operation(
+    bp, "POST", "/payments/{payment_id}/refunds",
+    summary="Refund a payment, fully (no amount) or partly, to its original payment method.",
+    body=schemas.CreateRefund,
+    answers={201: (schemas.Refund, "Refunded.")},
+    idempotent=True,
+    params={"payment_id": "A payment id (pay_…)."},
+)  # fmt: skip
+def create_refund(payment_id: str) -> Response:
+    raw = json_body()
+    body = parse(schemas.CreateRefund, raw)
+
+    def produce() -> tuple[int, BaseModel]:
+        refund = refund_payment(g.merchant, payment_id, body.amount, body.reason)
+        return 201, refund_answer(refund)
+
+    return idempotent(produce, raw)
+
+
+# --- events -----------------------------------------------------------------------------
+
+
+@operation(
+    bp, "GET", "/events",
+    summary="Every event in order (oldest first), for ledgers that reconcile by pulling.",
+    query=schemas.ListEvents,
+    answers={200: schemas.EventList},
+)  # fmt: skip
+def list_events() -> Response:
+    asked: schemas.ListEvents = query(schemas.ListEvents)
+    page, has_more = ledger.list_events(
+        g.merchant.id, asked.starting_after, asked.limit, asked.type
+    )
+    return answer(
+        schemas.EventList(
+            data=[event_answer(e) for e in page],
+            has_more=has_more,
+            next_starting_after=page[-1].id if page else asked.starting_after,
+        )
+    )
+
+
+@operation(
+    bp, "POST", "/events/{event_id}/redeliver",
+    summary="Queue the event again for every endpoint that wants it (a new attempt each).",
+    answers={202: (schemas.CallbackDeliveryList, "Queued: one delivery per endpoint.")},
+    idempotent=True,
+    params={"event_id": "An event id (evt_…)."},
+)  # fmt: skip
+def redeliver_event(event_id: str) -> Response:
+    raw = json_body()
+
+    def produce() -> tuple[int, BaseModel]:
+        deliveries = callbacks.redeliver_event(g.merchant.id, event_id)
+        return 202, schemas.CallbackDeliveryList(
+            data=[callback_delivery_answer(d) for d in deliveries]
+        )
+
+    return idempotent(produce, raw)
+
+
+@operation(
+    bp, "GET", "/openapi.json",
+    summary="This document.",
+    answers={200: None},
+    public=True,
+)  # fmt: skip
 def openapi() -> Response:
     return jsonify(openapi_document())

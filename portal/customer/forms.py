@@ -10,10 +10,15 @@ from decimal import Decimal, InvalidOperation
 from babel.numbers import get_currency_symbol, get_decimal_symbol
 from werkzeug.datastructures import MultiDict
 
-from portal.errors import Invalid
+from portal.api.schemas import normalise_email
 from portal.money import MoneyError, precision, to_minor
 from portal.providers.sandbox import luhn_ok
-from portal.validation import as_email, ascii_digits
+
+
+def ascii_digits(text: str) -> bool:
+    """Only 0-9: ``str.isdigit()`` also takes "²" and other digits ``int()`` refuses."""
+    return text.isascii() and text.isdigit()
+
 
 EXPIRY = re.compile(r"^\s*(\d{1,2})\s*/\s*(\d{2}|\d{4})\s*$")
 
@@ -130,8 +135,8 @@ def parse_pay_form(data: MultiDict, currency: str, locale: str | None = None) ->
     email = form.typed["email"]
     if email:
         try:
-            form.email = as_email(email, "email")
-        except Invalid:
+            form.email = normalise_email(email)
+        except ValueError:
             form.error, form.error_field = "email_invalid", "email"
     return form
 

@@ -1,4 +1,4 @@
-"""The customer's pages under ``/p/<token>``: read, pay, 3-D Secure, result, receipt.
+"""The customer's pages under ``/p/<token>``: read, pay, 3-D Secure, result, receipt, QR code.
 
 Views parse the form, call one service and render. Amounts always come from
 the database (:func:`portal.payments.services.start_payment` decides them);
@@ -7,11 +7,13 @@ the browser only picks within the rules.
 
 from __future__ import annotations
 
+import io
 import logging
 from datetime import date
 from typing import Any
 from urllib.parse import urlsplit
 
+import segno
 from flask import (
     Blueprint,
     Response,
@@ -362,6 +364,36 @@ def result(token: str, payment_id: str) -> Response:
             log.warning("could not ask the provider about %s", payment_id, exc_info=True)
         pr, payment = db.session.get(PaymentRequest, pr.id), _payment_of(pr, payment_id)
     return _render("customer/result.html", pr, payment=payment)
+
+
+def _qr(token: str) -> segno.QRCode:
+    """The QR code of a live link; the same 404 as the page for anything else (a closed
+    link's code would only lead to a dead end)."""
+    request_id = request_id_from_token(token)
+    pr = db.session.get(PaymentRequest, request_id) if request_id else None
+    if pr is None or pr.status in CLOSED or pr.is_expired():
+        abort(404)
+    return segno.make(link_url(pr.id), error="m")
+
+
+def _image(body: bytes, mimetype: str) -> Response:
+    response = Response(body, mimetype=mimetype)
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@bp.get("/<token>/qr.svg")
+def qr_svg(token: str) -> Response:
+    out = io.BytesIO()
+    _qr(token).save(out, kind="svg", scale=8, border=4, title="QR")
+    return _image(out.getvalue(), "image/svg+xml")
+
+
+@bp.get("/<token>/qr.png")
+def qr_png(token: str) -> Response:
+    out = io.BytesIO()
+    _qr(token).save(out, kind="png", scale=8, border=4)
+    return _image(out.getvalue(), "image/png")
 
 
 @bp.get("/<token>/receipt/<payment_id>")

@@ -9,7 +9,7 @@ from flask import current_app
 from flask_babel import force_locale, format_date, gettext
 from sqlalchemy import select
 
-from portal import validation as v
+from portal.api.schemas import normalise_email, normalise_phone
 from portal.db_types import utcnow
 from portal.delivery.models import DeliveryStatus, LinkDelivery
 from portal.delivery.sms import gsm7_length, send_sms
@@ -20,7 +20,6 @@ from portal.links import link_url
 from portal.money import format_money
 from portal.notifications.mail import send_merchant_mail
 from portal.payment_requests.models import PaymentRequest
-from portal.payment_requests.services import is_expired
 from portal.states import RequestStatus
 
 log = logging.getLogger(__name__)
@@ -38,15 +37,24 @@ def mask(channel: str, destination: str) -> str:
     return destination[:3] + "*" * max(len(destination) - 6, 0) + destination[-3:]
 
 
+def _checked(normalise: Any, value: Any, code: str, message: str) -> str:
+    try:
+        return str(normalise(value if isinstance(value, str) else ""))
+    except ValueError:
+        raise Invalid(code, message, "to") from None
+
+
 def _destination(pr: PaymentRequest, channel: str, to: Any) -> str:
     if channel == "email":
         if to is not None:
-            return v.as_email(to, "to")
+            return _checked(
+                normalise_email, to, "invalid_email", "to is not a valid email address."
+            )
         if not pr.customer_email:
             raise Invalid("missing_destination", "This customer has no email address.", "to")
         return pr.customer_email
     if to is not None:
-        return v.as_phone(to, "to")
+        return _checked(normalise_phone, to, "invalid_phone", "to is not a valid phone number.")
     if not pr.customer_phone:
         raise Invalid("missing_destination", "This customer has no phone number.", "to")
     return pr.customer_phone
@@ -56,7 +64,7 @@ def send_link(pr: PaymentRequest, channel: Any, to: Any = None) -> LinkDelivery:
     """Queue the link for sending (in the caller's transaction); refuses paid or closed links."""
     if channel not in CHANNELS:
         raise Invalid("invalid_channel", "channel must be email or sms.", "channel")
-    if pr.status not in SENDABLE or is_expired(pr):
+    if pr.status not in SENDABLE or pr.is_expired():
         raise Conflict("link_not_sendable", f"A {pr.status} payment request cannot be sent.")
     destination = _destination(pr, channel, to)
     delivery = LinkDelivery(
@@ -169,20 +177,3 @@ def send_link_job(payload: dict[str, Any]) -> None:
     delivery.sent_at = utcnow()
     delivery.error = None
     db.session.commit()
-
-
-def delivery_json(delivery: LinkDelivery) -> dict[str, Any]:
-    from portal.db_types import isoformat
-
-    return {
-        "id": delivery.id,
-        "object": "link_delivery",
-        "channel": delivery.channel,
-        "destination": delivery.destination,
-        "status": delivery.status,
-        "attempts": delivery.attempts,
-        "provider_message_id": delivery.provider_message_id,
-        "error": delivery.error,
-        "created_at": isoformat(delivery.created_at),
-        "sent_at": isoformat(delivery.sent_at),
-    }

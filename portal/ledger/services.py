@@ -4,21 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from portal.db_types import isoformat
+from portal.errors import Invalid
 from portal.extensions import db
 from portal.ledger.models import Event
 from portal.merchants.models import Merchant
+from portal.states import EventType
 
-EVENT_TYPES = (
-    "payment.succeeded",
-    "payment.failed",
-    "payment.refunded",
-    "payment_request.paid",
-    "payment_request.expired",
-    "payment_request.voided",
-)
+EVENT_TYPES = tuple(EventType)
 
 
 def next_event_seq(merchant_id: str) -> int:
@@ -130,3 +125,21 @@ def event_body(event: Event) -> dict[str, Any]:
         "created_at": isoformat(event.created_at),
         "data": event.data,
     }
+
+
+def list_events(
+    merchant_id: str, starting_after: str | None, limit: int, event_type: str | None = None
+) -> tuple[list[Event], bool]:
+    """The merchant's events after ``starting_after``, oldest first; (page, has_more)."""
+    query = select(Event).where(Event.merchant_id == merchant_id)
+    if event_type:
+        query = query.where(Event.type == event_type)
+    if starting_after:
+        cursor = db.session.get(Event, starting_after)
+        if cursor is None or cursor.merchant_id != merchant_id:
+            raise Invalid(
+                "invalid_cursor", "starting_after is not one of your events.", "starting_after"
+            )
+        query = query.where(Event.seq > cursor.seq)
+    rows = db.session.scalars(query.order_by(Event.seq).limit(limit + 1)).all()
+    return list(rows[:limit]), len(rows) > limit

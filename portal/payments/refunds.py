@@ -18,11 +18,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Response, g
 from sqlalchemy import select
 
-from portal import validation as v
-from portal.db_types import isoformat
 from portal.errors import ApiError, Conflict, Invalid, NotFound
 from portal.extensions import db
 from portal.jobs.queue import job_handler
@@ -115,82 +112,3 @@ def cancel_attempt(payload: dict[str, Any]) -> None:
     state = get_provider(payment.provider).cancel(payment)  # ProviderError: retried
     if state.status in (PaymentStatus.SUCCEEDED, PaymentStatus.PROCESSING):
         apply_provider_payment(payment.id, state, source="cancel")
-
-
-def refund_json(refund: Refund) -> dict[str, Any]:
-    payment = refund.payment
-    return {
-        "id": refund.id,
-        "object": "refund",
-        "payment_id": refund.payment_id,
-        "amount": refund.amount,
-        "currency": refund.currency,
-        "status": refund.status,
-        "payment_status": payment.status,
-        "payment_amount_refunded": payment.amount_refunded,
-        "created_at": isoformat(refund.created_at),
-    }
-
-
-def register_api() -> None:
-    """``POST /api/v1/payments/{id}/refunds`` on the API blueprint."""
-    from portal.api.openapi import (
-        DATETIME,
-        EXTRA_PATHS,
-        EXTRA_SCHEMAS,
-        IDEMPOTENCY,
-        INT,
-        STR,
-        json_content,
-        nullable,
-        operation,
-        path_param,
-        record,
-        ref,
-    )
-    from portal.api.views import bp, idempotent, json_body
-
-    @bp.post("/payments/<payment_id>/refunds")
-    def create_refund(payment_id: str) -> Response:
-        body = json_body()
-        v.no_unknown_fields(body, {"amount", "reason"})
-        amount = v.as_amount(body["amount"], "amount") if body.get("amount") is not None else None
-        reason = v.opt_string(body, "reason", "reason", 300)
-
-        def produce() -> tuple[int, dict[str, Any]]:
-            refund = refund_payment(g.merchant, payment_id, amount, reason)
-            return 201, refund_json(refund)
-
-        return idempotent(produce, body)
-
-    properties = {
-        "id": {**STR, "pattern": "^re_"},
-        "object": {"const": "refund"},
-        "payment_id": {**STR, "pattern": "^pay_"},
-        "amount": INT,
-        "currency": STR,
-        "status": {"type": "string", "enum": ["succeeded"]},
-        "payment_status": {"type": "string", "enum": ["partially_refunded", "refunded"]},
-        "payment_amount_refunded": INT,
-        "created_at": nullable(DATETIME),
-    }
-    EXTRA_SCHEMAS["Refund"] = record(properties)
-    EXTRA_PATHS["/payments/{payment_id}/refunds"] = {
-        "post": operation(
-            "createRefund",
-            "Refund a payment, fully (no amount) or partly, to its original payment method.",
-            {"201": json_content(ref("Refund"), "Refunded.")},
-            body={
-                "type": "object",
-                "additionalProperties": False,
-                "properties": {
-                    "amount": {"type": "integer", "minimum": 1, "description": "Minor units."},
-                    "reason": {"type": "string", "maxLength": 300},
-                },
-            },
-            params=[path_param("payment_id", "A payment id (pay_…)."), IDEMPOTENCY],
-        )
-    }
-
-
-register_api()

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import positive_data_acceptance
 
+from portal.api.schemas import MAX_AMOUNT
 from portal.delivery.models import LinkDelivery
 from portal.extensions import db
 from portal.jobs.models import Job
@@ -32,7 +33,6 @@ from portal.payment_requests.models import PaymentRequest
 from portal.payment_requests.services import MAX_LIFETIME
 from portal.payments.models import Refund
 from portal.payments.services import fulfil_payment, start_payment
-from portal.validation import MAX_AMOUNT
 from tests.factories import MerchantWithKey, make_merchant, make_request, statement_body
 
 # Cases per operation and way; PORTAL_FUZZ_EXAMPLES=800 for a deep run.

@@ -183,7 +183,8 @@ def test_four_tabs_with_partial_payments_never_settle_more_than_is_due(app, merc
     # Every tab asks for the whole amount at once, then pays what it was given.
     answers = race(4, lambda i: start_and_pay(served, tabs[i], "50,00"))
 
-    assert all(a == 200 for a in answers), answers
+    # A tab that asks after another has paid is told there is nothing left (422).
+    assert all(a in (200, 422) for a in answers) and 200 in answers, answers
     seen = counts(pr_id)
     assert seen["charged"] == 5000 and seen["amount_paid"] == 5000, seen
     assert seen["succeeded"] == 1 and seen["succeeded_events"] == 1 and seen["paid_events"] == 1
