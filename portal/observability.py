@@ -184,7 +184,7 @@ def _migrations_head() -> str | None:
 
 def readiness() -> tuple[bool, dict[str, object]]:
     """Each readiness check with its outcome; ready only when all pass."""
-    from portal.jobs.models import Job, JobStatus
+    from portal.jobs.claims import oldest_due_at
 
     checks: dict[str, object] = {}
     try:
@@ -202,10 +202,9 @@ def readiness() -> tuple[bool, dict[str, object]]:
     head = _migrations_head()
     checks["migrations"] = "ok" if current == head else f"at {current}, head is {head}"
     limit = current_app.config["PORTAL_READY_MAX_JOB_AGE"]
-    first = db.session.execute(
-        select(func.min(Job.run_at)).where(Job.status == JobStatus.QUEUED, Job.run_at <= utcnow())
-    ).scalar()
-    age = (utcnow() - first).total_seconds() if first else 0.0
+    now = utcnow()
+    first = oldest_due_at(now)
+    age = (now - first).total_seconds() if first else 0.0
     if limit and age > limit:
         checks["jobs"] = f"oldest due job waited {age:.0f}s (limit {limit}s)"
     else:
