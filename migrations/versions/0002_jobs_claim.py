@@ -13,11 +13,13 @@ of finished jobs takes a while to index), outside a transaction as PostgreSQL re
 used it (its OR over two statuses is a sequential scan), only its ``/readyz`` query
 does, which scans instead for the few minutes of a deploy.
 
-Self-contained: it touches only ``jobs``.
+Self-contained: it touches only ``jobs`` and the new ``provider_circuits``.
 """
 
 import sqlalchemy as sa
 from alembic import op
+
+import portal.db_types
 
 # revision identifiers, used by Alembic.
 revision = "0002_jobs"
@@ -39,6 +41,17 @@ def _where(status):
 
 
 def upgrade():
+    op.create_table(
+        "provider_circuits",
+        sa.Column("provider", sa.String(length=40), nullable=False),
+        sa.Column("failures", sa.Integer(), nullable=False),
+        sa.Column("opened_at", portal.db_types.UTCDateTime(), nullable=True),
+        sa.Column("retry_at", portal.db_types.UTCDateTime(), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("last_failure_at", portal.db_types.UTCDateTime(), nullable=True),
+        sa.Column("last_success_at", portal.db_types.UTCDateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("provider", name=op.f("pk_provider_circuits")),
+    )
     with op.get_context().autocommit_block(), op.batch_alter_table("jobs") as batch_op:
         for name, columns, status in INDEXES:
             batch_op.create_index(name, columns, postgresql_concurrently=True, **_where(status))
@@ -52,3 +65,4 @@ def downgrade():
         )
         for name, _columns, _status in INDEXES:
             batch_op.drop_index(name, postgresql_concurrently=True)
+    op.drop_table("provider_circuits")

@@ -4,7 +4,9 @@ Expiring overdue links, asking the payment provider about stuck payments and
 forgetting old finished jobs never run in the thread that claims jobs: a provider
 that does not answer holds its own duty, never a callback, a receipt or a link (it
 used to hold them all, for minutes). Every worker runs every duty, each safe on many
-workers at once.
+workers at once. The reconciliation has a time budget per run and a circuit breaker
+per provider (:mod:`portal.providers.circuit`): an unreachable Stripe costs one probe
+per cool-down, not a timeout per stuck payment.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from portal.jobs.models import Job, JobStatus
 log = logging.getLogger(__name__)
 
 EVERY = 60.0  # seconds between two runs of a duty
+RECONCILE_BUDGET = 30.0  # seconds a reconciliation run may go on starting provider calls
 KEEP_DONE = timedelta(days=7)
 CLEANUP_BATCH = 5000  # finished jobs forgotten per statement
 CLEANUP_BATCHES = 20  # statements per run (100,000 jobs a minute at most)
@@ -39,12 +42,16 @@ def expire_links() -> None:
         log.info("expired %s payment requests", expired)
 
 
-def reconcile_payments() -> None:
+def reconcile_payments(budget: float | None = None) -> None:
     from portal.payments.services import reconcile_stuck_payments
+    from portal.providers.circuit import ProviderGuard
 
-    checked = reconcile_stuck_payments()
+    guard = ProviderGuard(RECONCILE_BUDGET if budget is None else budget)
+    checked = reconcile_stuck_payments(guard=guard)
     if checked:
         log.info("asked the provider about %s stuck payment(s)", checked)
+    if guard.skipped:
+        log.info("%s stuck payment(s) wait for the next run (budget or circuit)", guard.skipped)
 
 
 def forget_finished_jobs() -> None:
