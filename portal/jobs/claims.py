@@ -98,6 +98,7 @@ def claim_jobs(
     exclude: Collection[int] = (),
     held: Mapping[str, int] | None = None,
     after: str = "",
+    recover: bool = True,
 ) -> list[Claimed]:
     """Claim up to ``limit`` due jobs for ``worker`` (its free threads); commits.
 
@@ -106,9 +107,11 @@ def claim_jobs(
     caller's jobs in hand per lane (see :func:`lane`), for the last-thread rule.
     ``after``: the lane of the caller's last claimed job. Among lanes equally loaded,
     those after it come first, then the round starts again: every lane gets its turn,
-    whoever has the oldest backlog.
+    whoever has the oldest backlog. ``recover``: recover expired leases first (a busy
+    worker does it once a second, not once a claim).
     """
-    recover_leases(utcnow(), exclude)
+    if recover:
+        recover_leases(utcnow(), exclude)
     if _postgresql():
         db.session.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
     now = utcnow()

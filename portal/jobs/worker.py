@@ -15,8 +15,10 @@ import os
 import signal
 import socket
 import threading
+import time
 import traceback
 from collections import Counter
+from collections.abc import Collection
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import timedelta
 from typing import Any
@@ -45,6 +47,7 @@ __all__ = [
 ]
 
 BACKOFF = [timedelta(seconds=s) for s in (5, 30, 120, 600, 3600)]
+RECOVER_EVERY = 1.0  # seconds between two lease recoveries of one worker
 
 
 def worker_name() -> str:
@@ -127,6 +130,7 @@ class Worker:
         self.poll = poll
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.stopping = threading.Event()
+        self._recovered = 0.0  # when this worker last recovered expired leases (monotonic)
         self._after = ""  # the lane of the last job claimed: the round robin goes on from it
 
     def stop(self, *_: object) -> None:
@@ -189,6 +193,22 @@ class Worker:
         finally:
             duties.set()
 
+    def _claim(self, free: int, in_hand: Collection[Claimed]) -> list[Claimed]:
+        recover = time.monotonic() - self._recovered >= RECOVER_EVERY
+        if recover:
+            self._recovered = time.monotonic()
+        jobs = claim_jobs(
+            self.name,
+            free,
+            exclude=[job.id for job in in_hand],
+            held=Counter(job.lane for job in in_hand),
+            after=self._after,
+            recover=recover,
+        )
+        if jobs:
+            self._after = jobs[-1].lane
+        return jobs
+
     def _claim_and_run(self, exit_when_idle: bool) -> None:
         in_flight: dict[Future[None], Claimed] = {}  # the jobs in hand, by their runs
         outage = 0.0
@@ -200,13 +220,7 @@ class Worker:
                 with self.app.app_context():
                     try:
                         if free > 0:
-                            jobs = claim_jobs(
-                                self.name,
-                                free,
-                                exclude=[job.id for job in in_flight.values()],
-                                held=Counter(job.lane for job in in_flight.values()),
-                                after=self._after,
-                            )
+                            jobs = self._claim(free, in_flight.values())
                     except (OperationalError, InterfaceError) as exc:
                         # The database is down or restarting: wait longer each time (up to
                         # 10 s), then carry on; jobs in hand keep their lease.
@@ -221,8 +235,6 @@ class Worker:
                     finally:
                         db.session.remove()
                 outage = 0.0
-                if jobs:
-                    self._after = jobs[-1].lane
                 for job in jobs:
                     in_flight[pool.submit(self._run_one, job)] = job
                 if exit_when_idle and not jobs and not in_flight:
