@@ -71,8 +71,8 @@ class Plan:
             connections=4,
             api_connections=2,
             smoke=True,
-            backlog_sizes=(100, 500, 1_000),
-            backlog_done=1_000,
+            backlog_sizes=(100, 300, 600),
+            backlog_done=600,
             drain_seconds=120.0,
         )
         for key, value in overrides.items():

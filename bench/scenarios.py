@@ -620,7 +620,7 @@ def callback_backlog(ctx: Context) -> dict[str, Any]:
                 ctx.app, templates, each + 1, size // BACKLOG_MERCHANTS, tag, start
             )
             each = size // BACKLOG_MERCHANTS
-            claims = result["claims"][str(size)] = _claim_times(ctx, 10 if ctx.plan.smoke else 50)
+            claims = result["claims"][str(size)] = _claim_times(ctx, 5 if ctx.plan.smoke else 50)
             consumed += claims["consumed"]
             print(f"[bench] backlog {size:,}: claim median {claims['median_ms']:.1f} ms, "
                   f"p95 {claims['p95_ms']:.1f} ms", flush=True)  # fmt: skip
