@@ -26,18 +26,7 @@ from sqlalchemy import create_engine, text
 
 from bench import scenarios, seed
 from bench.run import BENCH_SECRET, DEFAULT_ADMIN_URL, Context, Plan, ensure_schema, portal_env
-from bench.servers import GunicornConfig, Server, run_wrk
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
-    return total / os.sysconf("SC_CLK_TCK")
+from bench.servers import GunicornConfig, Server, cpu_seconds, run_wrk
 
 
 def postgres_pids() -> list[int]:

@@ -13,6 +13,7 @@ class Receiver:
 
     def __init__(self) -> None:
         self.arrivals: dict[str, float] = {}
+        self.paths: dict[str, str] = {}
         self.bodies: dict[str, bytes] = {}
         self.headers: dict[str, dict[str, str]] = {}
         self.posts = 0
@@ -31,6 +32,7 @@ class Receiver:
                     receiver.posts += 1
                     if webhook_id and webhook_id not in receiver.arrivals:
                         receiver.arrivals[webhook_id] = now
+                        receiver.paths[webhook_id] = self.path
                         receiver.bodies[webhook_id] = body
                         receiver.headers[webhook_id] = dict(self.headers.items())
                 self.send_response(204)

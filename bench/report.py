@@ -151,6 +151,7 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
             _row(label_thr, "deliveries/s", thr["rate"], "≥ 500/s", thr["rate"] >= 500,
                  note=thr.get("note", ""))
         )  # fmt: skip
+    rows.extend(_backlog_rows(sc))
     sup = sc.get("support_search", {})
     label_sup = f"support search by email, {rows_large:,} requests"
     if not missing("support_search", label_sup, "p99 ms", "≤ 50 ms"):
@@ -178,6 +179,57 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
                 rss / base["rss_mb"] if base["rss_mb"] else None,
             )
         )
+    return rows
+
+
+def _backlog_rows(sc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The claim time at each backlog size (flat: no more than twice the smallest's), the
+    drain's rate, and whether any merchant waited behind another."""
+    result = sc.get("callback_backlog")
+    label = "callback backlog, 50 merchants"
+    if result is None or not result.get("measured"):
+        why = (result or {}).get("why", "not run")
+        return [_row(label, "claim ms", None, "flat", None, note=f"not measured: {why}")]
+    rows = []
+    claims = result["claims"]
+    smallest = next(iter(claims.values()))["median_ms"]
+    for size, claim in claims.items():
+        growth = claim["median_ms"] / smallest if smallest else None
+        rows.append(
+            _row(
+                f"{label}: claim of 8 with {int(size):,} queued",
+                "median ms",
+                claim["median_ms"],
+                "≤ 2 x the smallest backlog's",
+                growth is not None and growth <= 2,
+                ratio=growth,
+                note=f"p95 {claim['p95_ms']:.1f} ms; jobs table {claim['table']}",
+            )
+        )
+    rows.append(
+        _row(f"{label}: drain (2 workers)", "deliveries/s", result["rate"], "≥ 500/s",
+             result["rate"] >= 500, note=result.get("note", ""))
+    )  # fmt: skip
+    fair = result["fairness"]
+    merchants = fair["merchants"] or 1
+    rows.append(
+        _row(
+            f"{label}: last merchant's first callback",
+            "arrival #",
+            fair["last_first_arrival"],
+            f"< {2 * merchants} (the first round)",
+            fair["last_first_arrival"] is not None and fair["last_first_arrival"] < 2 * merchants,
+        )
+    )
+    rows.append(
+        _row(
+            f"{label}: least served merchant when the first is done",
+            "share of its backlog",
+            fair["least_done_when_first_finished"],
+            "≥ 0.8",
+            fair["least_done_when_first_finished"] >= 0.8,
+        )
+    )
     return rows
 
 

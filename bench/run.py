@@ -49,6 +49,14 @@ class Plan:
     keep_db: bool = False
     out_dir: Path = BENCH_DIR / "results"
     profile: bool = False
+    # Queued callbacks at which the claim is timed; the last size is drained.
+    backlog_sizes: tuple[int, ...] = (2_000, 10_000, 100_000)
+    backlog_done: int = 100_000  # finished jobs in the table beside the backlog
+    drain_seconds: float = 3600.0  # the drain gives up after this (`--drain-seconds`)
+    only: tuple[str, ...] = ()  # scenarios to run (`--only`); empty: all of them
+
+    def wants(self, scenario: str) -> bool:
+        return not self.only or any(scenario.startswith(name) for name in self.only)
 
     @classmethod
     def smoke_plan(cls, **overrides: Any) -> Plan:
@@ -63,6 +71,9 @@ class Plan:
             connections=4,
             api_connections=2,
             smoke=True,
+            backlog_sizes=(100, 300, 600),
+            backlog_done=600,
+            drain_seconds=120.0,
         )
         for key, value in overrides.items():
             setattr(plan, key, value)
@@ -257,19 +268,25 @@ def run(plan: Plan) -> dict[str, Any]:
         results["baseline_before"] = baseline(ctx, "before")
         # The two page sizes alternate, so that drift on a noisy machine hits both alike.
         rounds: dict[str, list[dict[str, Any]]] = {"page_small": [], "page_large": []}
-        for i in range(plan.rounds):
+        for i in range(plan.rounds if plan.wants("page") else 0):
             measure(small, f"page_small_{i + 1}", scenarios.statement_page)
             measure(ctx, f"page_large_{i + 1}", scenarios.statement_page)
             rounds["page_small"].append(results["scenarios"].pop(f"page_small_{i + 1}"))
             rounds["page_large"].append(results["scenarios"].pop(f"page_large_{i + 1}"))
         for name, runs in rounds.items():
-            results["scenarios"][name] = combine(runs)
-            log(f"{name}: {summary(results['scenarios'][name])}")
-        measure(ctx, "api_create", scenarios.api_create)
-        measure(ctx, "support_search", scenarios.support_search)
-        measure(ctx, "webhook_ingest", scenarios.webhook_ingest)
-        measure(ctx, "callback_latency", scenarios.callback_latency)
-        measure(ctx, "callback_throughput", scenarios.callback_throughput)
+            if runs:
+                results["scenarios"][name] = combine(runs)
+                log(f"{name}: {summary(results['scenarios'][name])}")
+        for name, func in (
+            ("api_create", scenarios.api_create),
+            ("support_search", scenarios.support_search),
+            ("webhook_ingest", scenarios.webhook_ingest),
+            ("callback_latency", scenarios.callback_latency),
+            ("callback_throughput", scenarios.callback_throughput),
+            ("callback_backlog", scenarios.callback_backlog),
+        ):
+            if plan.wants(name):
+                measure(ctx, name, func)
         results["baseline_after"] = baseline(ctx, "after")
     finally:
         if not plan.keep_db:
@@ -346,6 +363,23 @@ def main(argv: list[str] | None = None) -> int:
         help="record every portal worker with py-spy (--gil) and keep each scenario's top frames",
     )
     parser.add_argument(
+        "--backlog",
+        default="",
+        help="queued callbacks at which the claim is timed, comma-separated; the last is "
+        "drained (default 2000,10000,100000)",
+    )
+    parser.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=None,
+        help="stop draining the backlog after this many seconds (default 3600)",
+    )
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated scenarios (e.g. callback_backlog); results go to a temp folder",
+    )
+    parser.add_argument(
         "--snapshot",
         action="store_true",
         help="measure the committed HEAD (git archive to a temp folder), not the working tree",
@@ -355,9 +389,14 @@ def main(argv: list[str] | None = None) -> int:
         return run_snapshot(argv if argv is not None else sys.argv[1:], args.out)
     plan = Plan.smoke_plan() if args.smoke else Plan()
     plan.admin_url = args.admin_url
+    plan.only = tuple(name for name in args.only.split(",") if name)
+    if args.backlog:
+        plan.backlog_sizes = tuple(int(size) for size in args.backlog.split(","))
+    if args.drain_seconds:
+        plan.drain_seconds = args.drain_seconds
     if args.out is not None:
         plan.out_dir = args.out
-    elif args.smoke:
+    elif args.smoke or plan.only:
         plan.out_dir = Path(tempfile.mkdtemp(prefix="portal-bench-smoke-"))
     plan.keep_db = args.keep_db
     plan.profile = args.profile

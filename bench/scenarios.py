@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import text
 
 from bench import seed
-from bench.servers import run_wrk, start_spies, stop_spies
+from bench.servers import cpu_seconds, run_wrk, start_spies, stop_spies
 
 if TYPE_CHECKING:
     from bench.run import Context
@@ -498,3 +498,166 @@ def callback_throughput(ctx: Context) -> dict[str, Any]:
             f"rate from first to last arrival"
         ),
     }
+
+
+BACKLOG_MERCHANTS = 50
+
+
+def _backlog_templates(ctx: Context, url: str) -> list[str]:
+    """50 merchants of the backlog's own, each with an endpoint at the receiver (the path
+    names the merchant) and one event through ``record_event``: its backlog's template."""
+    from portal.extensions import db
+    from portal.jobs.models import Job
+    from portal.ledger.callbacks import add_endpoint
+    from portal.ledger.services import record_event
+    from portal.merchants.services import create_merchant
+    from portal.payment_requests.services import create_payment_request
+
+    tag = f"b{int(time.time()) % 100000}"
+    with ctx.app.app_context():
+        db.session.execute(text("UPDATE callback_endpoints SET enabled = false"))
+        events = []
+        for n in range(BACKLOG_MERCHANTS):
+            merchant = create_merchant(f"Backlog Shop {tag} {n}", "EUR", locale="nl")
+            add_endpoint(merchant.id, f"{url}/m{n}")
+            request = create_payment_request(merchant, seed.statement_body(3, f"BACKLOG-{n}"))
+            events.append(record_event("payment_request.voided", request).id)
+        db.session.flush()
+        db.session.query(Job).filter(Job.status == "queued").update({"status": "done"})
+        db.session.commit()
+        db.session.remove()
+    return events
+
+
+def _claim_times(ctx: Context, claims: int, batch: int = 8) -> dict[str, Any]:
+    """``claims`` claims of ``batch`` jobs in this process, timed (its commit included).
+    Each claimed job is then marked done, as a worker would after delivering it, so the
+    next claim meets the queues as they would be; ``claims`` times ``batch`` jobs leave the
+    backlog this way (they are not delivered)."""
+    from portal.extensions import db
+    from portal.jobs.worker import claim_jobs  # the same call before and after issue 21
+
+    durations = []
+    claimed = 0
+    with ctx.app.app_context():
+        for _ in range(claims):
+            t0 = time.perf_counter()
+            jobs = claim_jobs("bench:claim-probe", batch)
+            durations.append(time.perf_counter() - t0)
+            claimed += len(jobs)
+            db.session.execute(
+                text(
+                    "UPDATE jobs SET status = 'done', locked_by = NULL, locked_until = NULL, "
+                    "finished_at = now() WHERE id = ANY(CAST(:ids AS bigint[]))"
+                ),
+                {"ids": [job.id for job in jobs]},
+            )
+            db.session.commit()
+        table = dict(
+            db.session.execute(text("SELECT status, count(*) FROM jobs GROUP BY status")).all()
+        )
+        db.session.remove()
+    return {
+        "median_ms": _percentile(durations, 0.5) * 1000,
+        "p95_ms": _percentile(durations, 0.95) * 1000,
+        "jobs_per_claim": claimed / claims,
+        "consumed": claimed,
+        "table": table,
+    }
+
+
+def _fairness(receiver: Any, since: int) -> dict[str, Any]:
+    """Arrival order per merchant: where each merchant's first callback came, and how far
+    every merchant had got when the first one had all of its callbacks."""
+    order = sorted(list(receiver.arrivals.items())[since:], key=lambda item: item[1])
+    merchants = [receiver.paths[webhook_id].rsplit("/m", 1)[-1] for webhook_id, _ in order]
+    totals: dict[str, int] = {}
+    for merchant in merchants:
+        totals[merchant] = totals.get(merchant, 0) + 1
+    first: dict[str, int] = {}
+    done: dict[str, int] = {}
+    least_done = 0.0
+    for position, merchant in enumerate(merchants):
+        first.setdefault(merchant, position)
+        done[merchant] = done.get(merchant, 0) + 1
+        if done[merchant] == totals[merchant]:
+            least_done = min(done.get(m, 0) / totals[m] for m in totals)
+            break
+    return {
+        "merchants": len(totals),  # that got at least one callback
+        "last_first_arrival": max(first.values()) if first else None,
+        "least_done_when_first_finished": least_done,
+    }
+
+
+def callback_backlog(ctx: Context) -> dict[str, Any]:
+    """A growing backlog of callbacks across 50 merchants, merchant 0's the oldest: claim
+    time at each size (finished jobs in the table too), then 2 workers drain it all."""
+    _callbacks_ready(ctx)
+    from bench.receiver import Receiver
+
+    sizes = ctx.plan.backlog_sizes
+    _drain_jobs(ctx)
+    with ctx.app.app_context():
+        from portal.extensions import db
+
+        db.session.execute(
+            text(
+                "INSERT INTO jobs (kind, payload, status, run_at, attempts, max_attempts, "
+                "created_at, finished_at) SELECT 'deliver_callback', CAST('{}' AS json), 'done', "
+                "now(), 1, 1000, now(), now() FROM generate_series(1, :n)"
+            ),
+            {"n": ctx.plan.backlog_done},
+        )
+        db.session.commit()
+        db.session.remove()
+    result: dict[str, Any] = {"claims": {}}
+    with Receiver() as receiver:
+        templates = _backlog_templates(ctx, receiver.url)
+        tag = f"bl{int(time.time()) % 100000}"
+        start = time.time() - 3600
+        each = consumed = 0
+        for size in sizes:
+            seed.seed_callback_backlog(
+                ctx.app, templates, each + 1, size // BACKLOG_MERCHANTS, tag, start
+            )
+            each = size // BACKLOG_MERCHANTS
+            claims = result["claims"][str(size)] = _claim_times(ctx, 5 if ctx.plan.smoke else 50)
+            consumed += claims["consumed"]
+            print(f"[bench] backlog {size:,}: claim median {claims['median_ms']:.1f} ms, "
+                  f"p95 {claims['p95_ms']:.1f} ms", flush=True)  # fmt: skip
+        total = each * BACKLOG_MERCHANTS - consumed
+        before = len(receiver.arrivals)
+        with Workers(ctx, 2) as workers:
+            started = time.time()
+            all_done = receiver.wait_for(before + total, timeout=ctx.plan.drain_seconds)
+            alive = workers.alive()
+            worker_cpu = cpu_seconds([proc.pid for proc in workers.procs])
+        finished = time.time()
+        arrivals = sorted(receiver.arrivals.values())[before:]
+        fairness = _fairness(receiver, before)
+    _drain_jobs(ctx)
+    delivered = len(arrivals)
+    if delivered < 2:
+        raise RuntimeError(f"only {delivered} callbacks delivered (workers alive: {alive})")
+    span = arrivals[-1] - arrivals[0]
+    first = result["claims"][str(sizes[0])]["median_ms"]
+    last = result["claims"][str(sizes[-1])]["median_ms"]
+    result.update(
+        queued=total,
+        delivered=delivered,
+        all_delivered=all_done,
+        rate=(delivered - 1) / span if span > 0 else 0.0,
+        rate_from_start=delivered / (finished - started),
+        claim_growth=last / first if first else None,
+        worker_cpu_ms_per_delivery=worker_cpu * 1000 / delivered,
+        fairness=fairness,
+        note=(
+            f"{delivered}/{total} delivered; claim median "
+            + ", ".join(f"{int(s):,}: {c['median_ms']:.1f} ms" for s, c in result["claims"].items())
+            + f"; {fairness['merchants']} merchants served, the last one's first callback "
+            f"at #{fairness['last_first_arrival']}; "
+            f"{worker_cpu * 1000 / delivered:.1f} ms of worker CPU per delivery"
+        ),
+    )
+    return result

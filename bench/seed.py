@@ -21,7 +21,7 @@ from datetime import date, timedelta
 
 from flask import Flask
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 
 from portal.extensions import db
 from portal.merchants.services import create_api_key, create_merchant
@@ -325,3 +325,89 @@ def seed_stripe_payments(app: Flask, count: int, prefix: str) -> list[dict]:
             ).all()
         db.session.remove()
     return [dict(r._mapping) for r in out if not r.provider_payment_id.endswith("_template")]
+
+
+def _copy(
+    conn: Connection,
+    table: str,
+    cols: list[str],
+    overrides: dict[str, str],
+    source: str,
+    **params: object,
+) -> None:
+    """``INSERT INTO table`` a copy of each row that ``source`` joins to, column by column
+    as the template row has it except ``overrides`` (SQL expressions over ``t``, ``tpl``
+    and ``g``)."""
+    names = [c for c in cols if c != "id" or "id" in overrides]
+    exprs = [overrides.get(c, f"t.{c}") for c in names]
+    conn.execute(
+        text(f"INSERT INTO {table} ({', '.join(names)}) SELECT {', '.join(exprs)} {source}"),
+        params,
+    )
+
+
+def seed_callback_backlog(
+    app: Flask, templates: list[str], first: int, last: int, tag: str, start: float
+) -> None:
+    """Copies ``first..last`` of each template event (one per merchant), each with its
+    delivery and its ``deliver_callback`` job, as ``record_event`` writes them.
+
+    Merchant ``n``'s jobs became due ``n`` minutes after ``start`` (epoch seconds):
+    merchant 0 has the oldest backlog, so a worker serving the oldest first would make
+    the last merchant wait for everyone else's.
+    """
+    with app.app_context():
+        engine = db.engine
+        cols = {t: _columns(engine, t) for t in ("events", "callback_deliveries", "jobs")}
+        series = "generate_series(CAST(:first AS bigint), CAST(:last AS bigint)) AS g"
+        event_id = "'evt_' || :tag || '_' || tpl.n || '_' || g"
+        delivery_id = "'del_' || :tag || '_' || tpl.n || '_' || g"
+        params = {"first": first, "last": last, "tag": tag}
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "CREATE TEMP TABLE backlog_templates ON COMMIT DROP AS "
+                    "SELECT n - 1 AS n, e.id AS event_id, d.id AS delivery_id "
+                    "FROM unnest(CAST(:ids AS text[])) WITH ORDINALITY AS x(id, n) "
+                    "JOIN events e ON e.id = x.id JOIN callback_deliveries d ON d.event_id = e.id"
+                ),
+                {"ids": templates},
+            )
+            _copy(
+                conn, "events", cols["events"],
+                {"id": event_id, "seq": "t.seq + g", "created_at": "now()"},
+                f"FROM events t JOIN backlog_templates tpl ON t.id = tpl.event_id, {series}",
+                **params,
+            )  # fmt: skip
+            _copy(
+                conn, "callback_deliveries", cols["callback_deliveries"],
+                {"id": delivery_id, "event_id": event_id, "created_at": "now()"},
+                "FROM callback_deliveries t JOIN backlog_templates tpl "
+                f"ON t.id = tpl.delivery_id, {series}",
+                **params,
+            )  # fmt: skip
+            _copy(
+                conn, "jobs", cols["jobs"],
+                {
+                    "payload": f"json_build_object('delivery_id', {delivery_id})",
+                    "status": "'queued'",
+                    "run_at": "to_timestamp(:start) AT TIME ZONE 'UTC' "
+                    "+ tpl.n * interval '1 minute' + g * interval '1 millisecond'",
+                    "created_at": "now()",
+                },
+                "FROM jobs t JOIN backlog_templates tpl "
+                f"ON t.payload ->> 'delivery_id' = tpl.delivery_id, {series}",
+                start=start, **params,
+            )  # fmt: skip
+            # Events recorded later for these merchants must not take a copied sequence number.
+            conn.execute(
+                text(
+                    "UPDATE merchants m SET event_seq = greatest(m.event_seq, e.seq + :last) "
+                    "FROM backlog_templates tpl JOIN events e ON e.id = tpl.event_id "
+                    "WHERE m.id = e.merchant_id"
+                ),
+                params,
+            )
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE jobs"))
+        db.session.remove()

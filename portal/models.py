@@ -7,6 +7,7 @@ from portal.ledger.models import CallbackAttempt, CallbackDelivery, CallbackEndp
 from portal.merchants.models import ApiKey, Merchant
 from portal.payment_requests.models import OrderLine, PaymentRequest, StatementLine
 from portal.payments.models import Payment, Refund
+from portal.providers.circuit import ProviderCircuit
 from portal.support.models import AuditLog, StaffSession, StaffUser
 from portal.webhooks.models import StripeEvent
 
@@ -24,6 +25,7 @@ __all__ = [
     "OrderLine",
     "Payment",
     "PaymentRequest",
+    "ProviderCircuit",
     "Refund",
     "StaffSession",
     "StaffUser",

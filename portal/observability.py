@@ -3,7 +3,9 @@
 - ``/healthz``: the process answers (no database call: a liveness probe must not
   restart web processes because PostgreSQL is slow).
 - ``/readyz``: the database answers, its schema is at the migrations' head, and the
-  oldest due job waited less than ``PORTAL_READY_MAX_JOB_AGE`` seconds.
+  oldest due job waited less than ``PORTAL_READY_MAX_JOB_AGE`` seconds. Each payment
+  provider's circuit is shown too (``provider:stripe``), without deciding readiness: an
+  unreachable Stripe must not take the pages and the API out of the load balancer.
 - ``/metrics``: Prometheus text format. Request counts and latencies come from this
   process (or, under gunicorn with ``PROMETHEUS_MULTIPROC_DIR``, from every worker);
   payments, jobs and callbacks are read from the database at scrape time, so they
@@ -122,6 +124,18 @@ class DatabaseCollector:
         yield queued
         yield oldest
 
+        running = GaugeMetricFamily(
+            "portal_jobs_running", "Jobs in flight (claimed, not finished), by kind.",
+            labels=["kind"],
+        )  # fmt: skip
+        rows = db.session.execute(
+            select(Job.kind, func.count()).where(Job.status == JobStatus.RUNNING).group_by(Job.kind)
+        )
+        for kind, count in rows:
+            running.add_metric([kind], count)
+        yield running
+        yield from _circuit_metrics()
+
         failing = GaugeMetricFamily(
             "portal_callback_deliveries_failing",
             "Callback deliveries that failed at least once and are waiting to retry, by merchant.",
@@ -147,6 +161,26 @@ class DatabaseCollector:
             (dead if status == DeliveryState.DEAD else failing).add_metric([merchant_id], count)
         yield failing
         yield dead
+
+
+def _circuit_metrics() -> Iterator[Metric]:
+    from portal.providers.circuit import circuits
+
+    open_ = GaugeMetricFamily(
+        "portal_provider_circuit_open",
+        "1 while the worker's circuit breaker keeps calls to this payment provider back.",
+        labels=["provider"],
+    )
+    failures = GaugeMetricFamily(
+        "portal_provider_consecutive_failures",
+        "Calls to this payment provider that failed in a row (reconciliation).",
+        labels=["provider"],
+    )
+    for circuit in circuits():
+        open_.add_metric([circuit.provider], 1.0 if circuit.retry_at else 0.0)
+        failures.add_metric([circuit.provider], circuit.failures)
+    yield open_
+    yield failures
 
 
 class _Scrape:
@@ -183,8 +217,10 @@ def _migrations_head() -> str | None:
 
 
 def readiness() -> tuple[bool, dict[str, object]]:
-    """Each readiness check with its outcome; ready only when all pass."""
-    from portal.jobs.models import Job, JobStatus
+    """Each readiness check with its outcome; ready only when all pass (the providers'
+    circuits are shown, but decide nothing)."""
+    from portal.jobs.claims import oldest_due_at
+    from portal.providers.circuit import circuits
 
     checks: dict[str, object] = {}
     try:
@@ -202,15 +238,17 @@ def readiness() -> tuple[bool, dict[str, object]]:
     head = _migrations_head()
     checks["migrations"] = "ok" if current == head else f"at {current}, head is {head}"
     limit = current_app.config["PORTAL_READY_MAX_JOB_AGE"]
-    first = db.session.execute(
-        select(func.min(Job.run_at)).where(Job.status == JobStatus.QUEUED, Job.run_at <= utcnow())
-    ).scalar()
-    age = (utcnow() - first).total_seconds() if first else 0.0
+    now = utcnow()
+    first = oldest_due_at(now)
+    age = (now - first).total_seconds() if first else 0.0
     if limit and age > limit:
         checks["jobs"] = f"oldest due job waited {age:.0f}s (limit {limit}s)"
     else:
         checks["jobs"] = "ok"
-    return all(value == "ok" for value in checks.values()), checks
+    ready = all(value == "ok" for value in checks.values())
+    for circuit in circuits():
+        checks[f"provider:{circuit.provider}"] = circuit.describe()
+    return ready, checks
 
 
 def init_app(app: Flask) -> None:

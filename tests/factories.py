@@ -97,3 +97,23 @@ def make_request(m: MerchantWithKey, body: dict[str, Any] | None = None) -> Paym
     pr = create_payment_request(m.merchant, body or statement_body())
     db.session.commit()
     return pr
+
+
+def make_stuck_payments(m: MerchantWithKey, count: int) -> list[str]:
+    """``count`` requests, each with a Stripe attempt in ``processing`` that nobody heard
+    about for an hour (a lost webhook): what the reconciliation asks Stripe about."""
+    from datetime import timedelta
+
+    from portal.db_types import utcnow
+    from portal.payments.services import start_payment
+
+    ids = []
+    for n in range(count):
+        payment = start_payment(make_request(m, statement_body(reference=f"STUCK-{n}")), None)
+        payment.provider = "stripe"
+        payment.provider_payment_id = f"pi_stuck_{payment.id}"
+        payment.status = "processing"
+        payment.updated_at = utcnow() - timedelta(hours=1)
+        db.session.commit()
+        ids.append(payment.id)
+    return ids

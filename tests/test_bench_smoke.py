@@ -57,6 +57,7 @@ def test_bench_smoke_run_reports_every_scenario(admin_url: str, tmp_path: Path) 
         "webhook_ingest",
         "callback_latency",
         "callback_throughput",
+        "callback_backlog",
     }
     assert set(scenarios) == expected
     for name in ("page_small", "page_large"):

@@ -106,7 +106,10 @@ def choose_locale(pr: PaymentRequest) -> None:
 
 
 def record_open(request_id: str) -> None:
-    """Count a link open for support: one UPDATE, no IP kept (commits)."""
+    """Count a link open for support: one UPDATE, no IP kept (commits).
+
+    ``updated_at`` is set to itself: an open is not a change of the request, and the
+    column's ``onupdate`` would otherwise fire on this Core UPDATE too."""
     now = utcnow()
     if db.engine.dialect.name == "postgresql":
         # A visit counter need not wait for the WAL flush; payments and events still do.
@@ -119,6 +122,7 @@ def record_open(request_id: str) -> None:
             open_count=table.c.open_count + 1,
             last_opened_at=now,
             first_opened_at=db.func.coalesce(table.c.first_opened_at, now),
+            updated_at=table.c.updated_at,
         )
     )
     db.session.commit()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.db_types import UTCDateTime, utcnow
@@ -20,9 +20,28 @@ class JobStatus:
     FAILED = "failed"  # gave up after its last attempt (dead letter)
 
 
+def _where(status: str) -> dict[str, object]:
+    """A partial index's predicate, the same on both engines."""
+    predicate = text(f"status = '{status}'")
+    return {"sqlite_where": predicate, "postgresql_where": predicate}
+
+
 class Job(db.Model):
+    """A unit of work. Finished jobs stay for a week (support looks at them), so every
+    index the worker reads is partial: the claim never walks past done rows."""
+
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_status_run_at", "status", "run_at"),)
+    __table_args__ = (
+        # Each queue's jobs in due order, the unkeyed ones (queue_key NULL) apart: the
+        # claim and /readyz read the head of every queue from here. No index on run_at
+        # alone: PostgreSQL's planner would prefer it for a queue's head and filter
+        # through every other queue's jobs.
+        Index("ix_jobs_queued_lane", "queue_key", "run_at", "id", **_where(JobStatus.QUEUED)),
+        # Jobs in flight: leases to recover and the count per queue key.
+        Index("ix_jobs_running_locked_until", "locked_until", **_where(JobStatus.RUNNING)),
+        # The week-old finished jobs that the clean-up forgets.
+        Index("ix_jobs_done_finished_at", "finished_at", **_where(JobStatus.DONE)),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     kind: Mapped[str] = mapped_column(String(60))

@@ -1,11 +1,11 @@
-"""Claiming and running jobs: the worker process (``flask --app portal worker``).
+"""Running jobs: the worker process (``flask --app portal worker``).
 
-Jobs are claimed atomically with a lease: ``FOR UPDATE SKIP LOCKED`` on
-PostgreSQL, a conditional UPDATE on SQLite. A worker that dies leaves a lease
-that expires, and another worker takes the job again. Jobs that share a
-``queue_key`` (one merchant's callback endpoint) run at most
-``PER_KEY_LIMIT`` at a time, so a slow endpoint holds a few threads, never
-the whole worker. SIGTERM stops claiming and lets the jobs in hand finish.
+Jobs are claimed with a lease (:mod:`portal.jobs.claims`): a worker that dies
+leaves a lease that expires, and another worker takes the job again. Jobs that
+share a ``queue_key`` (one merchant's callback endpoint) run at most
+``PER_KEY_LIMIT`` at a time over all workers, and never take a worker's last
+free thread, so a slow endpoint holds a few threads, never the whole worker.
+SIGTERM stops claiming and lets the jobs in hand finish.
 """
 
 from __future__ import annotations
@@ -17,120 +17,41 @@ import socket
 import threading
 import time
 import traceback
+from collections import Counter
 from collections.abc import Collection
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, current_app
-from sqlalchemy import delete, func, or_, select, update
+from flask import Flask
+from sqlalchemy import update
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from portal.db_types import utcnow
 from portal.extensions import db
+from portal.jobs.claims import PER_KEY_LIMIT, Claimed, claim, claim_jobs
 from portal.jobs.models import Job, JobStatus
+from portal.jobs.periodic import run_periodic, start_duties
 from portal.jobs.queue import HANDLERS, RetryLater
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "PER_KEY_LIMIT",
+    "Claimed",
+    "Worker",
+    "claim",
+    "claim_jobs",
+    "run_due_jobs",
+    "run_periodic",
+]
+
 BACKOFF = [timedelta(seconds=s) for s in (5, 30, 120, 600, 3600)]
-PER_KEY_LIMIT = 4
-KEEP_DONE = timedelta(days=7)
-PERIODIC_EVERY = 60.0
-CLEANUP_BATCH = 5000  # finished jobs forgotten per statement
-CLEANUP_BATCHES = 20  # statements per periodic run (100,000 jobs a minute at most)
+RECOVER_EVERY = 1.0  # seconds between two lease recoveries of one worker
 
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 10000}"
-
-
-def _lease() -> timedelta:
-    return timedelta(seconds=current_app.config["PORTAL_JOB_LEASE_SECONDS"])
-
-
-def _due(now):
-    busy_keys = (
-        select(Job.queue_key)
-        .where(Job.status == JobStatus.RUNNING, Job.locked_until >= now, Job.queue_key.is_not(None))
-        .group_by(Job.queue_key)
-        .having(func.count() >= PER_KEY_LIMIT)
-    )
-    return (
-        or_(
-            (Job.status == JobStatus.QUEUED) & (Job.run_at <= now),
-            (Job.status == JobStatus.RUNNING) & (Job.locked_until < now),
-        )
-    ) & (Job.queue_key.is_(None) | Job.queue_key.not_in(busy_keys))
-
-
-@dataclass(frozen=True)
-class Claimed:
-    """A job as claimed: all a runner needs, so it never reads the job again."""
-
-    id: int
-    kind: str
-    payload: dict[str, Any]
-    worker: str
-
-
-def claim(worker: str, limit: int = 1, *, exclude: Collection[int] = ()) -> list[int]:
-    """Claim up to ``limit`` due jobs for ``worker``; commits and returns their ids."""
-    return [job.id for job in claim_jobs(worker, limit, exclude=exclude)]
-
-
-def claim_jobs(worker: str, limit: int = 1, *, exclude: Collection[int] = ()) -> list[Claimed]:
-    """Claim up to ``limit`` due jobs for ``worker``; commits and returns them.
-
-    ``exclude``: jobs the caller still holds (their lease may have run out while it
-    waits to record their outcome); they are never claimed a second time.
-    """
-    now = utcnow()
-    due = _due(now)
-    if exclude:
-        due = due & Job.id.not_in(list(exclude))
-    values = {
-        "status": JobStatus.RUNNING,
-        "locked_by": worker,
-        "locked_until": now + _lease(),
-        "attempts": Job.attempts + 1,
-    }
-    if db.engine.dialect.name == "postgresql":
-        picked = (
-            select(Job.id)
-            .where(due)
-            .order_by(Job.run_at, Job.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
-        rows = db.session.execute(
-            update(Job)
-            .where(Job.id.in_(picked))
-            .values(**values)
-            .returning(Job.id, Job.kind, Job.payload)
-        ).all()
-        db.session.commit()
-        return [Claimed(job_id, kind, dict(payload), worker) for job_id, kind, payload in rows]
-    claimed: list[int] = []
-    candidates = db.session.scalars(
-        select(Job.id).where(due).order_by(Job.run_at, Job.id).limit(limit * 3)
-    ).all()
-    for job_id in candidates:
-        result = db.session.execute(update(Job).where(Job.id == job_id, due).values(**values))
-        db.session.commit()
-        if result.rowcount == 1:
-            claimed.append(job_id)
-            if len(claimed) >= limit:
-                break
-    if not claimed:
-        return []
-    rows = db.session.execute(
-        select(Job.id, Job.kind, Job.payload).where(Job.id.in_(claimed)).order_by(Job.id)
-    ).all()
-    db.session.commit()
-    return [Claimed(job_id, kind, dict(payload), worker) for job_id, kind, payload in rows]
 
 
 def run_job(job: Claimed) -> None:
@@ -199,35 +120,9 @@ def run_due_jobs(limit: int = 1000, worker: str | None = None) -> int:
     return count
 
 
-def run_periodic() -> None:
-    """Expire overdue links, reconcile stuck payments with the provider, forget old
-    finished jobs (safe on many workers at once)."""
-    from portal.payment_requests.services import expire_overdue
-    from portal.payments.services import reconcile_stuck_payments
-
-    expired = expire_overdue()
-    if expired:
-        log.info("expired %s payment requests", expired)
-    checked = reconcile_stuck_payments()
-    if checked:
-        log.info("asked the provider about %s stuck payment(s)", checked)
-    cutoff = utcnow() - KEEP_DONE
-    # In batches: a week's backlog in one statement could outlast the statement timeout.
-    old = (
-        select(Job.id)
-        .where(Job.status == JobStatus.DONE, Job.finished_at < cutoff)
-        .limit(CLEANUP_BATCH)
-        .scalar_subquery()
-    )
-    for _ in range(CLEANUP_BATCHES):
-        deleted = db.session.execute(delete(Job).where(Job.id.in_(old))).rowcount
-        db.session.commit()
-        if deleted < CLEANUP_BATCH:
-            break
-
-
 class Worker:
-    """A claiming loop feeding a small thread pool; stops gracefully on SIGTERM."""
+    """A claiming loop feeding a small thread pool, with the periodic duties in threads
+    of their own (:mod:`portal.jobs.periodic`); stops gracefully on SIGTERM."""
 
     def __init__(self, app: Flask, *, threads: int | None = None, poll: float = 0.2) -> None:
         self.app = app
@@ -235,7 +130,8 @@ class Worker:
         self.poll = poll
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.stopping = threading.Event()
-        self._last_periodic = 0.0
+        self._recovered = 0.0  # when this worker last recovered expired leases (monotonic)
+        self._after = ""  # the lane of the last job claimed: the round robin goes on from it
 
     def stop(self, *_: object) -> None:
         self.stopping.set()
@@ -290,20 +186,41 @@ class Worker:
                 delay = min(delay * 2, 5.0)
 
     def run(self, *, exit_when_idle: bool = False) -> None:
-        in_flight: dict[Future[None], int] = {}  # the jobs in hand, by their runs
+        duties = threading.Event()
+        start_duties(self.app, duties)
+        try:
+            self._claim_and_run(exit_when_idle)
+        finally:
+            duties.set()
+
+    def _claim(self, free: int, in_hand: Collection[Claimed]) -> list[Claimed]:
+        recover = time.monotonic() - self._recovered >= RECOVER_EVERY
+        if recover:
+            self._recovered = time.monotonic()
+        jobs = claim_jobs(
+            self.name,
+            free,
+            exclude=[job.id for job in in_hand],
+            held=Counter(job.lane for job in in_hand),
+            after=self._after,
+            recover=recover,
+        )
+        if jobs:
+            self._after = jobs[-1].lane
+        return jobs
+
+    def _claim_and_run(self, exit_when_idle: bool) -> None:
+        in_flight: dict[Future[None], Claimed] = {}  # the jobs in hand, by their runs
         outage = 0.0
         with ThreadPoolExecutor(self.threads, thread_name_prefix="job") as pool:
             while not self.stopping.is_set():
-                in_flight = {f: job_id for f, job_id in in_flight.items() if not f.done()}
+                in_flight = {f: job for f, job in in_flight.items() if not f.done()}
                 free = self.threads - len(in_flight)
                 jobs: list[Claimed] = []
                 with self.app.app_context():
                     try:
-                        if time.monotonic() - self._last_periodic > PERIODIC_EVERY:
-                            self._last_periodic = time.monotonic()
-                            run_periodic()
                         if free > 0:
-                            jobs = claim_jobs(self.name, free, exclude=in_flight.values())
+                            jobs = self._claim(free, in_flight.values())
                     except (OperationalError, InterfaceError) as exc:
                         # The database is down or restarting: wait longer each time (up to
                         # 10 s), then carry on; jobs in hand keep their lease.
@@ -319,13 +236,14 @@ class Worker:
                         db.session.remove()
                 outage = 0.0
                 for job in jobs:
-                    in_flight[pool.submit(self._run_one, job)] = job.id
-                if free <= 0:
-                    # Every thread is busy: claim again as soon as one is free, not a poll later.
+                    in_flight[pool.submit(self._run_one, job)] = job
+                if exit_when_idle and not jobs and not in_flight:
+                    break
+                if in_flight:
+                    # Claim again as soon as a job ends (its thread, or room in its queue),
+                    # not a poll later.
                     wait(in_flight, timeout=self.poll, return_when=FIRST_COMPLETED)
-                elif not jobs:
-                    if exit_when_idle and not in_flight:
-                        break
+                else:
                     self.stopping.wait(self.poll)
             log.info("worker %s stopping; finishing %s job(s) in hand", self.name, len(in_flight))
 

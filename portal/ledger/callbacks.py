@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import urllib3
 from flask import current_app
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 from standardwebhooks import Webhook
 
 from portal.db_types import isoformat, utcnow
@@ -252,7 +253,12 @@ def _delay_after(attempts: int) -> float | None:
 
 @job_handler("deliver_callback")
 def deliver_callback(payload: dict[str, Any]) -> None:
-    delivery = db.session.get(CallbackDelivery, payload["delivery_id"])
+    delivery = db.session.get(
+        CallbackDelivery,
+        payload["delivery_id"],
+        # One query for what the delivery needs, instead of one per relationship.
+        options=(joinedload(CallbackDelivery.endpoint), joinedload(CallbackDelivery.event)),
+    )
     if delivery is None or delivery.status != DeliveryState.PENDING:
         return
     endpoint, event = delivery.endpoint, delivery.event

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import current_app
 from sqlalchemy import select, update
@@ -46,6 +46,9 @@ from portal.states import (
     can_transition,
     transition,
 )
+
+if TYPE_CHECKING:
+    from portal.providers.circuit import ProviderGuard
 
 log = logging.getLogger(__name__)
 
@@ -459,12 +462,17 @@ def refresh_payment(payment: Payment) -> str:
 
 
 def reconcile_stuck_payments(
-    older_than: timedelta = timedelta(minutes=15), limit: int = 100
+    older_than: timedelta = timedelta(minutes=15),
+    limit: int = 100,
+    guard: ProviderGuard | None = None,
 ) -> int:
     """Ask the provider about attempts stuck in pending/processing (a lost webhook).
 
     Run by every worker each minute; each attempt is asked at most every
-    ``older_than``, for a week. Returns how many were checked. Commits per payment.
+    ``older_than``, for a week. ``guard`` (the worker's time budget and circuit
+    breakers) is asked before each call and told how it went; an attempt it holds
+    back waits, unasked, for the next run. Returns how many were checked. Commits per
+    payment.
     """
     now = utcnow()
     stuck = db.session.scalars(
@@ -479,18 +487,27 @@ def reconcile_stuck_payments(
         .order_by(Payment.updated_at)
         .limit(limit)
     ).all()
+    checked = 0
     for payment in stuck:
-        payment_id = payment.id
+        if guard is not None and not guard.allow(payment.provider):
+            continue
+        payment_id, provider = payment.id, payment.provider
         try:
             refresh_payment(payment)
         except ProviderError as exc:
             db.session.rollback()
             log.warning("reconciling %s failed: %s", payment_id, exc)
+            if guard is not None:
+                guard.failed(provider, exc)
+        else:
+            if guard is not None:
+                guard.succeeded(provider)
         db.session.execute(
             update(Payment).where(Payment.id == payment_id).values(updated_at=utcnow())
         )
         db.session.commit()
-    return len(stuck)
+        checked += 1
+    return checked
 
 
 def fulfil_payment(payment_id: str, state: ProviderPayment | None = None) -> bool:

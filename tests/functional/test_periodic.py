@@ -44,10 +44,10 @@ def test_old_finished_jobs_are_forgotten(app):
 
 
 def test_a_backlog_of_finished_jobs_is_forgotten_in_batches(app, monkeypatch):
-    from portal.jobs import worker
+    from portal.jobs import periodic
 
-    monkeypatch.setattr(worker, "CLEANUP_BATCH", 3)
-    monkeypatch.setattr(worker, "CLEANUP_BATCHES", 2)
+    monkeypatch.setattr(periodic, "CLEANUP_BATCH", 3)
+    monkeypatch.setattr(periodic, "CLEANUP_BATCHES", 2)
     week_ago = utcnow() - timedelta(days=8)
     db.session.add_all(
         [Job(kind="x", payload={}, status="done", finished_at=week_ago) for _ in range(8)]

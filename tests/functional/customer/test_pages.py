@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 
+from portal.db_types import utcnow
 from portal.extensions import db
 from portal.jobs.worker import run_due_jobs
 from portal.links import link_token
@@ -65,6 +68,23 @@ def test_statement_page(client, merchant):
     assert "unsafe-inline" not in csp and "'nonce-" in csp
     db.session.refresh(pr)
     assert pr.open_count == 1 and pr.first_opened_at is not None
+
+
+def test_opening_a_link_counts_it_without_touching_updated_at(client, merchant):
+    pr = make_request(merchant)
+    db.session.execute(
+        update(PaymentRequest)
+        .where(PaymentRequest.id == pr.id)
+        .values(updated_at=utcnow() - timedelta(hours=1))
+    )
+    db.session.commit()
+    db.session.refresh(pr)
+    before = pr.updated_at
+    assert page(client, pr).status_code == 200
+    assert page(client, pr).status_code == 200
+    db.session.refresh(pr)
+    assert pr.open_count == 2
+    assert pr.updated_at == before  # an open is not a change of the request
 
 
 def test_wallet_page_offers_suggested_and_free_amounts(client, merchant):

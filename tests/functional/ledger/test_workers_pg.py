@@ -10,6 +10,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import IO
 
 from portal.extensions import db
 from portal.ledger.callbacks import add_endpoint
@@ -22,7 +23,10 @@ from tests.servers import HTTPRecorder
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def start_worker(db_url: str, **env: str) -> subprocess.Popen:
+def start_worker(
+    db_url: str, *, exit_when_idle: bool = True, log: IO[bytes] | None = None, **env: str
+) -> subprocess.Popen:
+    """A ``flask worker`` process; its output goes to ``log`` (a long run fills a pipe)."""
     environ = {
         **os.environ,
         "PORTAL_ENV": "test",
@@ -31,11 +35,12 @@ def start_worker(db_url: str, **env: str) -> subprocess.Popen:
         "PORTAL_ALLOW_PRIVATE_CALLBACKS": "1",
         **env,
     }
+    command = [sys.executable, "-m", "flask", "--app", "portal", "worker"]
     return subprocess.Popen(
-        [sys.executable, "-m", "flask", "--app", "portal", "worker", "--exit-when-idle"],
+        [*command, "--exit-when-idle"] if exit_when_idle else command,
         cwd=ROOT,
         env=environ,
-        stdout=subprocess.PIPE,
+        stdout=log or subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
 

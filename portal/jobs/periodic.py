@@ -1,0 +1,118 @@
+"""The worker's periodic duties, each in a thread of its own beside the claim loop.
+
+Expiring overdue links, asking the payment provider about stuck payments and
+forgetting old finished jobs never run in the thread that claims jobs: a provider
+that does not answer holds its own duty, never a callback, a receipt or a link (it
+used to hold them all, for minutes). Every worker runs every duty, each safe on many
+workers at once. The reconciliation has a time budget per run and a circuit breaker
+per provider (:mod:`portal.providers.circuit`): an unreachable Stripe costs one probe
+per cool-down, not a timeout per stuck payment.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import Flask
+from sqlalchemy import delete, select
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from portal.db_types import utcnow
+from portal.extensions import db
+from portal.jobs.models import Job, JobStatus
+
+log = logging.getLogger(__name__)
+
+EVERY = 60.0  # seconds between two runs of a duty
+RECONCILE_BUDGET = 30.0  # seconds a reconciliation run may go on starting provider calls
+KEEP_DONE = timedelta(days=7)
+CLEANUP_BATCH = 5000  # finished jobs forgotten per statement
+CLEANUP_BATCHES = 20  # statements per run (100,000 jobs a minute at most)
+
+
+def expire_links() -> None:
+    from portal.payment_requests.services import expire_overdue
+
+    expired = expire_overdue()
+    if expired:
+        log.info("expired %s payment requests", expired)
+
+
+def reconcile_payments(budget: float | None = None) -> None:
+    from portal.payments.services import reconcile_stuck_payments
+    from portal.providers.circuit import ProviderGuard
+
+    guard = ProviderGuard(RECONCILE_BUDGET if budget is None else budget)
+    checked = reconcile_stuck_payments(guard=guard)
+    if checked:
+        log.info("asked the provider about %s stuck payment(s)", checked)
+    if guard.skipped:
+        log.info("%s stuck payment(s) wait for the next run (budget or circuit)", guard.skipped)
+
+
+def forget_finished_jobs() -> None:
+    cutoff = utcnow() - KEEP_DONE
+    # In batches: a week's backlog in one statement could outlast the statement timeout.
+    old = (
+        select(Job.id)
+        .where(Job.status == JobStatus.DONE, Job.finished_at < cutoff)
+        .limit(CLEANUP_BATCH)
+        .scalar_subquery()
+    )
+    for _ in range(CLEANUP_BATCHES):
+        deleted = db.session.execute(delete(Job).where(Job.id.in_(old))).rowcount
+        db.session.commit()
+        if deleted < CLEANUP_BATCH:
+            break
+
+
+@dataclass(frozen=True)
+class Duty:
+    name: str
+    run: Callable[[], None]
+
+
+DUTIES = (
+    Duty("expire-links", expire_links),
+    Duty("reconcile-payments", reconcile_payments),
+    Duty("forget-finished-jobs", forget_finished_jobs),
+)
+
+
+def run_periodic() -> None:
+    """Every duty once, one after the other, in this thread (tests, one-off runs)."""
+    for duty in DUTIES:
+        duty.run()
+
+
+def start_duties(app: Flask, stopping: threading.Event) -> list[threading.Thread]:
+    """One daemon thread per duty, each running it every :data:`EVERY` seconds until
+    ``stopping`` is set (daemon: a duty waiting on a provider never holds up an exit)."""
+    threads = [
+        threading.Thread(
+            target=_every, args=(app, duty, stopping), name=f"duty-{duty.name}", daemon=True
+        )
+        for duty in DUTIES
+    ]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def _every(app: Flask, duty: Duty, stopping: threading.Event) -> None:
+    while not stopping.is_set():
+        with app.app_context():
+            try:
+                duty.run()
+            except (OperationalError, InterfaceError) as exc:
+                log.warning("%s: database unavailable (%s); next run in %.0fs",
+                            duty.name, type(exc).__name__, EVERY)  # fmt: skip
+            except Exception:
+                log.exception("%s failed; next run in %.0fs", duty.name, EVERY)
+            finally:
+                db.session.remove()
+        stopping.wait(EVERY)
