@@ -38,6 +38,7 @@ from tests.factories import (
     statement_body,
     wallet_body,
 )
+from tests.fuzz import scaled
 
 
 def _reachable(table: dict, start: str) -> set[str]:
@@ -241,7 +242,7 @@ def test_provider_events_never_move_statuses_backwards_nor_pay_twice(state_app):
             assert pr.amount_refunded == refunded_total
 
     Payments.TestCase.settings = settings(
-        max_examples=150,
+        max_examples=scaled(150),
         stateful_step_count=20,
         deadline=None,
         derandomize=True,  # the same runs every time: a CI failure reproduces
