@@ -60,6 +60,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     import portal.ledger.api
     import portal.models
     import portal.payments.refunds  # noqa: F401 - registers models, job handlers, API routes
+    from portal.api.reference import bp as api_reference_bp
     from portal.api.views import bp as api_bp
     from portal.cli import register_cli
     from portal.customer.views import bp as customer_bp
@@ -78,6 +79,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(qr_bp)
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(support_bp)
+    app.register_blueprint(api_reference_bp)
     csrf.exempt(api_bp)
     security.init_app(app)
     web.init_app(app)

@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from portal.api.reference import VIEWER
 from portal.extensions import db
 from portal.links import link_token
 from tests.conftest import _empty, make_app
@@ -35,7 +36,14 @@ def _responses(client, merchant):
         "api error": client.get("/api/v1/payment-requests"),
         "console": client.get("/support/login"),
         "health": client.get("/healthz"),
+        "api reference": client.get("/docs/api"),
+        "vendored viewer": _closed(client.get(f"/static/{VIEWER}/swagger-ui.css")),
     }
+
+
+def _closed(resp):
+    resp.close()
+    return resp
 
 
 def test_every_response_carries_the_security_headers(client, merchant):

@@ -61,8 +61,8 @@ OTHER_AUTH: dict[str, str] = {
     "/metrics": "bearer PORTAL_METRICS_TOKEN (404 without it in production)",
     "/static/<path:filename>": "public assets (CSS, JavaScript)",
     "/api/v1/openapi.json": "the public description of the API, the same for every caller",
+    "/docs/api": "the API reference: a page rendering /api/v1/openapi.json, no data",
 }
-
 # An API or console path argument -> the kinds of merchant A's objects to put there.
 # Kinds no route uses today are here so that a route added with them is swept at once.
 API_OBJECTS: dict[str, tuple[str, ...]] = {
@@ -802,7 +802,7 @@ def test_allow_listed_routes_check_their_own_proof(app: Flask, world: World) -> 
         right = {"Authorization": "Bearer metrics-token-0123456789abcdef0123"}
         assert client.get("/metrics", headers=right).status_code == 200
         checked.add("/metrics")
-    for path in ("/healthz", "/readyz", "/api/v1/openapi.json"):
+    for path in ("/healthz", "/readyz", "/api/v1/openapi.json", "/docs/api"):
         if path in present:
             resp = client.get(path)
             assert resp.status_code in (200, 503), (path, resp.status_code)
