@@ -65,6 +65,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from portal.cli import register_cli
     from portal.customer.views import bp as customer_bp
     from portal.delivery.views import bp as qr_bp
+    from portal.devtools import views as devtools
     from portal.support.views import bp as support_bp
     from portal.webhooks.views import bp as webhooks_bp
 
@@ -80,6 +81,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(support_bp)
     app.register_blueprint(api_reference_bp)
+    devtools.init_app(app)  # development only
     csrf.exempt(api_bp)
     security.init_app(app)
     web.init_app(app)

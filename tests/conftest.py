@@ -100,15 +100,19 @@ def _empty(app: Flask) -> None:
         _db.engine.dispose()
 
 
-@pytest.fixture
-def app(database_url: str) -> Iterator[Flask]:
-    app = make_app(database_url)
+def app_in_context(app: Flask, database_url: str) -> Iterator[Flask]:
+    """``app`` inside its app context (the SQLite schema created), emptied afterwards."""
     with app.app_context():
         if database_url.startswith("sqlite"):
             _db.create_all()
         yield app
         _db.session.remove()
     _empty(app)
+
+
+@pytest.fixture
+def app(database_url: str) -> Iterator[Flask]:
+    yield from app_in_context(make_app(database_url), database_url)
 
 
 @pytest.fixture

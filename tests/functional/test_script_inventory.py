@@ -122,6 +122,14 @@ def test_the_api_reference_loads_only_inventoried_scripts_with_their_hashes(app,
     assert (ROOT / "static" / VIEWER / "LICENSE").exists()
 
 
+def test_the_development_tools_load_no_script(tmp_path):
+    from tests.functional.devtools.conftest import tool_pages
+
+    with tool_pages(tmp_path) as (pages, _):
+        del pages["api reference"]  # above
+        assert _check(pages, "https://js.stripe.com/v3/") == set()
+
+
 def test_every_static_script_is_in_the_inventory():
     scripts, _ = inventory()
     static = ROOT / "static"
