@@ -24,6 +24,11 @@ WATCH = (
     "'CSP violation: ' + e.effectiveDirective + ' ' + e.blockedURI));"
 )
 
+# Elements that reach past the right edge of the viewport (a phone must not scroll sideways).
+OVERFLOWING = """width => [...document.querySelectorAll('body *')]
+  .filter(e => e.getBoundingClientRect().right > width)
+  .map(e => e.tagName + '.' + e.className + ': ' + (e.textContent || '').trim().slice(0, 50))"""
+
 
 @pytest.fixture
 def dev_server(tmp_path) -> Iterator[tuple[str, object]]:
@@ -80,7 +85,8 @@ def test_a_newcomer_finds_the_links_the_mail_and_the_reference(dev_server, brows
     page.goto(f"{base}/")
     expect(page.get_by_role("heading", name="The portal is running")).to_be_visible()
     expect(page.get_by_text(DEMO_API_KEY).first).to_be_visible()
-    assert page.evaluate("document.documentElement.scrollWidth") <= width, "no sideways scroll"
+    wider = page.evaluate(OVERFLOWING, width)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width, wider
     shot(page, "start")
 
     # a demo link, as the customer sees it
