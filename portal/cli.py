@@ -154,7 +154,7 @@ def demo_command(ledger_url: str | None) -> None:
     them; a link that was paid, voided or expired gets a fresh one. Prints them."""
     from urllib.parse import urlsplit
 
-    from portal.demo import ensure_demo, ensure_demo_ledger
+    from portal.demo import DEMO_LEDGER_SECRET, ensure_demo, ensure_demo_ledger
     from portal.errors import ApiError
 
     if current_app.config["PORTAL_ENV"] == "production":
@@ -177,8 +177,6 @@ def demo_command(ledger_url: str | None) -> None:
             if exc.code == "unsafe_url":
                 hint = " (for a receiver on this machine: export PORTAL_ALLOW_PRIVATE_CALLBACKS=1)"
             raise click.ClickException(exc.message + hint) from None
-        from portal.demo import DEMO_LEDGER_SECRET
-
         port = urlsplit(ledger_url).port or 8765
         click.echo(f"Ledger:        {endpoint.id} {endpoint.url}")
         click.echo("Start the example receiver for it:")

@@ -135,9 +135,8 @@ def ensure_demo() -> dict[str, Any]:
     """The demo merchant, key and one open link per kind, created only where missing.
 
     ``replaced`` names the kinds whose previous link was paid, voided or expired and
-    got a fresh one; ``created`` is true when the merchant itself is new."""
+    got a fresh one."""
     merchant = demo_merchant()
-    created = merchant is None
     if merchant is None:
         merchant = create_merchant(
             DEMO_NAME,
@@ -174,7 +173,6 @@ def ensure_demo() -> dict[str, Any]:
         "api_key": DEMO_API_KEY,
         "links": links,
         "replaced": replaced,
-        "created": created,
     }
 
 

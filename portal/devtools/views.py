@@ -8,6 +8,7 @@ and sandboxes the document (a unique origin), then shown in an ``<iframe sandbox
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 from flask import Blueprint, Flask, Response, abort, current_app, g, render_template, request
 
@@ -37,7 +38,7 @@ def _this_machine_only() -> None:
     g.locale = "en"  # the tools are for developers, in English
 
 
-def _folder():
+def _folder() -> Path | None:
     return mail_folder(current_app.config["PORTAL_MAIL_URL"])
 
 
