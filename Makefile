@@ -4,31 +4,48 @@ VENV := .venv
 BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app portal
 PORT ?= 5000
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint migrations translations check-migrations bench bench-smoke wrk clean
+# Stamps: pip runs again only when pyproject.toml changes. `make run` needs the runtime
+# dependencies only; `make test` (and the developer targets) add the `test` extra.
+RUNTIME := $(VENV)/.installed-runtime
+TESTTOOLS := $(VENV)/.installed-test
+CATALOGUES := $(patsubst %.po,%.mo,$(wildcard translations/*/LC_MESSAGES/messages.po))
 
-$(BIN)/flask: pyproject.toml
+.PHONY: run test install lint migrations translations check-migrations bench bench-smoke wrk clean
+
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+
+$(RUNTIME): pyproject.toml | $(BIN)/python
+	@echo "make: installing the portal's runtime packages into $(VENV) (once; again when pyproject.toml changes)"
+	$(BIN)/pip install -q -e .
 	touch $@
 
-install: $(BIN)/flask
+$(TESTTOOLS): pyproject.toml | $(BIN)/python
+	@echo "make: installing the portal and its test tools into $(VENV) (once; again when pyproject.toml changes)"
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@ $(RUNTIME)
+
+# The compiled catalogues, each remade only when its .po changed.
+translations/%/LC_MESSAGES/messages.mo: translations/%/LC_MESSAGES/messages.po $(RUNTIME)
+	$(BIN)/pybabel -q compile -d translations -l $*
+
+install: $(TESTTOOLS)
 
 # Serve the portal on http://127.0.0.1:$(PORT) with SQLite, sandbox payments and mail in var/mail.
 run: export PORTAL_BASE_URL ?= http://127.0.0.1:$(PORT)
 run: export PORTAL_EMBEDDED_WORKER ?= 1
 run: export PORTAL_ALLOW_PRIVATE_CALLBACKS ?= 1
-run: install
-	mkdir -p instance var/mail
-	$(BIN)/pybabel -q compile -d translations
+run: $(RUNTIME) $(CATALOGUES)
+	@mkdir -p instance var/mail
 	$(FLASK) db upgrade
 	$(FLASK) demo
-	$(FLASK) run --host 127.0.0.1 --port $(PORT)
+	@echo "Open $(PORTAL_BASE_URL)/ for the start page. Stop the portal with Ctrl+C."
+	@$(FLASK) run --host 127.0.0.1 --port $(PORT)
 
 # The whole suite; the PostgreSQL half runs when PORTAL_TEST_DATABASE_URL is set.
-test: install
-	$(BIN)/pybabel -q compile -d translations
+test: $(TESTTOOLS) $(CATALOGUES)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
 
@@ -56,13 +73,11 @@ wrk:
 	  apt-get install -y -qq wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } \
 	  || { echo "bench: could not install wrk; run 'apt-get install -y wrk' as root" >&2; exit 1; }; }
 
-bench: install wrk
-	$(BIN)/pybabel -q compile -d translations
+bench: install wrk $(CATALOGUES)
 	BENCH_ADMIN_URL=$(BENCH_ADMIN_URL) $(BIN)/python -m bench.run $(BENCH_ARGS)
 
 # The same run with small data and one-second loads (< 60 s); results go to a temporary folder.
-bench-smoke: install wrk
-	$(BIN)/pybabel -q compile -d translations
+bench-smoke: install wrk $(CATALOGUES)
 	BENCH_ADMIN_URL=$(BENCH_ADMIN_URL) $(BIN)/python -m bench.run --smoke $(BENCH_ARGS)
 
 clean:

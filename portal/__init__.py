@@ -61,9 +61,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     import portal.jobs.handlers
     import portal.models  # noqa: F401 - registers models and job handlers
+    from portal.api.reference import bp as api_reference_bp
     from portal.api.views import bp as api_bp
     from portal.cli import register_cli
     from portal.customer.views import bp as customer_bp
+    from portal.devtools import views as devtools
     from portal.support.views import bp as support_bp
     from portal.webhooks.views import bp as webhooks_bp
 
@@ -77,6 +79,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(customer_bp)
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(support_bp)
+    app.register_blueprint(api_reference_bp)
+    devtools.init_app(app)  # development only
     csrf.exempt(api_bp)
     security.init_app(app)
     web.init_app(app)

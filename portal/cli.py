@@ -145,19 +145,53 @@ def keys_revoke(key_id: str) -> None:
     print_json({"id": key.id, "revoked": True})
 
 
+KIND_NAMES = {"statement": "statement", "wallet_topup": "wallet top-up",
+              "order_deposit": "order deposit"}  # fmt: skip
+
+
 @click.command("demo")
-def demo_command() -> None:
-    """Create (once) the demo merchant, its API key and one link of each kind; print them."""
-    from portal.demo import ensure_demo
+@click.option(
+    "--ledger",
+    "ledger_url",
+    metavar="URL",
+    help="Also send the demo merchant's callbacks to URL (examples/ledger_receiver.py), "
+    "signed with the demo ledger secret.",
+)
+def demo_command(ledger_url: str | None) -> None:
+    """Create the demo merchant, its API key and one open link of each kind, or reuse
+    them; a link that was paid, voided or expired gets a fresh one. Prints them."""
+    from urllib.parse import urlsplit
+
+    from portal.demo import DEMO_LEDGER_SECRET, ensure_demo, ensure_demo_ledger
+    from portal.errors import ApiError
 
     if current_app.config["PORTAL_ENV"] == "production":
         raise click.ClickException("the demo data is for development only")
     info = ensure_demo()
+    base = current_app.config["PORTAL_BASE_URL"]
     click.echo("")
     click.echo(f"Demo merchant: {info['merchant_name']} ({info['merchant_id']})")
     click.echo(f"Demo API key:  {info['api_key']}")
     for kind, url in info["links"].items():
         click.echo(f"{kind:<15} {url}")
+    for kind in info["replaced"]:
+        click.echo(f"(a new {KIND_NAMES[kind]} link: the previous one was paid, voided or expired)")
+    click.echo(f"Start page:    {base}/  (mail, SMS, API reference, test cards, console)")
+    if ledger_url:
+        try:
+            endpoint = ensure_demo_ledger(ledger_url)
+        except ApiError as exc:
+            hint = ""
+            if exc.code == "unsafe_url":
+                hint = " (for a receiver on this machine: export PORTAL_ALLOW_PRIVATE_CALLBACKS=1)"
+            raise click.ClickException(exc.message + hint) from None
+        port = urlsplit(ledger_url).port or 8765
+        click.echo(f"Ledger:        {endpoint.id} {endpoint.url}")
+        click.echo("Start the example receiver for it:")
+        click.echo(
+            f"  .venv/bin/python examples/ledger_receiver.py --port {port} "
+            f"--secret {DEMO_LEDGER_SECRET}"
+        )
     click.echo("")
     sys.stdout.flush()
 

@@ -43,6 +43,8 @@ class Settings:
     mail_url: str = f"file://{ROOT / 'var' / 'mail'}"
     mail_from: str = "payments@portal.localhost"
     sms_url: str = "console"
+    # Where console SMS are kept for the start page ("" = var/sms.log in development only).
+    sms_log: str = ""
     default_ceiling: str = "10000.00"
     allow_private_callbacks: bool = False
     embedded_worker: bool = False
@@ -89,6 +91,7 @@ class Settings:
             "mail_url": "PORTAL_MAIL_URL",
             "mail_from": "PORTAL_MAIL_FROM",
             "sms_url": "PORTAL_SMS_URL",
+            "sms_log": "PORTAL_SMS_LOG",
             "default_ceiling": "PORTAL_DEFAULT_CEILING",
             "redis_url": "PORTAL_REDIS_URL",
             "api_rate_limit": "PORTAL_API_RATE_LIMIT",

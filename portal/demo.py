@@ -1,4 +1,10 @@
-"""Demo data for ``make run``: created once, reused on every later run."""
+"""Demo data for ``make run``: the demo merchant, its API key and one open link per kind.
+
+``flask demo`` creates what is missing and reuses the rest: a link still open and
+unpaid is reused; one that was paid (even in part), voided or has expired is left as
+it is, and a fresh open link of that kind is made beside it. The start page
+(``portal/devtools``) lists both, read-only.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from sqlalchemy import select
 
 from portal.db_types import utcnow
 from portal.extensions import db
+from portal.ledger.models import CallbackEndpoint
 from portal.links import link_url
 from portal.merchants.models import ApiKey, Merchant
 from portal.merchants.services import create_api_key, create_merchant, hash_key
@@ -20,6 +27,9 @@ from portal.states import RequestStatus
 DEMO_NAME = "Demo Corner Shop"
 # Development only: `flask demo` refuses to run in production.
 DEMO_API_KEY = "sk_portal_demo_do_not_use_in_production"
+# The signing secret of the demo merchant's ledger endpoint (`flask demo --ledger URL`):
+# public like the demo key, so that docs/callbacks.md's commands run as written.
+DEMO_LEDGER_SECRET = "whsec_ZGVtbyBsZWRnZXIgc2VjcmV0OiBkZXZlbG9wIG9ubHk="  # noqa: S105
 
 
 def _demo_bodies() -> dict[str, dict[str, Any]]:
@@ -102,9 +112,31 @@ def _demo_bodies() -> dict[str, dict[str, Any]]:
     }
 
 
+def demo_merchant() -> Merchant | None:
+    return db.session.scalars(select(Merchant).where(Merchant.name == DEMO_NAME)).first()
+
+
+def _reusable(merchant: Merchant, reference: str) -> PaymentRequest | None:
+    """The newest demo link with this reference that is still open and unpaid."""
+    pr = db.session.scalars(
+        select(PaymentRequest)
+        .where(
+            PaymentRequest.merchant_id == merchant.id,
+            PaymentRequest.reference == reference,
+            PaymentRequest.status == RequestStatus.OPEN,
+            PaymentRequest.amount_paid == 0,
+        )
+        .order_by(PaymentRequest.created_at.desc())
+    ).first()
+    return None if pr is None or is_expired(pr) else pr
+
+
 def ensure_demo() -> dict[str, Any]:
-    """The demo merchant, key and one open link per kind, created only where missing."""
-    merchant = db.session.scalars(select(Merchant).where(Merchant.name == DEMO_NAME)).first()
+    """The demo merchant, key and one open link per kind, created only where missing.
+
+    ``replaced`` names the kinds whose previous link was paid, voided or expired and
+    got a fresh one."""
+    merchant = demo_merchant()
     if merchant is None:
         merchant = create_merchant(
             DEMO_NAME,
@@ -120,19 +152,18 @@ def ensure_demo() -> dict[str, Any]:
         is None
     ):
         create_api_key(merchant, label="demo", secret=DEMO_API_KEY)
-    links = {}
+    links, replaced = {}, []
     for kind, body in _demo_bodies().items():
-        pr = db.session.scalars(
-            select(PaymentRequest)
-            .where(
-                PaymentRequest.merchant_id == merchant.id,
-                PaymentRequest.reference == body["reference"],
-                PaymentRequest.status == RequestStatus.OPEN,
-                PaymentRequest.amount_paid == 0,
-            )
-            .order_by(PaymentRequest.created_at.desc())
-        ).first()
-        if pr is None or is_expired(pr):
+        pr = _reusable(merchant, body["reference"])
+        if pr is None:
+            earlier = db.session.scalars(
+                select(PaymentRequest.id).where(
+                    PaymentRequest.merchant_id == merchant.id,
+                    PaymentRequest.reference == body["reference"],
+                )
+            ).first()
+            if earlier is not None:
+                replaced.append(kind)
             pr = create_payment_request(merchant, body)
         links[kind] = link_url(pr.id)
     db.session.commit()
@@ -141,4 +172,83 @@ def ensure_demo() -> dict[str, Any]:
         "merchant_name": merchant.display_name,
         "api_key": DEMO_API_KEY,
         "links": links,
+        "replaced": replaced,
+    }
+
+
+def ensure_demo_ledger(url: str) -> CallbackEndpoint:
+    """The demo merchant's callback endpoint at ``url``, added (or re-enabled) and signing
+    with :data:`DEMO_LEDGER_SECRET`. Raises ``ApiError`` for a URL the callback rules
+    refuse (http or loopback without PORTAL_ALLOW_PRIVATE_CALLBACKS); every send checks
+    the URL again, as for any endpoint."""
+    from portal.ledger.callbacks import add_endpoint
+
+    merchant = demo_merchant()
+    if merchant is None:
+        raise RuntimeError("no demo merchant: ensure_demo() first")
+    endpoint = db.session.scalars(
+        select(CallbackEndpoint).where(
+            CallbackEndpoint.merchant_id == merchant.id, CallbackEndpoint.url == url
+        )
+    ).first() or add_endpoint(merchant.id, url)
+    endpoint.secret = DEMO_LEDGER_SECRET
+    endpoint.previous_secret = endpoint.previous_secret_expires_at = None
+    endpoint.enabled, endpoint.disabled_reason = True, None
+    db.session.commit()
+    return endpoint
+
+
+def _link(pr: PaymentRequest) -> dict[str, Any]:
+    return {
+        "id": pr.id,
+        "kind": pr.kind,
+        "status": RequestStatus.EXPIRED.value if is_expired(pr) else pr.status,
+        "reference": pr.reference,
+        "description": pr.description,
+        "customer": pr.customer_name,
+        "locale": pr.customer_locale,
+        "currency": pr.currency,
+        "amount": pr.amount,
+        "amount_paid": pr.amount_paid,
+        "created_at": pr.created_at,
+        "url": link_url(pr.id),
+    }
+
+
+def demo_overview(limit: int = 30) -> dict[str, Any] | None:
+    """What the start page shows of the demo merchant, read-only: its newest links,
+    split into the open ones and the (partly) paid ones, and its ledger endpoints.
+    None before ``flask demo`` ran."""
+    merchant = demo_merchant()
+    if merchant is None:
+        return None
+    rows = db.session.scalars(
+        select(PaymentRequest)
+        .where(PaymentRequest.merchant_id == merchant.id)
+        .order_by(PaymentRequest.created_at.desc(), PaymentRequest.id)
+        .limit(limit)
+    ).all()
+    links = [_link(pr) for pr in rows]
+    paid = (RequestStatus.PAID, RequestStatus.PARTIALLY_PAID)
+    endpoints = db.session.scalars(
+        select(CallbackEndpoint)
+        .where(CallbackEndpoint.merchant_id == merchant.id)
+        .order_by(CallbackEndpoint.created_at)
+    ).all()
+    return {
+        "merchant_id": merchant.id,
+        "merchant_name": merchant.display_name,
+        "api_key": DEMO_API_KEY,
+        "open": [link for link in links if link["status"] == RequestStatus.OPEN],
+        "paid": [link for link in links if link["status"] in paid],
+        "closed": [link for link in links if link["status"] in ("void", "expired")],
+        "endpoints": [
+            {
+                "id": e.id,
+                "url": e.url,
+                "enabled": e.enabled,
+                "demo_secret": e.secret == DEMO_LEDGER_SECRET,
+            }
+            for e in endpoints
+        ],
     }

@@ -6,6 +6,7 @@ import contextlib
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -25,6 +26,17 @@ def serve_wsgi(app: Any, ssl_context: Any = None) -> Iterator[str]:
         yield f"{'https' if ssl_context else 'http'}://127.0.0.1:{server.port}"
     finally:
         server.shutdown()
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 120.0) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` seconds passed; its last answer.
+    For conditions a busy machine takes long to reach: the deadline only stops a hang."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return bool(predicate())
 
 
 def free_port() -> int:

@@ -1,7 +1,9 @@
 """The benchmark runs end to end in its smoke mode (small data, one-second loads).
 
 Only that it runs and reports is checked: no figure is asserted, since timings
-belong to ``make bench``, never to the test suite.
+belong to ``make bench``, never to the test suite. The run takes about a minute on an
+idle 2-core machine and three or more beside a busy one; its timeout only stops a hung
+run, it is no budget.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("PORTAL_TEST_DATABASE_URL", "")
+HUNG = 900  # seconds: a run this long is stuck, not slow
 
 
 @pytest.fixture
@@ -38,7 +41,7 @@ def test_bench_smoke_run_reports_every_scenario(admin_url: str, tmp_path: Path) 
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HUNG,
         check=False,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

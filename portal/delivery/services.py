@@ -12,7 +12,7 @@ from sqlalchemy import select
 from portal.api.schemas import normalise_email, normalise_phone
 from portal.db_types import utcnow
 from portal.delivery.models import DeliveryStatus, LinkDelivery
-from portal.delivery.sms import gsm7_length, send_sms
+from portal.delivery.sms import gsm7_length, send_sms, sms_log_file
 from portal.errors import Conflict, Invalid
 from portal.extensions import db
 from portal.jobs.queue import RetryLater, enqueue, job_handler
@@ -132,7 +132,9 @@ def _send(delivery: LinkDelivery, to: str) -> str:
     locale = delivery.locale
     merchant = pr.merchant
     if delivery.channel == "sms":
-        return send_sms(current_app.config["PORTAL_SMS_URL"], to, sms_text(pr, locale, url))
+        config = current_app.config
+        text = sms_text(pr, locale, url)
+        return send_sms(config["PORTAL_SMS_URL"], to, text, log_file=sms_log_file(config))
     with force_locale(locale):
         due = format_date(pr.due_date, "long") if pr.due_date else None
         expires = format_date(pr.expires_at, "long")

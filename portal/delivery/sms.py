@@ -2,15 +2,34 @@
 
 ``twilio://…?api_base=http://127.0.0.1:N`` points the Twilio SDK at another
 origin; the tests use it to record the SDK's real HTTP requests.
+
+``console`` writes each SMS to the log and, where a file log is set
+(``PORTAL_SMS_LOG``; ``var/sms.log`` in development), appends it there as one
+JSON line, so the development start page can show what was sent. The file
+keeps the newest :data:`LOG_KEEP` messages or so.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import threading
 import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from portal.config import ROOT
+from portal.db_types import isoformat, utcnow
+
 log = logging.getLogger(__name__)
+
+# The file log is trimmed to LOG_KEEP lines once it grows past LOG_MAX_BYTES.
+LOG_KEEP = 200
+LOG_MAX_BYTES = 256 * 1024
+_log_lock = threading.Lock()
 
 GSM7_BASIC = set(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
@@ -32,11 +51,57 @@ def gsm7_length(text: str) -> int | None:
     return length
 
 
-def send_sms(url: str, to: str, body: str) -> str:
-    """Send ``body`` to ``to`` (E.164); returns the provider's message id."""
+def sms_log_file(config: Mapping[str, Any]) -> Path | None:
+    """Where ``console`` SMS are kept: ``PORTAL_SMS_LOG`` (``off``: nowhere), by default
+    ``var/sms.log`` in development and nowhere otherwise. Relative paths are from the
+    project's folder."""
+    value = config.get("PORTAL_SMS_LOG") or ""
+    if value == "off" or (not value and config.get("PORTAL_ENV") != "development"):
+        return None
+    path = Path(value or "var/sms.log")
+    return path if path.is_absolute() else ROOT / path
+
+
+def _remember(path: Path, entry: dict[str, str]) -> None:
+    line = json.dumps(entry, ensure_ascii=False) + "\n"
+    with _log_lock:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as out:
+            out.write(line)
+        if path.stat().st_size > LOG_MAX_BYTES:
+            kept = path.read_text(encoding="utf-8").splitlines(keepends=True)[-LOG_KEEP:]
+            fresh = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+            fresh.write_text("".join(kept), encoding="utf-8")
+            os.replace(fresh, path)
+
+
+def recent_sms(path: Path | None, limit: int = 50) -> list[dict[str, str]]:
+    """The newest ``limit`` SMS of the file log, newest first (lines that do not parse
+    are skipped)."""
+    if path is None or not path.exists():
+        return []
+    entries = []
+    for line in reversed(path.read_text(encoding="utf-8").splitlines()):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            entries.append({k: str(v) for k, v in entry.items()})
+        if len(entries) >= limit:
+            break
+    return entries
+
+
+def send_sms(url: str, to: str, body: str, *, log_file: Path | None = None) -> str:
+    """Send ``body`` to ``to`` (E.164); returns the provider's message id. With ``console``
+    the message goes to the log, and to ``log_file`` when one is given."""
     if url == "console":
         message_id = f"console-{uuid.uuid4().hex[:12]}"
         log.info("SMS to %s (%s): %s", to, message_id, body)
+        if log_file is not None:
+            entry = {"sent_at": isoformat(utcnow()), "id": message_id, "to": to, "body": body}
+            _remember(log_file, entry)
         return message_id
     parts = urlsplit(url)
     if parts.scheme != "twilio" or not parts.username or not parts.password:

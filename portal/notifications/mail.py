@@ -12,6 +12,7 @@ Only jobs call :func:`send_mail` (after the commit that asked for the mail).
 from __future__ import annotations
 
 import logging
+import os
 import smtplib
 import ssl
 import uuid
@@ -86,6 +87,15 @@ def send_merchant_mail(merchant: Any, to: str, name: str, locale: str, **context
     )
 
 
+def mail_folder(url: str) -> Path | None:
+    """The folder a ``file://`` PORTAL_MAIL_URL writes to (relative to the project's
+    folder), or None for the other transports."""
+    if not url.startswith("file://"):
+        return None
+    folder = Path(url[len("file://") :])
+    return folder if folder.is_absolute() else ROOT / folder
+
+
 def deliver(message: EmailMessage, url: str) -> None:
     if url == "console":
         log.info(
@@ -95,12 +105,15 @@ def deliver(message: EmailMessage, url: str) -> None:
             message.get_body(("plain",)).get_content(),
         )
         return
-    if url.startswith("file://"):
-        folder = Path(url[len("file://") :])
-        if not folder.is_absolute():
-            folder = ROOT / folder
+    folder = mail_folder(url)
+    if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{uuid.uuid4().hex}.eml").write_bytes(bytes(message))
+        # Written aside, then renamed: a reader (the development mail viewer) never
+        # sees half a message.
+        name = uuid.uuid4().hex
+        partial = folder / f".{name}.partial"
+        partial.write_bytes(bytes(message))
+        os.replace(partial, folder / f"{name}.eml")
         return
     parts = urlsplit(url)
     if parts.scheme not in ("smtp", "smtps"):

@@ -21,6 +21,14 @@ SUCCESS = "4242424242424242"
 DECLINED = "4000000000000002"
 INSUFFICIENT = "4000000000009995"
 THREE_D_SECURE = "4000002760003184"
+# What each test number does (shown on the development start page); any other number
+# that passes the Luhn check succeeds, with any future expiry and any CVC.
+TEST_CARDS = (
+    (SUCCESS, "succeeds"),
+    (DECLINED, "is declined"),
+    (INSUFFICIENT, "is declined for insufficient funds"),
+    (THREE_D_SECURE, "asks for a 3-D Secure approval (approve or fail it on the next page)"),
+)
 
 
 def luhn_ok(number: str) -> bool:

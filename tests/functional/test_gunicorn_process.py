@@ -39,6 +39,7 @@ def served(tmp_path):
         "PORTAL_SECRET_KEYS": "gunicorn-test-secret-0123456789abcdefghij",
         "PORTAL_MAIL_URL": "console",
         "PORTAL_SMS_URL": "console",
+        "PORTAL_SMS_LOG": str(tmp_path / "sms.log"),  # not the working tree's var/
         "PORTAL_EMBEDDED_WORKER": "1",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
     }
@@ -47,7 +48,7 @@ def served(tmp_path):
     for args in (["db", "upgrade"], ["demo"]):
         subprocess.run(
             [BIN / "flask", "--app", "portal", *args], env=env, cwd=ROOT, check=True,
-            capture_output=True, timeout=120,
+            capture_output=True, timeout=300,
         )  # fmt: skip
     log = tmp_path / "gunicorn.log"
     with log.open("wb") as out:
@@ -57,16 +58,19 @@ def served(tmp_path):
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(150):
+        # Two workers import the app: seconds on an idle machine, much longer on a busy
+        # one. The deadline only catches a server that never comes up.
+        deadline = time.monotonic() + 180
+        while True:
             try:
                 requests.get(f"{url}/healthz", timeout=5)
                 break
             except requests.RequestException:
                 if proc.poll() is not None:
                     pytest.fail(f"gunicorn exited: {log.read_text()}")
+                if time.monotonic() > deadline:
+                    pytest.fail("gunicorn did not start in 180 s")
                 time.sleep(0.2)
-        else:
-            pytest.fail("gunicorn did not start")
         yield url, log
     finally:
         proc.terminate()

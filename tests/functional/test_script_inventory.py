@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 
 import pytest
 
+from portal.api.reference import INTEGRITY, VIEWER
 from portal.extensions import db
 from portal.links import link_token
 from tests.factories import (
@@ -15,7 +18,9 @@ from tests.factories import (
     statement_body,
     wallet_body,
 )
-from tests.functional.script_inventory import ROOT, inventory, scripts_of
+from tests.functional.script_inventory import DOC, ROOT, inventory, scripts_of
+
+VIEWER_JS = f"/static/{VIEWER}/swagger-ui-bundle.js"
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -100,10 +105,36 @@ def test_console_loads_no_script(app):
     assert _check(pages, app.config["PORTAL_STRIPE_JS_URL"]) == set()
 
 
+def test_the_api_reference_loads_only_inventoried_scripts_with_their_hashes(app, client):
+    page = client.get("/docs/api")
+    assert page.status_code == 200
+    seen = _check({"API reference": page}, app.config["PORTAL_STRIPE_JS_URL"])
+    assert seen == {VIEWER_JS, "/static/js/api-reference.js"}
+    # Subresource Integrity: the page asks the browser to check the hash of each vendored
+    # file, the hashes are those of the files, and docs/security.md shows the same.
+    doc = DOC.read_text(encoding="utf-8")
+    for name, integrity in INTEGRITY.items():
+        path = ROOT / "static" / VIEWER / name
+        digest = base64.b64encode(hashlib.sha384(path.read_bytes()).digest()).decode()
+        assert integrity == f"sha384-{digest}", f"{name} changed: update INTEGRITY and the doc"
+        assert re.search(rf'/{re.escape(name)}"[^>]*integrity="{re.escape(integrity)}"', page.text)
+        assert integrity in doc, f"docs/security.md does not show {name}'s hash"
+    assert (ROOT / "static" / VIEWER / "LICENSE").exists()
+
+
+def test_the_development_tools_load_no_script(tmp_path):
+    from tests.functional.devtools.conftest import tool_pages
+
+    with tool_pages(tmp_path) as (pages, _):
+        del pages["api reference"]  # above
+        assert _check(pages, "https://js.stripe.com/v3/") == set()
+
+
 def test_every_static_script_is_in_the_inventory():
     scripts, _ = inventory()
-    files = {f"/static/js/{p.name}" for p in (ROOT / "static" / "js").glob("*.js")}
-    assert files, "static/js has scripts"
+    static = ROOT / "static"
+    files = {f"/static/{p.relative_to(static).as_posix()}" for p in static.rglob("*.js")}
+    assert "/static/js/print.js" in files and VIEWER_JS in files, "the walk sees static/"
     assert files <= scripts, f"not in docs/security.md: {sorted(files - scripts)}"
     ours = {s for s in scripts if s.startswith("/static/")}
     assert ours <= files, f"listed but gone: {sorted(ours - files)}"

@@ -7,9 +7,10 @@ import logging
 
 import pytest
 
+from portal.api.reference import VIEWER
 from portal.extensions import db
 from portal.links import link_token
-from tests.conftest import _empty, make_app
+from tests.conftest import BASE_URL, _empty, make_app
 from tests.factories import make_request
 
 
@@ -35,7 +36,14 @@ def _responses(client, merchant):
         "api error": client.get("/api/v1/payment-requests"),
         "console": client.get("/support/login"),
         "health": client.get("/healthz"),
+        "api reference": client.get("/docs/api"),
+        "vendored viewer": _closed(client.get(f"/static/{VIEWER}/swagger-ui.css")),
     }
+
+
+def _closed(resp):
+    resp.close()
+    return resp
 
 
 def test_every_response_carries_the_security_headers(client, merchant):
@@ -58,6 +66,36 @@ def test_every_response_carries_the_security_headers(client, merchant):
         assert "stripe" not in csp["script-src"], name
         assert headers["Reporting-Endpoints"] == 'csp="https://portal.test/csp-report"', name
         assert len(headers["X-Request-Id"]) >= 8, name
+
+
+def test_the_development_tools_carry_the_same_headers(tmp_path):
+    """The start page, the mail viewer and the SMS log (PORTAL_ENV=development) keep the
+    portal's policy; a mail's HTML part has a stricter one of its own (no script at all,
+    a sandboxed document, framed by us only)."""
+    from portal.devtools.views import MAIL_HTML_POLICY
+    from tests.functional.devtools.conftest import tool_pages
+
+    with tool_pages(tmp_path, base_url=BASE_URL) as (pages, part):
+        for page, resp in pages.items():
+            assert resp.status_code == 200, page
+            csp = _directives(resp.headers["Content-Security-Policy"])
+            assert csp["default-src"] == "'self'" and csp["object-src"] == "'none'", page
+            assert csp["frame-ancestors"] == "'none'" and csp["base-uri"] == "'none'", page
+            assert csp["script-src"].startswith("'self'") and "unsafe" not in csp["script-src"], (
+                page
+            )
+            assert "unsafe-inline" not in resp.headers["Content-Security-Policy"], page
+            assert resp.headers["X-Content-Type-Options"] == "nosniff", page
+            assert resp.headers["Referrer-Policy"] == "strict-origin", page
+            assert "camera=()" in resp.headers["Permissions-Policy"], page
+            assert resp.headers["Strict-Transport-Security"], page
+        assert part.status_code == 200
+        assert part.headers["Content-Security-Policy"] == MAIL_HTML_POLICY
+        policy = _directives(MAIL_HTML_POLICY)
+        assert policy["default-src"] == "'none'" and "script-src" not in policy
+        assert "sandbox" in policy and policy["frame-ancestors"] == "'self'"
+        assert part.headers["X-Content-Type-Options"] == "nosniff"
+        assert part.headers["Strict-Transport-Security"]
 
 
 def test_no_hsts_on_a_plain_http_development_server(tmp_path):

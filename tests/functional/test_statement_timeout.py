@@ -26,11 +26,18 @@ def timed_app(pg_url):
     _empty(app)
 
 
+# The limit is 1 s; a statement that was not cancelled would sleep SLEEP seconds (or wait
+# for its lock forever). Anything well under SLEEP proves the cancel, however busy the
+# machine: the bound is not a measurement of how fast the cancel is.
+SLEEP = 60
+BOUND = 30
+
+
 def test_a_statement_past_the_timeout_is_cancelled(timed_app):
     started = time.monotonic()
     with pytest.raises(OperationalError, match="statement timeout"):
-        db.session.execute(text("SELECT pg_sleep(5)"))
-    assert time.monotonic() - started < 4
+        db.session.execute(text(f"SELECT pg_sleep({SLEEP})"))
+    assert time.monotonic() - started < BOUND
     db.session.rollback()
     assert db.session.execute(text("SHOW statement_timeout")).scalar() == "1s"
 
@@ -52,7 +59,7 @@ def test_a_request_stuck_behind_a_lock_gets_a_503_then_succeeds(timed_app, pg_ur
             stuck = client.post(
                 f"/api/v1/payment-requests/{request_id}/void", headers=merchant.headers
             )
-            assert time.monotonic() - started < 4
+            assert time.monotonic() - started < BOUND
             assert stuck.status_code == 503, stuck.text
             assert stuck.json["error"]["code"] == "service_unavailable"
             assert stuck.headers["Retry-After"]

@@ -15,12 +15,12 @@ provider keeps its own books (tests/fuzz/model_provider.py). After every step:
 - each statement line's allocations add up to what is settled on it, and the lines add
   up to what was paid less what was refunded.
 
-``PORTAL_FUZZ_EXAMPLES`` deepens the run (CI runs a bounded one).
+``PORTAL_FUZZ_EXAMPLES`` deepens the run (CI runs a bounded one: 60 examples on each
+database).
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -60,10 +60,11 @@ from portal.payments.services import (
 from portal.providers.base import ProviderPayment
 from portal.states import OPEN_ATTEMPT, PAYMENT_TRANSITIONS, REQUEST_TRANSITIONS, SETTLED
 from tests.factories import deposit_body, make_merchant, statement_body, wallet_body
+from tests.fuzz import scaled
 from tests.fuzz.model_provider import BOOKS
 from tests.servers import HTTPRecorder, json_response
 
-EXAMPLES = int(os.environ.get("PORTAL_MONEY_EXAMPLES", "60"))
+EXAMPLES = scaled(60)
 LINES = {
     "balance": 15000,
     "lines": [

@@ -17,12 +17,13 @@ from portal.customer.forms import parse_amount, parse_card_form, parse_pay_form
 from portal.money import MoneyError, format_money, precision, to_major, to_minor
 from portal.web import format_amount_here, format_money_here
 from tests.conftest import make_app
+from tests.fuzz import scaled
 
 # No minor unit, two, three; and ones with a symbol after the amount in some locales.
 CURRENCIES = ["EUR", "USD", "GBP", "CHF", "JPY", "KWD", "SEK"]
 LOCALES = ["en", "fr", "nl"]
 AMOUNTS = st.integers(min_value=1, max_value=10**11)
-SETTINGS = settings(max_examples=300, deadline=None, derandomize=True, database=None)
+SETTINGS = settings(max_examples=scaled(300), deadline=None, derandomize=True, database=None)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -9,7 +9,6 @@ that void, send, refund and redeliver run their whole path, not only the 404.
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -34,9 +33,10 @@ from portal.payment_requests.services import MAX_LIFETIME
 from portal.payments.models import Refund
 from portal.payments.services import fulfil_payment, start_payment
 from tests.factories import MerchantWithKey, make_merchant, make_request, statement_body
+from tests.fuzz import FUZZ_EXAMPLES
 
-# Cases per operation and way; PORTAL_FUZZ_EXAMPLES=800 for a deep run.
-EXAMPLES = int(os.environ.get("PORTAL_FUZZ_EXAMPLES", "100"))
+# Cases per operation and way; PORTAL_FUZZ_EXAMPLES=800 for a deep run (tests/fuzz/__init__).
+EXAMPLES = FUZZ_EXAMPLES
 # Every check runs but "schema-valid data is accepted": JSON Schema cannot say that a
 # currency must be the merchant's, or an amount under its ceiling. Those answer 422 with
 # a documented code, and the other checks hold them to the document.

@@ -61,6 +61,17 @@ OTHER_AUTH: dict[str, str] = {
     "/metrics": "bearer PORTAL_METRICS_TOKEN (404 without it in production)",
     "/static/<path:filename>": "public assets (CSS, JavaScript)",
     "/api/v1/openapi.json": "the public description of the API, the same for every caller",
+    "/docs/api": "the API reference: a page rendering /api/v1/openapi.json, no data",
+}
+# Routes that exist only with PORTAL_ENV=development (portal/devtools): read-only pages
+# for the developer at the keyboard, answering loopback clients only (a 404 to anyone
+# else), absent from the URL map of every other environment. See the test below.
+DEV_ONLY: dict[str, str] = {
+    "/": "the start page: demo links, the demo key, test cards, how to reach the rest",
+    "/dev/mail": "the mail viewer: the messages of the file:// mail folder",
+    "/dev/mail/<name>": "one message: its headers, links and text part",
+    "/dev/mail/<name>/html": "its HTML part, for a sandboxed frame (a policy of its own)",
+    "/dev/sms": "the console SMS log",
 }
 
 # An API or console path argument -> the kinds of merchant A's objects to put there.
@@ -802,7 +813,7 @@ def test_allow_listed_routes_check_their_own_proof(app: Flask, world: World) -> 
         right = {"Authorization": "Bearer metrics-token-0123456789abcdef0123"}
         assert client.get("/metrics", headers=right).status_code == 200
         checked.add("/metrics")
-    for path in ("/healthz", "/readyz", "/api/v1/openapi.json"):
+    for path in ("/healthz", "/readyz", "/api/v1/openapi.json", "/docs/api"):
         if path in present:
             resp = client.get(path)
             assert resp.status_code in (200, 503), (path, resp.status_code)
@@ -816,3 +827,40 @@ def test_allow_listed_routes_check_their_own_proof(app: Flask, world: World) -> 
     after = everything()
     assert after == before, diff(before, after)
     assert checked == present, f"allow-listed without a check here: {present - checked}"
+
+
+# --- the development tools ------------------------------------------------------------
+
+
+def test_development_only_routes_are_listed_read_only_and_for_this_machine(
+    app: Flask, world: World, tmp_path
+) -> None:
+    """The routes a development app adds to the URL map are exactly DEV_ONLY; each is
+    GET only, changes nothing, and answers a client on another machine with a 404."""
+    from portal.notifications.mail import send_mail
+    from tests.functional.devtools.conftest import make_dev_app
+
+    dev = make_dev_app(app.config["SQLALCHEMY_DATABASE_URI"], tmp_path)
+    here = {r.rule for r in rules(app)}
+    added = [r for r in rules(dev) if r.rule not in here]
+    assert {r.rule for r in added} == set(DEV_ONLY), "list every development route"
+    assert all(reason.strip() for reason in DEV_ONLY.values())
+    assert all(r.endpoint.startswith("devtools.") for r in added)
+    assert all(methods(r) == ["GET"] for r in added), "the tools only read"
+    with dev.app_context():
+        send_mail("ann.alpha@example.com", "Shop Alpha", "Ann Alpha", "<p>Ann Alpha</p>")
+        name = next((tmp_path / "mail").glob("*.eml")).stem
+        before = everything()
+        client = dev.test_client()
+        for rule in added:
+            path = fill(rule, {"name": name})
+            for address in ("192.0.2.7", "10.1.2.3", "2001:db8::7"):
+                resp = client.get(path, environ_base={"REMOTE_ADDR": address})
+                assert resp.status_code == 404, (path, address, resp.status_code)
+                assert not leaked(resp.get_data(as_text=True), ALPHA_TEXTS), (path, address)
+            for bad in ("POST", "PUT", "DELETE"):
+                assert client.open(path, method=bad).status_code in (400, 405), (bad, path)
+            assert client.get(path).status_code == 200, path  # the control: loopback
+        assert everything() == before, diff(before, everything())
+        db.session.remove()
+        db.engine.dispose()

@@ -37,15 +37,18 @@ def localstripe_url() -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
+    # Importing localstripe (aiohttp) takes a second when idle, far longer on a busy
+    # machine: the deadline only catches a server that never comes up.
+    deadline = time.monotonic() + 120
+    while True:
         try:
-            requests.get(f"{url}/v1/customers", auth=("sk_test_x", ""), timeout=1)
+            requests.get(f"{url}/v1/customers", auth=("sk_test_x", ""), timeout=5)
             break
-        except requests.ConnectionError:
+        except requests.RequestException:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("localstripe did not start")
             time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail("localstripe did not start")
     yield url
     proc.terminate()
     proc.wait(10)
