@@ -383,6 +383,7 @@ def callback_latency(ctx: Context) -> dict[str, Any]:
             for payment in payments:
                 with ctx.app.app_context():
                     fulfil_payment(payment["id"])
+                    db.session.commit()
                     committed = time.time()
                     event_id = db.session.execute(
                         text(
@@ -453,6 +454,7 @@ def callback_throughput(ctx: Context) -> dict[str, Any]:
 
                 for payment in seed.seed_stripe_payments(ctx.app, 20, "cbt"):
                     fulfil_payment(payment["id"])
+                    db.session.commit()
                 pairs = db.session.execute(
                     text(
                         "SELECT DISTINCT ON (merchant_id) request_id, id FROM payments "

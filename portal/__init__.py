@@ -48,7 +48,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    from portal import observability, security, web
+    from portal import observability, security, transactions, web
     from portal.extensions import babel, csrf, db, limiter, migrate
 
     db.init_app(app)
@@ -86,6 +86,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     web.init_app(app)
     observability.init_app(app)
     register_cli(app)
+    transactions.init_app(app)  # last: the commit runs before the other after-request hooks
     if settings.embedded_worker:
         from portal.jobs.worker import start_embedded_on_first_request
 

@@ -168,6 +168,7 @@ def demo_command(ledger_url: str | None) -> None:
     if current_app.config["PORTAL_ENV"] == "production":
         raise click.ClickException("the demo data is for development only")
     info = ensure_demo()
+    db.session.commit()
     base = current_app.config["PORTAL_BASE_URL"]
     click.echo("")
     click.echo(f"Demo merchant: {info['merchant_name']} ({info['merchant_id']})")
@@ -185,6 +186,7 @@ def demo_command(ledger_url: str | None) -> None:
             if exc.code == "unsafe_url":
                 hint = " (for a receiver on this machine: export PORTAL_ALLOW_PRIVATE_CALLBACKS=1)"
             raise click.ClickException(exc.message + hint) from None
+        db.session.commit()
         port = urlsplit(ledger_url).port or 8765
         click.echo(f"Ledger:        {endpoint.id} {endpoint.url}")
         click.echo("Start the example receiver for it:")

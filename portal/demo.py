@@ -166,7 +166,7 @@ def ensure_demo() -> dict[str, Any]:
                 replaced.append(kind)
             pr = create_payment_request(merchant, body)
         links[kind] = link_url(pr.id)
-    db.session.commit()
+    db.session.flush()
     return {
         "merchant_id": merchant.id,
         "merchant_name": merchant.display_name,
@@ -194,7 +194,7 @@ def ensure_demo_ledger(url: str) -> CallbackEndpoint:
     endpoint.secret = DEMO_LEDGER_SECRET
     endpoint.previous_secret = endpoint.previous_secret_expires_at = None
     endpoint.enabled, endpoint.disabled_reason = True, None
-    db.session.commit()
+    db.session.flush()
     return endpoint
 
 

@@ -6,7 +6,7 @@ import contextlib
 import re
 
 import flask_babel
-from flask import Flask, abort, g, render_template, request
+from flask import Flask, Response, abort, g, make_response, render_template, request
 from flask_babel import get_locale
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
@@ -143,6 +143,13 @@ def _error(
 
         return error_response(status, api_code, message, None, headers)
     return render_template("error.html", code=status, title=title), status, headers or {}
+
+
+def error_response(
+    status: int, api_code: str, message: str, title: str, headers: dict[str, str] | None = None
+) -> Response:
+    """:func:`_error` as a response object (for hooks that replace the answer)."""
+    return make_response(_error(status, api_code, message, title, headers))
 
 
 def _api_code(status: int | None) -> str:

@@ -47,11 +47,9 @@ def _replay(merchant_id: str, key: str, fp: str) -> Response | None:
 def run_idempotent(
     merchant_id: str, key: str | None, fp: str, produce: Callable[[], Response]
 ) -> tuple[Response, bool]:
-    """Run ``produce`` once per key and commit; returns (answer, replayed)."""
+    """Run ``produce`` once per key (the request commits); returns (answer, replayed)."""
     if key is None:
-        answer = produce()
-        db.session.commit()
-        return answer, False
+        return produce(), False
     if not 1 <= len(key) <= 255:
         raise ApiError(
             400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 255 characters."
@@ -66,7 +64,7 @@ def run_idempotent(
         db.session.flush()
         status, body = produce()
         row.response_status, row.response_body = status, body
-        db.session.commit()
+        db.session.flush()
     except IntegrityError:
         db.session.rollback()
         stored = _replay(merchant_id, key, fp)

@@ -38,7 +38,6 @@ from portal.money import format_money
 from portal.payment_requests.models import PaymentRequest
 from portal.payments.models import Payment
 from portal.payments.services import (
-    SUPERSEDED,
     PaymentRefused,
     authenticate_payment,
     confirm_payment,
@@ -106,7 +105,7 @@ def choose_locale(pr: PaymentRequest) -> None:
 
 
 def record_open(request_id: str) -> None:
-    """Count a link open for support: one UPDATE, no IP kept (commits).
+    """Count a link open for support: one UPDATE, no IP kept (the request commits it).
 
     ``updated_at`` is set to itself: an open is not a change of the request, and the
     column's ``onupdate`` would otherwise fire on this Core UPDATE too."""
@@ -125,7 +124,6 @@ def record_open(request_id: str) -> None:
             updated_at=table.c.updated_at,
         )
     )
-    db.session.commit()
 
 
 def _payment_of(pr: PaymentRequest, payment_id: str) -> Payment:
@@ -250,8 +248,9 @@ def pay(token: str) -> Response:
     form = forms.parse_pay_form(request.form, pr.currency, str(g.locale))
     if form.error:
         return _request_page(pr, form.error, 422, form=form)
-    payment_id = None
     try:
+        # One transaction: the request's row stays locked while the provider sets up its
+        # side, so a second tab waits and then reuses this attempt.
         payment = start_payment(
             pr,
             form.amount,
@@ -259,14 +258,10 @@ def pay(token: str) -> Response:
             receipt_email=form.email,
             full_order=form.full_order,
         )
-        db.session.commit()
         payment_id = payment.id
         prepare_payment(payment)
-        db.session.commit()
     except PaymentRefused as refused:
         db.session.rollback()
-        if refused.code == SUPERSEDED and payment_id:  # another tab replaced it meanwhile
-            return redirect(url_for("customer.result", token=token, payment_id=payment_id), 303)
         return _request_page(pr, refused.code, 422, form=form, refused=refused)
     except ProviderError:
         db.session.rollback()
@@ -289,7 +284,6 @@ def checkout(token: str, payment_id: str) -> Response:
         card, errors = forms.parse_card_form(request.form)
         if not errors:
             state = confirm_payment(payment.id, card, source="sandbox")
-            db.session.commit()
             if state is not None and state.status == "requires_action":
                 return redirect(
                     url_for("customer.three_d_secure", token=token, payment_id=payment_id), 303
@@ -310,9 +304,7 @@ def _stripe_checkout(pr: PaymentRequest, payment: Payment) -> Response:
     payment_id = payment.id
     try:
         data = prepare_payment(payment)
-        db.session.commit()
-    except PaymentRefused:
-        db.session.commit()  # what the provider said of the replaced attempt
+    except PaymentRefused:  # no longer open: what the provider said of it is kept
         return redirect(url_for("customer.result", token=request.view_args["token"],
                                 payment_id=payment_id), 303)  # fmt: skip
     except ProviderError:
@@ -349,7 +341,6 @@ def three_d_secure(token: str, payment_id: str) -> Response:
     if request.method == "POST":
         approved = request.form.get("decision") == "approve"
         authenticate_payment(payment_id, approved, source="sandbox-3ds")
-        db.session.commit()
         return redirect(url_for("customer.result", token=token, payment_id=payment_id), 303)
     return _render("customer/three_d_secure.html", pr, payment=payment)
 
@@ -362,7 +353,6 @@ def result(token: str, payment_id: str) -> Response:
     if payment.status in OPEN_ATTEMPT:
         try:
             refresh_payment(payment)
-            db.session.commit()
         except ProviderError:
             db.session.rollback()  # the page says "being processed"; the webhook will tell
             log.warning("could not ask the provider about %s", payment_id, exc_info=True)

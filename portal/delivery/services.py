@@ -168,7 +168,6 @@ def send_link_job(payload: dict[str, Any]) -> None:
         final = delivery.attempts >= MAX_ATTEMPTS
         if final:
             delivery.status = DeliveryStatus.FAILED
-        db.session.commit()
         log.warning("link delivery %s failed (attempt %s): %s", delivery_id, delivery.attempts, exc)
         if not final:
             raise RetryLater(delivery.error) from exc
@@ -178,4 +177,3 @@ def send_link_job(payload: dict[str, Any]) -> None:
     delivery.provider_message_id = message_id
     delivery.sent_at = utcnow()
     delivery.error = None
-    db.session.commit()

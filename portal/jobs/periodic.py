@@ -38,16 +38,37 @@ def expire_links() -> None:
     from portal.payment_requests.services import expire_overdue
 
     expired = expire_overdue()
+    db.session.commit()  # a periodic duty is its own boundary
     if expired:
         log.info("expired %s payment requests", expired)
 
 
 def reconcile_payments(budget: float | None = None) -> None:
-    from portal.payments.services import reconcile_stuck_payments
+    """Ask the provider about stuck attempts, one transaction each (a slow provider holds
+    no lock for longer than one of its answers). The guard (time budget and circuit
+    breakers) is asked before each call and told how it went; an attempt it holds back
+    waits, unasked, for the next run."""
+    from portal.payments.services import mark_asked, refresh_payment, stuck_payments
+    from portal.providers.base import ProviderError
     from portal.providers.circuit import ProviderGuard
 
     guard = ProviderGuard(RECONCILE_BUDGET if budget is None else budget)
-    checked = reconcile_stuck_payments(guard=guard)
+    checked = 0
+    for payment in stuck_payments():
+        if not guard.allow(payment.provider):
+            continue
+        payment_id, provider = payment.id, payment.provider
+        try:
+            refresh_payment(payment)
+        except ProviderError as exc:
+            db.session.rollback()
+            log.warning("reconciling %s failed: %s", payment_id, exc)
+            guard.failed(provider, exc)
+        else:
+            guard.succeeded(provider)
+        mark_asked(payment_id)
+        db.session.commit()
+        checked += 1
     if checked:
         log.info("asked the provider about %s stuck payment(s)", checked)
     if guard.skipped:

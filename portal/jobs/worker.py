@@ -67,10 +67,16 @@ def execute_job(kind: str, payload: dict[str, Any]) -> Exception | None:
         if handler is None:
             raise LookupError(f"no handler for job kind {kind!r}")
         handler(payload)
-        # The handler's work is committed on its own, before the job is marked done: if
-        # this fails the job runs again, and marking it done may be retried safely.
+        # The job is the boundary: the handler's work is committed here, before the job
+        # is marked done (if this fails the job runs again; marking it done is idempotent).
         db.session.commit()
+    except RetryLater as retry:
+        # A retry is an outcome, not a failure of the run: what the handler recorded of
+        # this attempt (a callback's answer, a send's error) is kept.
+        db.session.commit()
+        return retry
     except Exception as exc:
+        db.session.rollback()
         return exc
     return None
 

@@ -300,7 +300,6 @@ def deliver_callback(payload: dict[str, Any]) -> None:
         delivery.delivered_at = attempt.attempted_at
         delivery.next_attempt_at = None
         db.session.add(attempt)
-        db.session.commit()
         return
     if status == 410:
         endpoint.enabled = False
@@ -312,10 +311,8 @@ def deliver_callback(payload: dict[str, Any]) -> None:
         delivery.status = DeliveryState.DEAD
         delivery.next_attempt_at = None
         db.session.add(attempt)
-        db.session.commit()
         log.warning("callback %s dead-lettered after %s attempts", delivery.id, delivery.attempts)
         return
     attempt.next_attempt_at = delivery.next_attempt_at = utcnow() + timedelta(seconds=delay)
     db.session.add(attempt)
-    db.session.commit()
     raise RetryLater(delivery.last_error or "callback failed", timedelta(seconds=delay))

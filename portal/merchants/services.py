@@ -126,5 +126,4 @@ def authenticate(secret: str) -> ApiKey | None:
     now = utcnow()
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
         db.session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
-        db.session.commit()
     return key

@@ -384,7 +384,7 @@ def void_customer_requests(merchant: Merchant, customer_reference: str) -> list[
 
 
 def expire_overdue(now: datetime | None = None, batch: int = 500) -> int:
-    """Mark open requests past their expiry as expired, with their events. Commits."""
+    """Mark open requests past their expiry as expired, with their events."""
     now = now or utcnow()
     rows = db.session.scalars(
         select(PaymentRequest)
@@ -399,7 +399,7 @@ def expire_overdue(now: datetime | None = None, batch: int = 500) -> int:
         transition(pr, RequestStatus.EXPIRED)
         record_event("payment_request.expired", pr)
         count += 1
-    db.session.commit()
+    db.session.flush()
     return count
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import select, update
@@ -46,9 +46,6 @@ from portal.states import (
     can_transition,
     transition,
 )
-
-if TYPE_CHECKING:
-    from portal.providers.circuit import ProviderGuard
 
 log = logging.getLogger(__name__)
 
@@ -461,59 +458,37 @@ def refresh_payment(payment: Payment) -> str:
     return apply_provider_payment(payment.id, state, source="refresh")
 
 
-def reconcile_stuck_payments(
-    older_than: timedelta = timedelta(minutes=15),
-    limit: int = 100,
-    guard: ProviderGuard | None = None,
-) -> int:
-    """Ask the provider about attempts stuck in pending/processing (a lost webhook).
-
-    Run by every worker each minute; each attempt is asked at most every
-    ``older_than``, for a week. ``guard`` (the worker's time budget and circuit
-    breakers) is asked before each call and told how it went; an attempt it holds
-    back waits, unasked, for the next run. Returns how many were checked. Commits per
-    payment.
-    """
+def stuck_payments(
+    older_than: timedelta = timedelta(minutes=15), limit: int = 100
+) -> list[Payment]:
+    """Attempts stuck in pending/processing (a lost webhook), oldest asked first: each is
+    asked at most every ``older_than``, for a week (the worker's reconciliation)."""
     now = utcnow()
-    stuck = db.session.scalars(
-        select(Payment)
-        .where(
-            Payment.status.in_(OPEN_ATTEMPT),
-            Payment.provider != "sandbox",
-            Payment.provider_payment_id.is_not(None),
-            Payment.updated_at < now - older_than,
-            Payment.created_at > now - timedelta(days=7),
+    return list(
+        db.session.scalars(
+            select(Payment)
+            .where(
+                Payment.status.in_(OPEN_ATTEMPT),
+                Payment.provider != "sandbox",
+                Payment.provider_payment_id.is_not(None),
+                Payment.updated_at < now - older_than,
+                Payment.created_at > now - timedelta(days=7),
+            )
+            .order_by(Payment.updated_at)
+            .limit(limit)
         )
-        .order_by(Payment.updated_at)
-        .limit(limit)
-    ).all()
-    checked = 0
-    for payment in stuck:
-        if guard is not None and not guard.allow(payment.provider):
-            continue
-        payment_id, provider = payment.id, payment.provider
-        try:
-            refresh_payment(payment)
-        except ProviderError as exc:
-            db.session.rollback()
-            log.warning("reconciling %s failed: %s", payment_id, exc)
-            if guard is not None:
-                guard.failed(provider, exc)
-        else:
-            if guard is not None:
-                guard.succeeded(provider)
-        db.session.execute(
-            update(Payment).where(Payment.id == payment_id).values(updated_at=utcnow())
-        )
-        db.session.commit()
-        checked += 1
-    return checked
+    )
+
+
+def mark_asked(payment_id: str) -> None:
+    """When the provider was last asked about an attempt (it waits ``older_than`` again)."""
+    db.session.execute(update(Payment).where(Payment.id == payment_id).values(updated_at=utcnow()))
 
 
 def fulfil_payment(payment_id: str, state: ProviderPayment | None = None) -> bool:
     """Settle an attempt as the provider would report its success (by default for its own
-    amount): the demo, the bench and tests use it. Commits, as a command does. True when
-    the money was applied, False when it was already settled (or refunded instead)."""
+    amount): the bench and tests use it. True when the money was applied, False when it
+    was already settled (or refunded instead)."""
     pr, payment = lock_payment_and_request(payment_id)
     if state is None:
         state = ProviderPayment(
@@ -523,5 +498,5 @@ def fulfil_payment(payment_id: str, state: ProviderPayment | None = None) -> boo
             provider_payment_id=payment.provider_payment_id,
         )
     outcome = _apply_locked(pr, payment, state, source="fulfil")
-    db.session.commit()
+    db.session.flush()
     return outcome == "applied"

@@ -117,21 +117,21 @@ def authenticate(email: str, password: str, code: str | None) -> StaffUser:
         if user.failed_logins >= MAX_FAILURES:
             user.locked_until = now + LOCKOUT
             user.failed_logins = 0
-        db.session.commit()
+        db.session.flush()
         raise LoginFailed
     user.failed_logins = 0
     user.locked_until = None
     if HASHER.check_needs_rehash(user.password_hash):
         user.password_hash = HASHER.hash(password)
-    db.session.commit()
+    db.session.flush()
     return user
 
 
 def start_session(user: StaffUser) -> str:
-    """A brand-new session id at every login (never reuse one from before). Commits."""
+    """A brand-new session id at every login (never reuse one from before)."""
     session = StaffSession(id=secrets.token_urlsafe(32), user_id=user.id)
     db.session.add(session)
-    db.session.commit()
+    db.session.flush()
     return session.id
 
 
@@ -145,18 +145,18 @@ def load_session(session_id: str | None) -> StaffSession | None:
     now = utcnow()
     if now - session.last_seen_at > IDLE_TIMEOUT or now - session.created_at > ABSOLUTE_TIMEOUT:
         db.session.delete(session)
-        db.session.commit()
+        db.session.flush()
         return None
     if now - session.last_seen_at > timedelta(seconds=30):
         session.last_seen_at = now
-        db.session.commit()
+        db.session.flush()
     return session
 
 
 def end_session(session_id: str | None) -> None:
     if session_id:
         db.session.query(StaffSession).filter_by(id=session_id).delete()
-        db.session.commit()
+        db.session.flush()
 
 
 # --- scope and search ---------------------------------------------------------
@@ -391,7 +391,7 @@ def perform(
             details={"request_id": pr.id, **details},
         )
     )
-    db.session.commit()
+    db.session.flush()
 
 
 def _payment_of(pr: PaymentRequest, payment_id: str) -> Payment:

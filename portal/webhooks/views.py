@@ -46,7 +46,7 @@ def stripe_webhook() -> Response:
         db.session.execute(
             update(StripeEvent).where(StripeEvent.id == event["id"]).values(outcome=outcome[:300])
         )
-        db.session.commit()
+        db.session.flush()  # a constraint fails here, inside the handling, not at the commit
     except Exception:
         # Any other failure, a constraint included, is not a duplicate: let Stripe retry.
         # The rollback forgets the event id too, so the retry is handled.

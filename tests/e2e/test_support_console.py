@@ -31,6 +31,7 @@ def test_agent_finds_a_paid_request_and_redelivers_its_callback(live_server, bro
             pr = make_request(m, body)
             payment = start_payment(pr, None)
             fulfil_payment(payment.id)
+            db.session.commit()
             run_due_jobs()
             create_staff("agent@portal.test", "support", [], PASSWORD)
             db.session.commit()

@@ -78,6 +78,7 @@ def _objects(merchant: MerchantWithKey) -> dict[str, list[str]]:
     paid = make_request(merchant, body)
     payment = start_payment(paid, None)
     fulfil_payment(payment.id)
+    db.session.commit()
     events = db.session.scalars(db.select(Event.id).where(Event.merchant_id == merchant.id)).all()
     assert events, "the settled payment wrote its events"
     return {

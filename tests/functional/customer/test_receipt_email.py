@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from portal.extensions import db
 from portal.jobs.worker import run_due_jobs
 from portal.payments.services import fulfil_payment, start_payment
 from portal.providers.base import ProviderPayment
@@ -31,7 +32,9 @@ def test_one_receipt_in_the_customers_language(app, merchant, smtp, locale):
         status="succeeded", amount=12500, currency="EUR", card_brand="visa", card_last4="4242"
     )
     assert fulfil_payment(payment.id, state)
+    db.session.commit()
     assert not fulfil_payment(payment.id, state)  # a duplicate notification sends nothing
+    db.session.commit()
     run_due_jobs()
     [mail] = smtp.messages
     subject, greeting = EXPECTED[locale]

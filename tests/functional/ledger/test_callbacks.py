@@ -40,6 +40,7 @@ def settle(m, body=None):
     pr = make_request(m, body or statement_body())
     payment = start_payment(pr, None)
     fulfil_payment(payment.id)
+    db.session.commit()
     return pr, payment
 
 

@@ -39,6 +39,7 @@ def test_example_receiver_applies_a_settlement_once(app):
         db.session.commit()
         payment = start_payment(make_request(m), None)
         fulfil_payment(payment.id)
+        db.session.commit()
         run_due_jobs()
         applied = ledger.config["APPLIED"]
         assert sorted(e["type"] for e in applied.values()) == [
@@ -111,6 +112,7 @@ def test_the_make_run_example_of_docs_callbacks_works_as_written(tmp_path):
                 select(PaymentRequest).where(PaymentRequest.reference == "DEMO-STATEMENT")
             ).one()
             fulfil_payment(start_payment(demo, None).id)
+            db.session.commit()
             run_due_jobs()
             attempts = db.session.scalars(select(CallbackAttempt.status_code)).all()
             assert attempts and set(attempts) == {200}, attempts

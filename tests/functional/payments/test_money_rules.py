@@ -203,9 +203,11 @@ def test_partial_payments_and_a_refund_letter_only_what_they_settled(app, mercha
     pr = statement(merchant, allow_partial=True)
     first = start_payment(pr, 2000)
     fulfil_payment(first.id)
+    db.session.commit()
     second = start_payment(db.session.get(PaymentRequest, pr.id), None)
     assert second.amount == 8000
     fulfil_payment(second.id)
+    db.session.commit()
     refund_payment(db.session.get(Merchant, merchant.id), second.id, 1000, "wine returned")
     db.session.commit()
     succeeded = [e for e in events(pr.id) if e.type == "payment.succeeded"]
@@ -232,6 +234,7 @@ def test_partial_payments_and_a_refund_letter_only_what_they_settled(app, mercha
 def test_a_statement_without_lines_has_an_empty_allocation(app, merchant):
     pr = make_request(merchant, statement_body(statement=None))
     fulfil_payment(start_payment(pr, None).id)
+    db.session.commit()
     (succeeded,) = [e for e in events(pr.id) if e.type == "payment.succeeded"]
     assert succeeded.data["allocation"] == [] and succeeded.data["unallocated"] == 12500
 
@@ -264,6 +267,7 @@ def test_the_dashboard_shows_money_net_of_refunds(app, merchant):
     pr = make_request(merchant)
     payment = start_payment(pr, None)
     fulfil_payment(payment.id)
+    db.session.commit()
     refund_payment(db.session.get(Merchant, merchant.id), payment.id, 2500, "damaged")
     user, _ = create_staff("agent@example.com", "support")
     db.session.commit()
@@ -303,6 +307,7 @@ def test_receipt_numbers_follow_one_sequence_per_merchant(app):
         pr = make_request(m)
         payment = start_payment(pr, None)
         fulfil_payment(payment.id)
+        db.session.commit()
         numbers.append(db.session.get(Payment, payment.id).receipt_number)
     assert numbers == ["R-000001", "R-000002", "R-000001", "R-000003"]
 
@@ -330,6 +335,7 @@ def test_the_support_console_shows_refunds_and_money_not_applied(app, merchant):
     pr = make_request(merchant)
     payment = start_payment(pr, None)
     fulfil_payment(payment.id)
+    db.session.commit()
     refund_payment(db.session.get(Merchant, merchant.id), payment.id, 2500, "damaged")
     # A second payment of the same request, which was already paid: given back.
     late = Payment(request_id=pr.id, merchant_id=merchant.id, amount=12500, currency="EUR",
@@ -338,6 +344,7 @@ def test_the_support_console_shows_refunds_and_money_not_applied(app, merchant):
     db.session.add(late)
     db.session.commit()
     assert fulfil_payment(late.id) is False
+    db.session.commit()
     run_due_jobs()
     client = https_client(app)
     login(client, staff())
@@ -357,6 +364,7 @@ def test_late_money_that_no_longer_fits_a_partly_paid_request_is_given_back(app,
     apply_provider_payment(declined.id, state, source="test")
     other = start_payment(db.session.get(PaymentRequest, pr.id), 10000)
     fulfil_payment(other.id)  # €25.00 left
+    db.session.commit()
     late = ProviderPayment(status="succeeded", amount=5000, currency="EUR")
     assert apply_provider_payment(declined.id, late, source="test") == "refund_due"
     db.session.commit()

@@ -103,7 +103,9 @@ def test_fulfil_marks_paid_with_events_and_one_receipt_job(app, merchant):
     pr = make_request(merchant)
     payment = start_payment(pr, None)
     assert fulfil_payment(payment.id, ok(payment, card_brand="visa", card_last4="4242")) is True
+    db.session.commit()
     assert fulfil_payment(payment.id, ok(payment)) is False  # a duplicate does nothing
+    db.session.commit()
     db.session.expire_all()
     pr = db.session.get(PaymentRequest, pr.id)
     payment = db.session.get(Payment, payment.id)
@@ -122,12 +124,14 @@ def test_partial_payment_then_the_rest(app, merchant):
     pr = make_request(merchant, statement_body(allow_partial=True))
     first = start_payment(pr, 5000)
     fulfil_payment(first.id)
+    db.session.commit()
     db.session.expire_all()
     pr = db.session.get(PaymentRequest, pr.id)
     assert pr.status == "partially_paid" and pr.amount_due == 7500
     second = start_payment(pr, None)
     assert second.amount == 7500
     fulfil_payment(second.id)
+    db.session.commit()
     db.session.expire_all()
     assert db.session.get(PaymentRequest, pr.id).status == "paid"
     assert events(pr.id) == ["payment.succeeded", "payment.succeeded", "payment_request.paid"]
@@ -185,6 +189,7 @@ def test_money_for_a_voided_request_is_refunded_automatically(app, merchant, smt
     pr.status = "void"
     db.session.commit()
     assert fulfil_payment(payment.id) is False
+    db.session.commit()
     payment = db.session.get(Payment, payment.id)
     assert payment.status == "succeeded" and not payment.applied and not payment.flagged
     assert payment.refund_due == "request_closed"
@@ -234,7 +239,13 @@ def test_twenty_concurrent_fulfilments_fulfil_once(pg_app):
     payment = start_payment(pr, None)
     db.session.commit()
     pid, pr_id = payment.id, pr.id
-    results, errors = _parallel(pg_app, 20, lambda: fulfil_payment(pid))
+
+    def settle() -> bool:
+        done = fulfil_payment(pid)
+        db.session.commit()
+        return done
+
+    results, errors = _parallel(pg_app, 20, settle)
     assert errors == []
     assert sorted(results) == [False] * 19 + [True]
     db.session.expire_all()

@@ -174,6 +174,7 @@ def _paid(m: MerchantWithKey, body: dict[str, Any]) -> tuple[PaymentRequest, Pay
     pr = make_request(m, body)
     payment = start_payment(pr, None)
     fulfil_payment(payment.id)
+    db.session.commit()
     return db.session.get(PaymentRequest, pr.id), db.session.get(Payment, payment.id)
 
 

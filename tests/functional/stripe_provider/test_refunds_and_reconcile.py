@@ -20,6 +20,7 @@ from tests.servers import HTTPRecorder, json_response
 def paid(m) -> Payment:
     payment = start_payment(make_request(m), None)
     fulfil_payment(payment.id)
+    db.session.commit()
     return db.session.get(Payment, payment.id)
 
 

@@ -64,6 +64,7 @@ def test_money_for_a_closed_attempt_is_refunded_at_stripe(stripe_portal, client,
     prepare_payment(other)
     db.session.commit()
     assert fulfil_payment(other.id)  # ...and another payment paid the request.
+    db.session.commit()
     # Stripe confirms the stale one anyway; its signed webhook reaches the portal.
     assert get_provider("stripe").confirm(stale, "pm_card_visa").status == "succeeded"
     assert wait_for(lambda: db.session.get(Payment, stale.id).refund_due == "request_closed")
@@ -132,6 +133,7 @@ def test_a_constraint_failing_on_a_real_event_is_a_retry_not_a_duplicate(app, cl
     app.config.update(PORTAL_PAYMENT_PROVIDER="stripe", PORTAL_STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET)
     first = start_payment(make_request(merchant), None)
     fulfil_payment(first.id)  # receipt R-000001
+    db.session.commit()
     payment = start_payment(make_request(merchant, statement_body(reference="S2")), None)
     payment.provider_payment_id = "pi_second"
     # A restored backup set the merchant's receipt sequence back: the next number is taken.

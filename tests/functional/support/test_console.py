@@ -88,6 +88,7 @@ def paid_request(m, **body):
     pr = make_request(m, statement_body(**body))
     payment = start_payment(pr, None)
     fulfil_payment(payment.id)
+    db.session.commit()
     return db.session.get(PaymentRequest, pr.id), db.session.get(Payment, payment.id)
 
 
