@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from portal.clitools import print_json
 from portal.extensions import db
+from portal.jobs.cli import worker_command
+from portal.ledger.cli import endpoint_cli
 from portal.merchants.models import ApiKey, Merchant
 from portal.merchants.services import (
     MerchantError,
@@ -18,14 +20,11 @@ from portal.merchants.services import (
     revoke_api_key,
 )
 from portal.money import to_major
+from portal.support.cli import staff_cli
 
 merchant_cli = AppGroup("merchant", help="Create and inspect merchants.")
 keys_cli = AppGroup("keys", help="Create and revoke API keys.")
 merchant_cli.add_command(keys_cli)
-
-
-def print_json(data: object) -> None:
-    click.echo(json.dumps(data, indent=2))
 
 
 def _get_merchant(merchant_id: str) -> Merchant:
@@ -199,10 +198,6 @@ def demo_command(ledger_url: str | None) -> None:
 
 
 def register_cli(app: Flask) -> None:
-    from portal.jobs.cli import worker_command
-    from portal.ledger.cli import endpoint_cli
-    from portal.support.cli import staff_cli
-
     merchant_cli.add_command(endpoint_cli)
     app.cli.add_command(worker_command)
     app.cli.add_command(staff_cli)

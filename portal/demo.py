@@ -22,6 +22,7 @@ from portal.merchants.models import ApiKey, Merchant
 from portal.merchants.services import create_api_key, create_merchant, hash_key
 from portal.payment_requests.models import PaymentRequest
 from portal.payment_requests.services import create_payment_request, is_expired
+from portal.providers.base import get_provider
 from portal.states import RequestStatus
 
 DEMO_NAME = "Demo Corner Shop"
@@ -252,3 +253,8 @@ def demo_overview(limit: int = 30) -> dict[str, Any] | None:
             for e in endpoints
         ],
     }
+
+
+def test_cards() -> tuple[tuple[str, str], ...]:
+    """The configured provider's test cards (the sandbox's; none for a real provider)."""
+    return get_provider().test_cards

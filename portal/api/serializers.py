@@ -9,8 +9,7 @@ from typing import Any
 from portal.api import schemas
 from portal.delivery.models import LinkDelivery
 from portal.delivery.services import deliveries_for
-from portal.ledger.models import CallbackDelivery, Event
-from portal.ledger.services import event_body
+from portal.ledger.models import CallbackDelivery, Event, event_body
 from portal.links import link_url, qr_code_url
 from portal.payment_requests.models import PaymentRequest
 from portal.payments.models import Refund

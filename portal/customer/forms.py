@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date
 from decimal import Decimal, InvalidOperation
 
 from babel.numbers import get_currency_symbol, get_decimal_symbol
@@ -12,15 +11,11 @@ from werkzeug.datastructures import MultiDict
 
 from portal.api.schemas import normalise_email
 from portal.money import MoneyError, precision, to_minor
-from portal.providers.sandbox import luhn_ok
 
 
 def ascii_digits(text: str) -> bool:
     """Only 0-9: ``str.isdigit()`` also takes "²" and other digits ``int()`` refuses."""
     return text.isascii() and text.isdigit()
-
-
-EXPIRY = re.compile(r"^\s*(\d{1,2})\s*/\s*(\d{2}|\d{4})\s*$")
 
 
 @dataclass
@@ -139,26 +134,3 @@ def parse_pay_form(data: MultiDict, currency: str, locale: str | None = None) ->
         except ValueError:
             form.error, form.error_field = "email_invalid", "email"
     return form
-
-
-def parse_card_form(data: MultiDict) -> tuple[str, dict[str, str]]:
-    """The card number, and errors by field (codes the template translates)."""
-    errors: dict[str, str] = {}
-    number = re.sub(r"[\s-]", "", data.get("card_number", ""))
-    if not ascii_digits(number) or not 12 <= len(number) <= 19 or not luhn_ok(number):
-        errors["card_number"] = "card_number_invalid"
-    match = EXPIRY.match(data.get("expiry", ""))
-    if not match:
-        errors["expiry"] = "expiry_invalid"
-    else:
-        month, year = int(match.group(1)), int(match.group(2))
-        year += 2000 if year < 100 else 0
-        today = date.today()
-        if not 1 <= month <= 12:
-            errors["expiry"] = "expiry_invalid"
-        elif (year, month) < (today.year, today.month):
-            errors["expiry"] = "expiry_past"
-    cvc = data.get("cvc", "").strip()
-    if not cvc.isdigit() or len(cvc) not in (3, 4):
-        errors["cvc"] = "cvc_invalid"
-    return number, errors

@@ -11,7 +11,6 @@ import io
 import logging
 from datetime import date
 from typing import Any
-from urllib.parse import urlsplit
 
 import segno
 from flask import (
@@ -38,16 +37,16 @@ from portal.money import format_money
 from portal.payment_requests.models import PaymentRequest
 from portal.payments.models import Payment
 from portal.payments.services import (
+    CheckoutPage,
     PaymentRefused,
-    authenticate_payment,
-    confirm_payment,
+    checkout_page,
     minimum_charge,
     payable_range,
     prepare_payment,
-    refresh_payment,
+    refresh_for_customer,
     start_payment,
+    submit_checkout,
 )
-from portal.providers.base import ProviderError
 from portal.states import OPEN_ATTEMPT, SETTLED, PaymentStatus, RequestStatus
 from portal.web import SUPPORTED_LOCALES
 
@@ -262,87 +261,44 @@ def pay(token: str) -> Response:
         prepare_payment(payment)
     except PaymentRefused as refused:
         db.session.rollback()
-        return _request_page(pr, refused.code, 422, form=form, refused=refused)
-    except ProviderError:
-        db.session.rollback()
-        log.warning("the payment provider could not set up %s", pr.id, exc_info=True)
-        return _request_page(pr, "try_again", 503, form=form)
+        status = 503 if refused.code == "try_again" else 422
+        return _request_page(pr, refused.code, status, form=form, refused=refused)
     return redirect(url_for("customer.checkout", token=token, payment_id=payment_id), 303)
 
 
 @bp.route("/<token>/checkout/<payment_id>", methods=["GET", "POST"])
+@bp.route("/<token>/checkout/<payment_id>/<step>", methods=["GET", "POST"])
 @pay_limit
-def checkout(token: str, payment_id: str) -> Response:
+def checkout(token: str, payment_id: str, step: str | None = None) -> Response:
+    """The provider's checkout pages (its card form, its 3-D Secure step, its own fields);
+    the provider says what each shows and does, this view only carries it."""
     pr = load_request(token)
     payment = _payment_of(pr, payment_id)
+    to_result = redirect(url_for("customer.result", token=token, payment_id=payment_id), 303)
     if payment.status != PaymentStatus.PENDING:
-        return redirect(url_for("customer.result", token=token, payment_id=payment.id), 303)
-    if payment.provider == "stripe":
-        return _stripe_checkout(pr, payment)
-    errors: dict[str, str] = {}
-    if request.method == "POST":
-        card, errors = forms.parse_card_form(request.form)
-        if not errors:
-            state = confirm_payment(payment.id, card, source="sandbox")
-            if state is not None and state.status == "requires_action":
-                return redirect(
-                    url_for("customer.three_d_secure", token=token, payment_id=payment_id), 303
-                )
-            return redirect(url_for("customer.result", token=token, payment_id=payment_id), 303)
-    return _render(
-        "customer/checkout.html", pr, 422 if errors else 200, payment=payment, errors=errors
-    )
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-def _stripe_checkout(pr: PaymentRequest, payment: Payment) -> Response:
-    """Stripe's Payment Element on our page; Stripe.js from its own origin, never bundled."""
-    payment_id = payment.id
+        return to_result
     try:
-        data = prepare_payment(payment)
-    except PaymentRefused:  # no longer open: what the provider said of it is kept
-        return redirect(url_for("customer.result", token=request.view_args["token"],
-                                payment_id=payment_id), 303)  # fmt: skip
-    except ProviderError:
-        db.session.rollback()
-        log.warning("the payment provider could not show %s", payment_id, exc_info=True)
-        return _request_page(pr, "try_again", 503)
-    js_url = data["js_url"]
-    api_base = current_app.config["PORTAL_STRIPE_API_BASE"]
-    stripe_origins = " https://js.stripe.com https://*.js.stripe.com"
-    g.csp_script_src = f" {_origin(js_url)}{stripe_origins}"
-    g.csp_frame_src = f" {_origin(js_url)}{stripe_origins} https://hooks.stripe.com"
-    g.csp_connect_src = " https://api.stripe.com" + (f" {_origin(api_base)}" if api_base else "")
-    # Stripe's 3-D Secure and redirect-based methods return through hooks.stripe.com.
-    g.csp_form_action = " https://hooks.stripe.com"
-    config = {
-        "publishableKey": data["publishable_key"],
-        "clientSecret": data["client_secret"],
-        "stripeAccount": data["stripe_account"],
-        "locale": str(g.locale),
-        "returnUrl": f"{link_url(pr.id)}/return/{payment.id}",
-    }
-    return _render(
-        "customer/stripe_checkout.html", pr, payment=payment, js_url=js_url, stripe_config=config
-    )
+        if request.method == "POST":
+            submitted = submit_checkout(payment_id, step, request.form)
+            if submitted.page is not None:
+                return _checkout_page(pr, payment, submitted.page)
+            if submitted.next_step:
+                return redirect(url_for("customer.checkout", token=token, payment_id=payment_id,
+                                        step=submitted.next_step), 303)  # fmt: skip
+            return to_result
+        page = checkout_page(payment, step)
+    except PaymentRefused as refused:
+        if refused.code == "try_again":
+            db.session.rollback()
+            return _request_page(pr, "try_again", 503)
+        return to_result  # no longer open: what the provider said of it is kept
+    return _checkout_page(pr, payment, page)
 
 
-@bp.route("/<token>/checkout/<payment_id>/3ds", methods=["GET", "POST"])
-@pay_limit
-def three_d_secure(token: str, payment_id: str) -> Response:
-    pr = load_request(token)
-    payment = _payment_of(pr, payment_id)
-    if payment.status != PaymentStatus.PENDING:
-        return redirect(url_for("customer.result", token=token, payment_id=payment.id), 303)
-    if request.method == "POST":
-        approved = request.form.get("decision") == "approve"
-        authenticate_payment(payment_id, approved, source="sandbox-3ds")
-        return redirect(url_for("customer.result", token=token, payment_id=payment_id), 303)
-    return _render("customer/three_d_secure.html", pr, payment=payment)
+def _checkout_page(pr: PaymentRequest, payment: Payment, page: CheckoutPage) -> Response:
+    for source, value in page.csp.items():  # what the provider's page loads, and no more
+        setattr(g, f"csp_{source}" + ("_src" if source != "form_action" else ""), f" {value}")
+    return _render(page.template, pr, page.status, payment=payment, **page.context)
 
 
 @bp.get("/<token>/return/<payment_id>")
@@ -351,11 +307,7 @@ def result(token: str, payment_id: str) -> Response:
     pr = load_request(token)
     payment = _payment_of(pr, payment_id)
     if payment.status in OPEN_ATTEMPT:
-        try:
-            refresh_payment(payment)
-        except ProviderError:
-            db.session.rollback()  # the page says "being processed"; the webhook will tell
-            log.warning("could not ask the provider about %s", payment_id, exc_info=True)
+        refresh_for_customer(payment)
         pr, payment = db.session.get(PaymentRequest, pr.id), _payment_of(pr, payment_id)
     return _render("customer/result.html", pr, payment=payment)
 

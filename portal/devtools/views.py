@@ -15,7 +15,6 @@ from flask import Blueprint, Flask, Response, abort, current_app, g, render_temp
 from portal.delivery.sms import recent_sms, sms_log_file
 from portal.devtools import mailbox
 from portal.notifications.mail import mail_folder
-from portal.providers.sandbox import TEST_CARDS
 
 bp = Blueprint("devtools", __name__)
 
@@ -44,14 +43,14 @@ def _folder() -> Path | None:
 
 @bp.get("/")
 def start() -> str:
-    from portal.demo import DEMO_LEDGER_SECRET, demo_overview
+    from portal.demo import DEMO_LEDGER_SECRET, demo_overview, test_cards
 
     mails, mail_count = mailbox.recent(_folder(), limit=5)
     config = current_app.config
     return render_template(
         "devtools/start.html",
         demo=demo_overview(),
-        cards=TEST_CARDS,
+        cards=test_cards(),
         mails=mails,
         mail_count=mail_count,
         mail_url=config["PORTAL_MAIL_URL"],

@@ -39,8 +39,9 @@ from portal.ledger.models import (
     CallbackEndpoint,
     DeliveryState,
     Event,
+    event_body,
 )
-from portal.ledger.services import EVENT_TYPES, event_body
+from portal.states import EventType
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ def add_endpoint(
     except UnsafeURL as exc:
         raise Invalid("unsafe_url", str(exc), "url") from None
     for event_type in event_types or []:
-        if event_type not in EVENT_TYPES:
+        if event_type not in set(EventType):
             raise Invalid(
                 "unknown_event_type", f"{event_type} is not an event type.", "event_types"
             )

@@ -8,7 +8,7 @@ import click
 from flask.cli import AppGroup
 from sqlalchemy import select
 
-from portal.cli import print_json
+from portal.clitools import print_json
 from portal.db_types import isoformat
 from portal.errors import ApiError
 from portal.extensions import db

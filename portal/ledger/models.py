@@ -17,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.db_types import UTCDateTime, unique_where, utcnow
+from portal.db_types import UTCDateTime, isoformat, unique_where, utcnow
 from portal.extensions import db
 from portal.ids import new_id
 
@@ -108,3 +108,14 @@ class CallbackAttempt(db.Model):
     error: Mapped[str | None] = mapped_column(String(500))
     response_excerpt: Mapped[str | None] = mapped_column(String(500))
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+def event_body(event: Event) -> dict[str, Any]:
+    """The JSON body posted to callbacks and returned by the pull API."""
+    return {
+        "id": event.id,
+        "type": event.type,
+        "sequence": event.seq,
+        "created_at": isoformat(event.created_at),
+        "data": event.data,
+    }

@@ -9,6 +9,7 @@ from sqlalchemy import select, update
 from portal.db_types import isoformat
 from portal.errors import Invalid
 from portal.extensions import db
+from portal.ledger.callbacks import fan_out as fan_out_callbacks
 from portal.ledger.models import Event
 from portal.merchants.models import Merchant
 from portal.states import EventType
@@ -111,20 +112,7 @@ def record_event(
 
 def fan_out(event: Event) -> None:
     """Queue one delivery per enabled callback endpoint that wants this event type."""
-    from portal.ledger.callbacks import fan_out as fan_out_callbacks
-
     fan_out_callbacks(event)
-
-
-def event_body(event: Event) -> dict[str, Any]:
-    """The JSON body posted to callbacks and returned by the pull API."""
-    return {
-        "id": event.id,
-        "type": event.type,
-        "sequence": event.seq,
-        "created_at": isoformat(event.created_at),
-        "data": event.data,
-    }
 
 
 def list_events(

@@ -21,6 +21,7 @@ What happens to money, whatever the order things arrive in:
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -35,7 +36,13 @@ from portal.merchants.models import Merchant
 from portal.payment_requests.models import PaymentRequest
 from portal.payments.booking import allocate, book_early_refunds
 from portal.payments.models import Payment
-from portal.providers.base import ProviderError, ProviderPayment, get_provider
+from portal.providers.base import (
+    CheckoutPage,
+    ProviderError,
+    ProviderPayment,
+    Submission,
+    get_provider,
+)
 from portal.states import (
     OPEN_ATTEMPT,
     PAYABLE,
@@ -245,7 +252,11 @@ def prepare_payment(payment: Payment) -> dict[str, Any]:
     paid meanwhile), what the provider just made is canceled and
     :class:`PaymentRefused` ("superseded") raised: the caller shows the attempt's result.
     """
-    data = get_provider(payment.provider).prepare(payment, payment.request)
+    try:
+        data = get_provider(payment.provider).prepare(payment, payment.request)
+    except ProviderError as exc:
+        log.warning("the provider could not set up %s: %s", payment.id, exc)
+        raise PaymentRefused("try_again") from None
     provider_id = data.get("provider_payment_id")
     pr, payment = lock_payment_and_request(payment.id)
     if payment.status == PaymentStatus.PENDING:
@@ -255,11 +266,54 @@ def prepare_payment(payment: Payment) -> dict[str, Any]:
         return data
     if provider_id and payment.status in (PaymentStatus.CANCELED, PaymentStatus.FAILED):
         payment.provider_payment_id = payment.provider_payment_id or provider_id
-        state = get_provider(payment.provider).cancel(payment)
+        try:
+            state = get_provider(payment.provider).cancel(payment)
+        except ProviderError as exc:
+            log.warning("could not cancel %s at the provider: %s", payment.id, exc)
+            raise PaymentRefused("try_again") from None
         if state.status in (PaymentStatus.SUCCEEDED, PaymentStatus.PROCESSING):
             _apply_locked(pr, payment, state, source="prepare")
     db.session.flush()
     raise PaymentRefused(SUPERSEDED)
+
+
+def checkout_page(payment: Payment, step: str | None = None) -> CheckoutPage:
+    """The provider's checkout page for an open attempt (its first step prepares the
+    provider's side). Raises :class:`PaymentRefused`: "superseded" when the attempt is no
+    longer open, "try_again" when the provider cannot be reached."""
+    provider = get_provider(payment.provider)
+    try:
+        prepared = prepare_payment(payment) if step is None else {}
+        return provider.checkout_page(payment, payment.request, step, prepared)
+    except ProviderError as exc:
+        log.warning("the provider could not show %s: %s", payment.id, exc)
+        raise PaymentRefused("try_again") from None
+
+
+def submit_checkout(payment_id: str, step: str | None, form: Mapping[str, str]) -> Submission:
+    """A checkout page's form, handed to the provider under the locks: an attempt another
+    tab replaced is never charged. An empty submission when it is no longer open."""
+    pr, payment = lock_payment_and_request(payment_id)
+    if payment.status != PaymentStatus.PENDING:
+        return Submission()
+    try:
+        submission = get_provider(payment.provider).submit(payment, step, form)
+    except ProviderError as exc:
+        log.warning("the provider could not take %s: %s", payment_id, exc)
+        raise PaymentRefused("try_again") from None
+    if submission.state is not None:
+        _apply_locked(pr, payment, submission.state, source=f"checkout:{step or 'pay'}")
+    return submission
+
+
+def refresh_for_customer(payment: Payment) -> None:
+    """The return page asks the provider about an open attempt; when the provider does not
+    answer, the page says "being processed" and the webhook will tell."""
+    try:
+        refresh_payment(payment)
+    except ProviderError as exc:
+        db.session.rollback()
+        log.warning("could not ask the provider about %s: %s", payment.id, exc)
 
 
 def confirm_payment(payment_id: str, details: Any, *, source: str) -> ProviderPayment | None:

@@ -8,7 +8,7 @@ Each provider module registers a factory with :func:`register_provider`;
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -42,8 +42,42 @@ class ProviderError(Exception):
     """The provider could not be reached or refused the call; nothing was charged."""
 
 
+class WebhookRefused(Exception):
+    """A webhook that is not the provider's (bad signature) or not an event: a 400."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+@dataclass
+class CheckoutPage:
+    """A page of the provider's checkout, on the portal's own ``/p/…/checkout`` URLs:
+    its template, what the template shows, and the origins its scripts, frames and
+    forms need in the page's Content-Security-Policy (``script``, ``frame``,
+    ``connect``, ``form_action``: space-separated origins)."""
+
+    template: str
+    context: dict[str, Any] = field(default_factory=dict)
+    csp: dict[str, str] = field(default_factory=dict)
+    status: int = 200
+
+
+@dataclass
+class Submission:
+    """What a form posted to a checkout page did: the provider's answer to apply (a charge,
+    a 3-D Secure decision), a page to show instead (the form with its errors), or the
+    next step's name (e.g. ``3ds``)."""
+
+    state: ProviderPayment | None = None
+    page: CheckoutPage | None = None
+    next_step: str | None = None
+
+
 class PaymentProvider(Protocol):
     name: str
+    # (number, what it does) for the development start page; empty for a real provider.
+    test_cards: tuple[tuple[str, str], ...]
 
     def prepare(self, payment: Payment, request: PaymentRequest) -> dict[str, Any]:
         """Create or reuse the provider side of an attempt; returns what the pay page needs,
@@ -53,6 +87,18 @@ class PaymentProvider(Protocol):
 
     def retrieve(self, payment: Payment) -> ProviderPayment:
         """The provider's current view of the attempt (return page, reconciliation)."""
+        ...
+
+    def checkout_page(
+        self, payment: Payment, request: PaymentRequest, step: str | None, prepared: dict[str, Any]
+    ) -> CheckoutPage:
+        """The checkout page of an open attempt (``step`` None: the first; ``prepared``: what
+        :meth:`prepare` answered)."""
+        ...
+
+    def submit(self, payment: Payment, step: str | None, form: Mapping[str, str]) -> Submission:
+        """A form of the checkout posted to the portal (the caller holds the attempt's lock
+        and applies the answer): the sandbox's card form and 3-D Secure step."""
         ...
 
     def confirm(self, payment: Payment, details: Any) -> ProviderPayment:
@@ -78,8 +124,22 @@ class PaymentProvider(Protocol):
         """The smallest amount (minor units) one charge may be in ``currency``."""
         ...
 
+    # The provider's own webhooks, at /webhooks/<name>: verified on the raw body, stored by
+    # the event id (a repeat is acknowledged and ignored), then handled exactly once.
+    webhooks: bool
+
+    def verify_webhook(self, payload: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
+        """The verified event, with a string ``id`` and ``type``; raises
+        :class:`WebhookRefused` for anything else."""
+        ...
+
+    def handle_webhook(self, event: dict[str, Any]) -> str:
+        """Apply one verified event (add and flush); returns a short outcome for the log."""
+        ...
+
 
 _FACTORIES: dict[str, Callable[[], PaymentProvider]] = {}
+NAMES = ("sandbox", "stripe")  # the modules of portal.providers that are providers
 
 
 def register_provider(name: str, factory: Callable[[], PaymentProvider]) -> None:
@@ -90,5 +150,7 @@ def get_provider(name: str | None = None) -> PaymentProvider:
     """The configured provider (or the one named, e.g. the provider of an old payment)."""
     name = name or current_app.config["PORTAL_PAYMENT_PROVIDER"]
     if name not in _FACTORIES:
+        if name not in NAMES:
+            raise LookupError(f"no payment provider {name!r}")
         importlib.import_module(f"portal.providers.{name}")
     return _FACTORIES[name]()

@@ -1,16 +1,26 @@
 """The sandbox provider: a local stand-in for demos and development.
 
-It "charges" on the portal's own card page with the familiar test cards and
-drives the same :func:`portal.payments.services.apply_provider_payment` path
-as Stripe. Nothing leaves the machine.
+It "charges" on its own card page (``templates/providers/sandbox/``, with its
+card form and 3-D Secure step) with the familiar test cards, and drives the same
+:func:`portal.payments.services.apply_provider_payment` path as Stripe.
+Nothing leaves the machine.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from portal.ids import random_token
-from portal.providers.base import ProviderPayment, register_provider
+from portal.providers.base import (
+    CheckoutPage,
+    ProviderPayment,
+    Submission,
+    WebhookRefused,
+    register_provider,
+)
 from portal.providers.minimums import stripe_minimum_charge
 
 if TYPE_CHECKING:
@@ -29,6 +39,9 @@ TEST_CARDS = (
     (INSUFFICIENT, "is declined for insufficient funds"),
     (THREE_D_SECURE, "asks for a 3-D Secure approval (approve or fail it on the next page)"),
 )
+
+
+EXPIRY = re.compile(r"^\s*(\d{1,2})\s*/\s*(\d{2}|\d{4})\s*$")
 
 
 def luhn_ok(number: str) -> bool:
@@ -54,8 +67,65 @@ def brand(number: str) -> str:
     return "card"
 
 
+def parse_card_form(data: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+    """The card number, and errors by field (codes the template translates)."""
+    errors: dict[str, str] = {}
+    number = re.sub(r"[\s-]", "", data.get("card_number", ""))
+    if (
+        not (number.isascii() and number.isdigit())
+        or not 12 <= len(number) <= 19
+        or not luhn_ok(number)
+    ):
+        errors["card_number"] = "card_number_invalid"
+    match = EXPIRY.match(data.get("expiry", ""))
+    if not match:
+        errors["expiry"] = "expiry_invalid"
+    else:
+        month, year = int(match.group(1)), int(match.group(2))
+        year += 2000 if year < 100 else 0
+        today = date.today()
+        if not 1 <= month <= 12:
+            errors["expiry"] = "expiry_invalid"
+        elif (year, month) < (today.year, today.month):
+            errors["expiry"] = "expiry_past"
+    cvc = data.get("cvc", "").strip()
+    if not cvc.isdigit() or len(cvc) not in (3, 4):
+        errors["cvc"] = "cvc_invalid"
+    return number, errors
+
+
 class SandboxProvider:
     name = "sandbox"
+    test_cards = TEST_CARDS
+    webhooks = False  # it settles in the page's own request
+
+    def verify_webhook(self, payload: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
+        raise WebhookRefused("not_found", "The sandbox sends no webhooks.")
+
+    def handle_webhook(self, event: dict[str, Any]) -> str:
+        return "ignored"
+
+    def checkout_page(
+        self, payment: Payment, request: PaymentRequest, step: str | None, prepared: dict[str, Any]
+    ) -> CheckoutPage:
+        if step == "3ds":
+            return CheckoutPage("providers/sandbox/three_d_secure.html")
+        return CheckoutPage("providers/sandbox/checkout.html", {"errors": {}, "form": {}})
+
+    def submit(self, payment: Payment, step: str | None, form: Mapping[str, str]) -> Submission:
+        if step == "3ds":
+            return Submission(state=self.authenticate(payment, form.get("decision") == "approve"))
+        card, errors = parse_card_form(form)
+        if errors:
+            typed = {k: form.get(k, "") for k in ("card_number", "expiry")}
+            page = CheckoutPage(
+                "providers/sandbox/checkout.html", {"errors": errors, "form": typed}, status=422
+            )
+            return Submission(page=page)
+        state = self.confirm(payment, card)
+        return Submission(
+            state=state, next_step="3ds" if state.status == "requires_action" else None
+        )
 
     def prepare(self, payment: Payment, request: PaymentRequest) -> dict[str, Any]:
         provider_id = payment.provider_payment_id or f"sbx_{random_token()}"

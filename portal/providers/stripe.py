@@ -10,18 +10,35 @@ connected account (``Stripe-Account``).
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import stripe
 from flask import current_app
+from sqlalchemy import or_, select
 
-from portal.providers.base import ProviderError, ProviderPayment, register_provider
+from portal.extensions import db
+from portal.links import link_url
+from portal.merchants.models import Merchant
+from portal.payments.models import Payment
+from portal.payments.refunds import record_provider_refunds
+from portal.payments.services import apply_provider_payment, flag, lock_payment_and_request
+from portal.providers.base import (
+    CheckoutPage,
+    ProviderError,
+    ProviderPayment,
+    Submission,
+    WebhookRefused,
+    register_provider,
+)
 from portal.providers.minimums import stripe_minimum_charge
 
 if TYPE_CHECKING:
     from portal.payment_requests.models import PaymentRequest
-    from portal.payments.models import Payment
 
+log = logging.getLogger(__name__)
 SignatureError = stripe.SignatureVerificationError
 
 
@@ -86,8 +103,61 @@ def state_from_intent(intent: dict[str, Any]) -> ProviderPayment:
     )
 
 
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+# Stripe.js, its frames, its API, and the page 3-D Secure and redirect methods return through.
+STRIPE_ORIGINS = "https://js.stripe.com https://*.js.stripe.com"
+
+
 class StripeProvider:
     name = "stripe"
+    test_cards: tuple[tuple[str, str], ...] = ()
+
+    def checkout_page(
+        self, payment: Payment, request: PaymentRequest, step: str | None, prepared: dict[str, Any]
+    ) -> CheckoutPage:
+        """Stripe's Payment Element on the portal's page; Stripe.js from its own origin,
+        never bundled. The browser confirms with Stripe and comes back to the result page."""
+        from flask_babel import get_locale
+
+        js_url = prepared["js_url"]
+        api_base = current_app.config["PORTAL_STRIPE_API_BASE"]
+        config = {
+            "publishableKey": prepared["publishable_key"],
+            "clientSecret": prepared["client_secret"],
+            "stripeAccount": prepared["stripe_account"],
+            "locale": str(get_locale() or "en"),
+            "returnUrl": f"{link_url(request.id)}/return/{payment.id}",
+        }
+        csp = {
+            "script": f"{_origin(js_url)} {STRIPE_ORIGINS}",
+            "frame": f"{_origin(js_url)} {STRIPE_ORIGINS} https://hooks.stripe.com",
+            "connect": "https://api.stripe.com" + (f" {_origin(api_base)}" if api_base else ""),
+            "form_action": "https://hooks.stripe.com",
+        }
+        return CheckoutPage(
+            "providers/stripe/checkout.html", {"js_url": js_url, "stripe_config": config}, csp
+        )
+
+    def submit(self, payment: Payment, step: str | None, form: Mapping[str, str]) -> Submission:
+        return Submission()  # the browser confirms with Stripe itself
+
+    webhooks = True
+
+    def verify_webhook(self, payload: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
+        try:
+            event = construct_event(payload, headers.get("Stripe-Signature"))
+        except (SignatureError, ValueError, KeyError):
+            raise WebhookRefused("invalid_signature", "Signature check failed.") from None
+        if not isinstance(event.get("id"), str) or "data" not in event:
+            raise WebhookRefused("invalid_event", "Not an event.")
+        return event
+
+    def handle_webhook(self, event: dict[str, Any]) -> str:
+        return handle_event(event)
 
     def prepare(self, payment: Payment, request: PaymentRequest) -> dict[str, Any]:
         """Create the PaymentIntent once per attempt (reused on a second tab)."""
@@ -194,6 +264,91 @@ class StripeProvider:
         except stripe.StripeError as exc:
             raise ProviderError(str(exc)) from exc
         return refund.id
+
+
+# --- what each Stripe event means for the portal: a plain function per type ------------
+# Each adds and flushes; the webhook's request commits the event id and its effects once.
+
+INTENT_EVENTS = {
+    "payment_intent.succeeded",
+    "payment_intent.processing",
+    "payment_intent.payment_failed",
+    "payment_intent.canceled",
+}
+
+
+def _payment_for(intent_id: str | None, charge_id: str | None = None) -> Payment | None:
+    conditions = []
+    if intent_id:
+        conditions.append(Payment.provider_payment_id == intent_id)
+    if charge_id:
+        conditions.append(Payment.provider_charge_id == charge_id)
+    if not conditions:
+        return None
+    return db.session.scalars(select(Payment).where(or_(*conditions))).first()
+
+
+def _account_matches(payment: Payment, account: str | None) -> bool:
+    """A Connect event must come from the merchant's own connected account."""
+    merchant = db.session.get(Merchant, payment.merchant_id)
+    return (merchant.stripe_account or None) == (account or None)
+
+
+def _flag(payment: Payment, reason: str) -> None:
+    _, payment = lock_payment_and_request(payment.id)
+    flag(payment, reason)
+    db.session.flush()
+
+
+def _intent_state(kind: str, obj: dict[str, Any], payment: Payment) -> ProviderPayment:
+    state = state_from_intent(obj)
+    if kind == "payment_intent.payment_failed":
+        state.status = "failed"
+    elif kind == "payment_intent.succeeded" and not state.card_last4 and state.method_type is None:
+        # Stripe's events name the charge by id only: ask for it, so the receipt can say
+        # which card or method paid. Without an answer the payment still settles.
+        try:
+            fetched = StripeProvider().retrieve(payment)
+        except ProviderError as exc:
+            log.warning("payment %s: charge details unavailable: %s", payment.id, exc)
+        else:
+            for attr in ("charge_id", "method_type", "card_brand", "card_last4"):
+                setattr(state, attr, getattr(state, attr) or getattr(fetched, attr))
+    return state
+
+
+def handle_event(event: dict[str, Any]) -> str:
+    """Apply one verified event; returns a short outcome for the log."""
+    kind = event["type"]
+    obj = event["data"]["object"]
+    account = event.get("account")
+    if kind in INTENT_EVENTS:
+        payment = _payment_for(obj.get("id"))
+        if payment is None:
+            return "unknown payment intent"
+        if not _account_matches(payment, account):
+            _flag(payment, f"{kind} from account {account!r}, not the merchant's")
+            return "account mismatch"
+        link = (obj.get("metadata") or {}).get("payment_request_id")
+        if link != payment.request_id:
+            _flag(payment, f"{kind} names request {link!r}, expected {payment.request_id}")
+            return "request mismatch"
+        state = _intent_state(kind, obj, payment)
+        outcome = apply_provider_payment(payment.id, state, source=f"webhook:{event['id']}")
+        return f"{state.status}: {outcome}"
+    if kind == "charge.refunded":
+        payment = _payment_for(obj.get("payment_intent"), obj.get("id"))
+        if payment is None:
+            return "unknown charge"
+        record_provider_refunds(payment.id, int(obj.get("amount_refunded") or 0))
+        return "refunds recorded"
+    if kind == "charge.dispute.created":
+        payment = _payment_for(obj.get("payment_intent"), obj.get("charge"))
+        if payment is None:
+            return "unknown charge"
+        _flag(payment, f"dispute opened ({obj.get('reason') or 'no reason given'})")
+        return "dispute flagged"
+    return "ignored"
 
 
 register_provider("stripe", StripeProvider)

@@ -251,7 +251,7 @@ def audit() -> Response:
 @bp.get("/events/<event_id>.json")
 def event_json(event_id: str) -> Response:
     """The raw JSON of an event, as the merchant's ledger receives it."""
-    from portal.ledger.services import event_body
+    from portal.ledger.models import event_body
 
     event = db.session.get(Event, event_id)
     if event is None or not services.in_scope(g.staff, event.merchant_id):

@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from werkzeug.datastructures import MultiDict
 
-from portal.customer.forms import parse_amount, parse_card_form, parse_pay_form
+from portal.customer.forms import parse_amount, parse_pay_form
 from portal.money import MoneyError, format_money, precision, to_major, to_minor
+from portal.providers.sandbox import parse_card_form
 from portal.web import format_amount_here, format_money_here
 from tests.conftest import make_app
 from tests.fuzz import scaled

@@ -42,7 +42,7 @@ from portal.merchants.services import create_api_key, hash_key, revoke_api_key
 from portal.payment_requests.models import PaymentRequest
 from portal.payments.models import Payment
 from portal.payments.refunds import refund_payment
-from portal.payments.services import fulfil_payment, start_payment
+from portal.payments.services import fulfil_payment, prepare_payment, start_payment
 from portal.states import RequestStatus
 from portal.support import services as support
 from portal.support.models import StaffUser
@@ -54,7 +54,8 @@ STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Routes that use another proof than an API key, a staff session or a link token.
 # Each one present in the URL map is also checked below (test_allow_listed_routes_...).
 OTHER_AUTH: dict[str, str] = {
-    "/webhooks/stripe": "Stripe-Signature (HMAC of the raw body with the signing secret)",
+    "/webhooks/<provider>": "the provider's own signature (Stripe-Signature: an HMAC of the "
+    "raw body with the signing secret); 404 for a provider without webhooks",
     "/csp-report": "browsers' CSP violation reports: no state change besides a log line",
     "/healthz": "liveness probe: a constant answer, no data",
     "/readyz": "readiness probe: check names and outcomes, no merchant data",
@@ -117,7 +118,10 @@ CONSOLE_OWN: dict[str, str] = {
     "/support/language": "the agent's own language cookie",
 }
 # Link path arguments besides the token (the token itself is the capability).
-LINK_OBJECTS: dict[str, tuple[str, ...]] = {"payment_id": ("payment", "pending_payment")}
+LINK_OBJECTS: dict[str, tuple[str, ...]] = {
+    "payment_id": ("payment", "pending_payment"),
+    "step": ("step",),  # a checkout step of the provider's (the sandbox's 3-D Secure)
+}
 
 ALPHA_CUSTOMER = {
     "name": "Ann Alpha",
@@ -214,6 +218,7 @@ def world(app: Flask, client: FlaskClient) -> World:
         a, statement_body(reference="ALPHA-PENDING", customer=ALPHA_CUSTOMER)
     )
     pending = start_payment(pending_request, None)
+    prepare_payment(pending)  # as the pay form does: the checkout page only reads
     pending.flagged, pending.flagged_reason = True, "alpha amount mismatch"
     db.session.commit()
     admin_a = staff("admin", merchants=[a.id], email="alpha-admin@portal.test")
@@ -226,7 +231,7 @@ def world(app: Flask, client: FlaskClient) -> World:
         "pending_request": pending_request.id, "payment": payment.id,
         "pending_payment": pending.id, "refund": refund.id, "event": event.id,
         "callback_delivery": deliveries[0].id, "link_delivery": link_delivery.id,
-        "endpoint": endpoint.id, "channel": "email",
+        "endpoint": endpoint.id, "channel": "email", "step": "3ds",
     })  # fmt: skip
 
     b_open = make_request(b, statement_body(reference="BRAVO-OPEN"))
@@ -701,6 +706,8 @@ def every_value(world: World) -> dict[str, str]:
         "delivery_id": ids["callback_delivery"],
         "endpoint_id": ids["endpoint"],
         "action": "void",
+        "step": "3ds",
+        "provider": "stripe",
         "filename": "css/portal.css",
     }
 
@@ -748,7 +755,7 @@ def test_state_changing_routes_refuse_get(app: Flask, world: World) -> None:
                 "/api/v1/payment-requests": "api.list_payment_requests",
                 "/api/v1/payment-requests/void": "api.get_payment_request",  # the request "void"
                 "/p/<token>/checkout/<payment_id>": "customer.checkout",
-                "/p/<token>/checkout/<payment_id>/3ds": "customer.three_d_secure",
+                "/p/<token>/checkout/<payment_id>/<step>": "customer.checkout",
                 "/support/login": "support.login",
             }.items()
         )
@@ -790,7 +797,7 @@ def test_allow_listed_routes_check_their_own_proof(app: Flask, world: World) -> 
     hidden = markers(world)
     before = everything()
     checked = set()
-    if "/webhooks/stripe" in present:
+    if "/webhooks/<provider>" in present:
         forged = {
             "id": "evt_forged", "type": "payment_intent.succeeded",
             "data": {"object": {"id": "pi_alpha_searchable", "object": "payment_intent",
@@ -799,7 +806,7 @@ def test_allow_listed_routes_check_their_own_proof(app: Flask, world: World) -> 
         for headers in ({}, {"Stripe-Signature": "t=1700000000,v1=" + "0" * 64}):
             resp = client.post("/webhooks/stripe", json=forged, headers=headers)
             assert resp.status_code == 400, resp.status_code
-        checked.add("/webhooks/stripe")
+        checked.add("/webhooks/<provider>")
     if "/csp-report" in present:
         report = {"csp-report": {"document-uri": "https://portal.test/p/x",
                                  "violated-directive": "script-src"}}  # fmt: skip

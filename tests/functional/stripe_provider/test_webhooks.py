@@ -266,3 +266,9 @@ def test_a_refund_event_before_the_success_event_ends_in_the_same_books(
     assert counts(payment.request_id)[0] == [
         "payment.succeeded", "payment_request.paid", "payment.refunded",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["sandbox", "base", "circuit", "paypal"])
+def test_only_a_provider_with_webhooks_has_a_webhook_endpoint(stripe_app, client, name):
+    resp = client.post(f"/webhooks/{name}", data=b"{}", content_type="application/json")
+    assert resp.status_code == 404 and resp.json["error"]["code"] == "not_found"
