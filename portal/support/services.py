@@ -7,8 +7,9 @@ in the same transaction.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import phonenumbers
@@ -19,14 +20,18 @@ from sqlalchemy import func, or_, select
 
 from portal.db_types import utcnow
 from portal.delivery.models import LinkDelivery
+from portal.delivery.services import send_link
 from portal.errors import ApiError
 from portal.extensions import db
 from portal.jobs.queue import MAIL_ATTEMPTS, enqueue
+from portal.ledger.callbacks import redeliver_event
 from portal.ledger.models import CallbackAttempt, CallbackDelivery, Event
 from portal.merchants.models import ApiKey, Merchant
 from portal.payment_requests.models import PaymentRequest
+from portal.payment_requests.services import void_request
 from portal.payments.models import Payment, Refund
-from portal.states import RefundSource
+from portal.payments.refunds import refund_payment
+from portal.states import OPEN_ATTEMPT, CallbackStatus, PaymentStatus, RefundSource
 from portal.support.models import AuditLog, StaffSession, StaffUser
 
 HASHER = PasswordHasher()
@@ -235,8 +240,6 @@ def search(user: StaffUser, q: SearchQuery, limit: int = 50) -> list[PaymentRequ
 
 
 def _start(day: date) -> datetime:
-    from datetime import UTC
-
     return datetime.combine(day, time(0), UTC)
 
 
@@ -304,7 +307,7 @@ def timeline(pr: PaymentRequest) -> list[Entry]:
         deliveries = db.session.scalars(
             select(CallbackDelivery).where(CallbackDelivery.event_id == event.id)
         ).all()
-        attempts = []
+        attempts: list[tuple[CallbackDelivery, CallbackAttempt]] = []
         for delivery in deliveries:
             attempts.extend(
                 (delivery, a)
@@ -335,15 +338,48 @@ class ActionRefused(Exception):
         self.message = message
 
 
+def _resend_link(pr: PaymentRequest, merchant: Merchant, target: str, reason: str) -> dict:
+    delivery = send_link(pr, target or "email")
+    return {"delivery_id": delivery.id, "channel": delivery.channel}
+
+
+def _resend_receipt(pr: PaymentRequest, merchant: Merchant, target: str, reason: str) -> dict:
+    payment = _payment_of(pr, target)
+    if payment.succeeded_at is None:
+        raise ActionRefused("only succeeded payments have a receipt")
+    enqueue("send_receipt", {"payment_id": payment.id, "resend": True}, max_attempts=MAIL_ATTEMPTS)
+    return {"payment_id": payment.id}
+
+
+def _redeliver(pr: PaymentRequest, merchant: Merchant, target: str, reason: str) -> dict:
+    deliveries = redeliver_event(pr.merchant_id, target)
+    return {"event_id": target, "deliveries": [d.id for d in deliveries]}
+
+
+def _void(pr: PaymentRequest, merchant: Merchant, target: str, reason: str) -> dict:
+    void_request(merchant, pr.id)
+    return {}
+
+
+def _refund(pr: PaymentRequest, merchant: Merchant, target: str, reason: str) -> dict:
+    payment_id = _payment_of(pr, target).id
+    refund = refund_payment(merchant, payment_id, None, reason, RefundSource.SUPPORT)
+    return {"refund_id": refund.id, "amount": refund.amount}
+
+
+_HANDLERS: dict[str, Callable[[PaymentRequest, Merchant, str, str], dict]] = {
+    "resend_link": _resend_link,
+    "resend_receipt": _resend_receipt,
+    "redeliver_callback": _redeliver,
+    "void": _void,
+    "refund": _refund,
+}
+
+
 def perform(
     user: StaffUser, pr: PaymentRequest, action: str, reason: str, target: str = ""
 ) -> None:
     """Run one console action and write its audit entry in the same transaction."""
-    from portal.delivery.services import send_link
-    from portal.ledger.callbacks import redeliver_event
-    from portal.payment_requests.services import void_request
-    from portal.payments.refunds import refund_payment
-
     if action not in ACTIONS:
         raise ActionRefused("unknown action")
     if action in ADMIN_ACTIONS and not user.is_admin:
@@ -351,32 +387,9 @@ def perform(
     reason = (reason or "").strip()
     if len(reason) < 3:
         raise ActionRefused("a reason is required")
-    merchant = db.session.get(Merchant, pr.merchant_id)
-    details: dict[str, Any] = {}
+    merchant = db.session.get_one(Merchant, pr.merchant_id)
     try:
-        if action == "resend_link":
-            delivery = send_link(pr, target or "email")
-            details = {"delivery_id": delivery.id, "channel": delivery.channel}
-        elif action == "resend_receipt":
-            payment = _payment_of(pr, target)
-            if payment.succeeded_at is None:
-                raise ActionRefused("only succeeded payments have a receipt")
-            enqueue(
-                "send_receipt",
-                {"payment_id": payment.id, "resend": True},
-                max_attempts=MAIL_ATTEMPTS,
-            )
-            details = {"payment_id": payment.id}
-        elif action == "redeliver_callback":
-            deliveries = redeliver_event(pr.merchant_id, target)
-            details = {"event_id": target, "deliveries": [d.id for d in deliveries]}
-        elif action == "void":
-            void_request(merchant, pr.id)
-        elif action == "refund":
-            refund = refund_payment(
-                merchant, _payment_of(pr, target).id, None, reason, RefundSource.SUPPORT
-            )
-            details = {"refund_id": refund.id, "amount": refund.amount}
+        details = _HANDLERS[action](pr, merchant, target, reason)
     except ApiError as exc:
         db.session.rollback()
         raise ActionRefused(exc.message) from None
@@ -455,7 +468,9 @@ def stats(user: StaffUser, since: datetime) -> Stats:
     if user.merchant_ids:
         payments = payments.where(Payment.merchant_id.in_(user.merchant_ids))
     failed = db.session.scalar(
-        select(func.count()).select_from(payments.where(Payment.status == "failed").subquery())
+        select(func.count()).select_from(
+            payments.where(Payment.status == PaymentStatus.FAILED).subquery()
+        )
     )
     collected_rows = db.session.execute(
         select(Payment.currency, func.sum(Payment.amount))
@@ -489,7 +504,8 @@ def daily_paid(user: StaffUser, days: int = 30) -> list[tuple[date, int]]:
     ).all()
     counts: dict[date, int] = {}
     for at in rows:
-        counts[at.date()] = counts.get(at.date(), 0) + 1
+        if at is not None:
+            counts[at.date()] = counts.get(at.date(), 0) + 1
     start = since.date()
     days_list = [start + timedelta(days=i) for i in range(days)]
     return [(day, counts.get(day, 0)) for day in days_list]
@@ -502,11 +518,15 @@ def callbacks_per_merchant(user: StaffUser) -> list[tuple[str, int, int]]:
             Merchant.name,
             func.sum(
                 db.case(
-                    ((CallbackDelivery.status == "pending") & (CallbackDelivery.attempts > 0), 1),
+                    (
+                        (CallbackDelivery.status == CallbackStatus.PENDING)
+                        & (CallbackDelivery.attempts > 0),
+                        1,
+                    ),
                     else_=0,
                 )
             ),
-            func.sum(db.case((CallbackDelivery.status == "dead", 1), else_=0)),
+            func.sum(db.case((CallbackDelivery.status == CallbackStatus.DEAD, 1), else_=0)),
         )
         .join(Merchant, Merchant.id == CallbackDelivery.merchant_id)
         .group_by(Merchant.name)
@@ -522,7 +542,7 @@ def needs_attention(user: StaffUser) -> list[tuple[str, str, str]]:
     dead = (
         select(CallbackDelivery, Event)
         .join(Event, Event.id == CallbackDelivery.event_id)
-        .where(CallbackDelivery.status == "dead")
+        .where(CallbackDelivery.status == CallbackStatus.DEAD)
     )
     if user.merchant_ids:
         dead = dead.where(CallbackDelivery.merchant_id.in_(user.merchant_ids))
@@ -532,7 +552,7 @@ def needs_attention(user: StaffUser) -> list[tuple[str, str, str]]:
     payments = select(Payment).where(
         or_(
             Payment.flagged.is_(True),
-            Payment.status.in_(["pending", "processing"])
+            Payment.status.in_(OPEN_ATTEMPT)
             & (Payment.updated_at < stuck_before)
             & (Payment.provider != "sandbox"),
         ),
