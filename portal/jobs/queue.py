@@ -14,6 +14,7 @@ from typing import Any
 from portal.db_types import utcnow
 from portal.extensions import db
 from portal.jobs.models import Job
+from portal.jobs.wakeup import mark_due
 
 Handler = Callable[[dict[str, Any]], None]
 # Customer emails outlive a long mail outage: the backoff caps at an hour, so 30
@@ -48,13 +49,17 @@ def enqueue(
     queue_key: str | None = None,
     max_attempts: int = 5,
 ) -> Job:
-    """Add a job to the current transaction; it runs only if that transaction commits."""
+    """Add a job to the current transaction; it runs only if that transaction commits
+    (and wakes an idle worker then, when it is due: :mod:`portal.jobs.wakeup`)."""
+    now = utcnow()
     job = Job(
         kind=kind,
         payload=payload,
-        run_at=run_at or utcnow(),
+        run_at=run_at or now,
         queue_key=queue_key,
         max_attempts=max_attempts,
     )
     db.session.add(job)
+    if run_at is None or run_at <= now:
+        mark_due(db.session())
     return job

@@ -19,7 +19,7 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Collection
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -33,6 +33,7 @@ from portal.jobs.claims import PER_KEY_LIMIT, Claimed, claim, claim_jobs
 from portal.jobs.models import Job
 from portal.jobs.periodic import run_periodic, start_duties
 from portal.jobs.queue import HANDLERS, RetryLater
+from portal.jobs.wakeup import Wakeup, listen_url
 from portal.states import JobStatus
 
 log = logging.getLogger(__name__)
@@ -134,14 +135,18 @@ class Worker:
     def __init__(self, app: Flask, *, threads: int | None = None, poll: float = 0.2) -> None:
         self.app = app
         self.threads = threads or app.config["PORTAL_WORKER_THREADS"]
+        # The longest an idle worker waits before it looks again; on PostgreSQL a committed
+        # job wakes it at once (LISTEN/NOTIFY), so the poll only bounds a missed wake-up.
         self.poll = poll
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.stopping = threading.Event()
+        self.wakeup = Wakeup(self.stopping)
         self._recovered = 0.0  # when this worker last recovered expired leases (monotonic)
         self._after = ""  # the lane of the last job claimed: the round robin goes on from it
 
     def stop(self, *_: object) -> None:
         self.stopping.set()
+        self.wakeup.set()
 
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self.stop)
@@ -195,6 +200,7 @@ class Worker:
     def run(self, *, exit_when_idle: bool = False) -> None:
         duties = threading.Event()
         start_duties(self.app, duties)
+        self.wakeup.start_listening(listen_url(self.app))
         try:
             self._claim_and_run(exit_when_idle)
         finally:
@@ -243,15 +249,15 @@ class Worker:
                         db.session.remove()
                 outage = 0.0
                 for job in jobs:
-                    in_flight[pool.submit(self._run_one, job)] = job
+                    future = pool.submit(self._run_one, job)
+                    # Claim again as soon as a job ends (its thread, or room in its
+                    # queue), not a poll later.
+                    future.add_done_callback(self.wakeup.set)
+                    in_flight[future] = job
                 if exit_when_idle and not jobs and not in_flight:
                     break
-                if in_flight:
-                    # Claim again as soon as a job ends (its thread, or room in its queue),
-                    # not a poll later.
-                    wait(in_flight, timeout=self.poll, return_when=FIRST_COMPLETED)
-                else:
-                    self.stopping.wait(self.poll)
+                # Until a job in hand ends, one is committed (NOTIFY) or the poll runs out.
+                self.wakeup.wait(self.poll)
             log.info("worker %s stopping; finishing %s job(s) in hand", self.name, len(in_flight))
 
 
