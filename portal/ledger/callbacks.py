@@ -18,7 +18,9 @@ import logging
 import random
 import secrets
 import socket
+import threading
 import time
+from collections import OrderedDict
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,6 +34,7 @@ from standardwebhooks import Webhook
 from portal.db_types import isoformat, utcnow
 from portal.errors import Invalid, NotFound
 from portal.extensions import db
+from portal.jobs.claims import PER_KEY_LIMIT as PER_ENDPOINT
 from portal.jobs.queue import RetryLater, enqueue, job_handler
 from portal.ledger.models import (
     CallbackAttempt,
@@ -214,20 +217,52 @@ def _post(
     parts = urlsplit(url)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     headers = {**headers, "Host": host if port in (80, 443) else f"{host}:{port}"}
-    if scheme == "https":
-        pool: urllib3.HTTPConnectionPool = urllib3.HTTPSConnectionPool(
-            ip, port, server_hostname=host, assert_hostname=host, cert_reqs="CERT_REQUIRED",
-            timeout=timeout, retries=False,
-        )  # fmt: skip
-    else:
-        pool = urllib3.HTTPConnectionPool(ip, port, timeout=timeout, retries=False)
-    with pool:
-        response = pool.urlopen(
-            "POST", path, body=body, headers=headers, redirect=False, preload_content=False
-        )
+    pool = _pool(scheme, host, port, ip)
+    response = pool.urlopen(
+        "POST", path, body=body, headers=headers, redirect=False, preload_content=False,
+        timeout=urllib3.Timeout(timeout), retries=False,
+    )  # fmt: skip
+    try:
         excerpt = response.read(EXCERPT * 4, decode_content=True)
-        response.release_conn()
         return response.status, excerpt, response.headers.get("Retry-After")
+    finally:
+        # A short rest is read so the connection can serve the next callback; a long one
+        # (or one of unknown length) is not worth it: that connection is dropped.
+        remaining = response.length_remaining
+        if remaining is not None and remaining <= 65536:
+            response.drain_conn()
+        else:
+            response.close()
+        response.release_conn()
+
+
+# Connections kept alive per ledger address (keep-alive: no new TCP and TLS handshake per
+# callback). Keyed by the address the URL resolved to for this delivery, so a DNS change
+# or a private address is never reached through an old pool; at most POOLS addresses.
+POOLS = 256
+_pools: OrderedDict[tuple[str, str, int, str], urllib3.HTTPConnectionPool] = OrderedDict()
+_pools_lock = threading.Lock()
+
+
+def _pool(scheme: str, host: str, port: int, ip: str) -> urllib3.HTTPConnectionPool:
+    key = (scheme, host, port, ip)
+    with _pools_lock:
+        pool = _pools.get(key)
+        if pool is not None:
+            _pools.move_to_end(key)
+            return pool
+        if scheme == "https":
+            pool = urllib3.HTTPSConnectionPool(
+                ip, port, server_hostname=host, assert_hostname=host, cert_reqs="CERT_REQUIRED",
+                maxsize=PER_ENDPOINT, block=False,
+            )  # fmt: skip
+        else:
+            pool = urllib3.HTTPConnectionPool(ip, port, maxsize=PER_ENDPOINT, block=False)
+        _pools[key] = pool
+        if len(_pools) > POOLS:
+            _, oldest = _pools.popitem(last=False)
+            oldest.close()
+        return pool
 
 
 def _retry_after(value: str | None) -> float | None:
