@@ -46,6 +46,8 @@ def _get_merchant(merchant_id: str) -> Merchant:
     default=None,
     help="Smallest partial or chosen amount, in major units (the provider's minimum if lower).",
 )
+@click.option("--country", default="BE", show_default=True, help="Two letters: how dates read.")
+@click.option("--time-zone", default="Europe/Brussels", show_default=True)
 def merchant_create(
     name: str,
     currency: str,
@@ -54,6 +56,8 @@ def merchant_create(
     display_name: str | None,
     support_email: str | None,
     min_payment: str | None,
+    country: str,
+    time_zone: str,
 ) -> None:
     """Create a merchant and print its id and a new API key (shown once)."""
     try:
@@ -66,6 +70,8 @@ def merchant_create(
             display_name=display_name,
             support_email=support_email,
             min_payment=min_payment,
+            country=country,
+            time_zone=time_zone,
         )
     except MerchantError as exc:
         raise click.ClickException(str(exc)) from None

@@ -46,6 +46,7 @@ from portal.payments.services import (
     refresh_for_customer,
     start_payment,
     submit_checkout,
+    test_mode,
 )
 from portal.states import OPEN_ATTEMPT, SETTLED, PaymentStatus, RequestStatus
 from portal.web import SUPPORTED_LOCALES
@@ -86,6 +87,21 @@ def load_request(token: str) -> PaymentRequest:
     return pr
 
 
+@bp.url_value_preprocessor
+def _locale_before_any_check(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    """Decide the page's language before the CSRF check, the rate limits or anything else
+    can answer with an error page: that page speaks the language the customer chose, not
+    the browser's. (URL processors run before every ``before_request`` hook.)"""
+    request_id = request_id_from_token(str((values or {}).get("token", "")))
+    pr = db.session.get(PaymentRequest, request_id) if request_id else None
+    if pr is not None:
+        choose_locale(pr)
+        return
+    asked = request.args.get("lang") or request.cookies.get(LOCALE_COOKIE)
+    if asked in SUPPORTED_LOCALES:
+        g.locale = asked
+
+
 def choose_locale(pr: PaymentRequest) -> None:
     """The customer's explicit choice (switcher, remembered) wins; then the locale the
     merchant set for this customer; then the browser's; then the merchant's default."""
@@ -100,6 +116,8 @@ def choose_locale(pr: PaymentRequest) -> None:
         g.locale = request.accept_languages.best_match(SUPPORTED_LOCALES) or (
             pr.merchant.default_locale
         )
+    # Dates read the merchant's country's way, times on the merchant's clock.
+    g.merchant_country, g.time_zone = pr.merchant.country, pr.merchant.time_zone
     refresh()  # the locale is decided per request, never taken from an earlier one
 
 
@@ -159,6 +177,7 @@ def _render(template: str, pr: PaymentRequest, status: int = 200, **context: Any
             token=token,
             today=date.today(),
             locales=SUPPORTED_LOCALES,
+            test_mode=test_mode(),
             **context,
         ),
         status,

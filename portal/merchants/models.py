@@ -27,6 +27,12 @@ class Merchant(db.Model):
     accent_color: Mapped[str] = mapped_column(String(7), default="#1f5f8b")
     support_email: Mapped[str | None] = mapped_column(String(254))
     support_phone: Mapped[str | None] = mapped_column(String(32))
+    # Where the shop is and its clock: dates read the country's way (en-GB style for a
+    # Belgian shop, en-US only for a US one) and times are shown in its zone.
+    country: Mapped[str] = mapped_column(String(2), default="BE", server_default="BE")
+    time_zone: Mapped[str] = mapped_column(
+        String(64), default="Europe/Brussels", server_default="Europe/Brussels"
+    )
     # Origins allowed to frame the portal's pages (``frame-ancestors``).
     embed_origins: Mapped[list[str]] = mapped_column(JSON, default=list)
     stripe_account: Mapped[str | None] = mapped_column(String(64), unique=True)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask_babel import force_locale, format_datetime
+from flask_babel import force_locale
 from sqlalchemy import update
 
+from portal.dates import formatting_locale, local_moment
 from portal.db_types import utcnow
 from portal.extensions import db
 from portal.jobs.queue import job_handler
@@ -46,8 +47,9 @@ def send_receipt(payload: dict[str, Any]) -> None:
         log.info("payment %s: no email address, no receipt email", payment.id)
         return
     pr, locale = payment.request, _locale(payment)
-    with force_locale(locale):
-        paid_at = format_datetime(payment.succeeded_at, "medium")
+    merchant = pr.merchant
+    dates = formatting_locale(locale, merchant.country)
+    paid_at = local_moment(payment.succeeded_at, dates, merchant.time_zone)
     refunded = payment.amount_refunded
     _send(
         payment,

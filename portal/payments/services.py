@@ -105,6 +105,11 @@ def minimum_for(merchant: Merchant, currency: str) -> int:
     return max(get_provider().minimum_charge(currency), merchant.min_payment or 0)
 
 
+def test_mode() -> bool:
+    """Whether the provider that serves is a stand-in (its test cards move no money)."""
+    return bool(get_provider().test_cards)
+
+
 def minimum_charge(pr: PaymentRequest) -> int:
     return minimum_for(pr.merchant, pr.currency)
 
