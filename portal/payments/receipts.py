@@ -49,7 +49,7 @@ def send_receipt(payload: dict[str, Any]) -> None:
     pr, locale = payment.request, _locale(payment)
     merchant = pr.merchant
     dates = formatting_locale(locale, merchant.country)
-    paid_at = local_moment(payment.succeeded_at, dates, merchant.time_zone)
+    paid_at = local_moment(payment.succeeded_at or utcnow(), dates, merchant.time_zone)
     refunded = payment.amount_refunded
     _send(
         payment,
