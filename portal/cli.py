@@ -38,7 +38,7 @@ def _get_merchant(merchant_id: str) -> Merchant:
 @click.option("--name", required=True)
 @click.option("--currency", required=True, help="ISO 4217 code, e.g. EUR.")
 @click.option("--ceiling", default=None, help="Largest amount, in major units (10000.00).")
-@click.option("--locale", default="en", type=click.Choice(["en", "fr", "nl"]))
+@click.option("--locale", default="en", type=click.Choice(["en", "fr", "nl", "de"]))
 @click.option("--display-name", default=None)
 @click.option("--support-email", default=None)
 @click.option(

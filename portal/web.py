@@ -16,7 +16,7 @@ from portal.dates import formatting_locale, local_day, local_moment
 from portal.payments.methods import method_label
 from portal.states import InvalidTransition
 
-SUPPORTED_LOCALES = ("en", "fr", "nl")
+SUPPORTED_LOCALES = ("en", "fr", "nl", "de")
 
 
 def select_locale() -> str:

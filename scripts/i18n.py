@@ -14,7 +14,7 @@ import polib
 
 ROOT = Path(__file__).resolve().parent.parent
 TRANSLATIONS = ROOT / "translations"
-LOCALES = ("en", "fr", "nl")
+LOCALES = ("en", "fr", "nl", "de")
 NARROW_NBSP = "\u202f"
 # French typography: a narrow no-break space before ``: ; ! ?`` (never a plain space, which
 # lets the sign wrap to the next line, nor none at all). ``%(url)s`` and the like carry

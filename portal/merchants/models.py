@@ -20,7 +20,7 @@ class Merchant(db.Model):
     display_name: Mapped[str] = mapped_column(String(200))
     currency: Mapped[str] = mapped_column(String(3))
     default_locale: Mapped[str] = mapped_column(String(10), default="en")
-    locales: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["en", "fr", "nl"])
+    locales: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["en", "fr", "nl", "de"])
     # Largest amount of any request or customer-chosen amount, in minor units.
     ceiling: Mapped[int] = mapped_column(BigInteger)
     logo_url: Mapped[str | None] = mapped_column(String(500))

@@ -18,7 +18,7 @@ from portal.merchants.models import ApiKey, Merchant
 from portal.money import MoneyError, is_supported_currency, to_minor
 
 KEY_PREFIX = "sk_portal_"
-LOCALES = ("en", "fr", "nl")
+LOCALES = ("en", "fr", "nl", "de")
 # Writing last_used_at on every call would make every API read a write.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
