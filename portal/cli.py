@@ -48,6 +48,7 @@ def _get_merchant(merchant_id: str) -> Merchant:
 )
 @click.option("--country", default="BE", show_default=True, help="Two letters: how dates read.")
 @click.option("--time-zone", default="Europe/Brussels", show_default=True)
+@click.option("--legal-details", default=None, help="Printed on PDFs: legal name, address, VAT.")
 def merchant_create(
     name: str,
     currency: str,
@@ -58,6 +59,7 @@ def merchant_create(
     min_payment: str | None,
     country: str,
     time_zone: str,
+    legal_details: str | None,
 ) -> None:
     """Create a merchant and print its id and a new API key (shown once)."""
     try:
@@ -72,6 +74,7 @@ def merchant_create(
             min_payment=min_payment,
             country=country,
             time_zone=time_zone,
+            legal_details=legal_details,
         )
     except MerchantError as exc:
         raise click.ClickException(str(exc)) from None

@@ -31,6 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from portal.customer import forms
 from portal.db_types import utcnow
+from portal.documents import pdf_name, receipt_pdf, statement_pdf
 from portal.extensions import db, limiter
 from portal.links import link_url, request_id_from_token
 from portal.money import format_money
@@ -359,6 +360,33 @@ def qr_png(token: str) -> Response:
     out = io.BytesIO()
     _qr(token).save(out, kind="png", scale=8, border=4)
     return _image(out.getvalue(), "image/png")
+
+
+def _pdf(body: bytes, filename: str) -> Response:
+    response = Response(body, mimetype="application/pdf")
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@bp.get("/<token>/document.pdf")
+def document_pdf(token: str) -> Response:
+    """The statement (order, top-up) as a PDF, in the page's language."""
+    pr = load_request(token)
+    if pr.status in CLOSED or pr.is_expired():
+        return _closed(pr)
+    paid, _processing = _payments(pr)
+    kind = {"statement": "statement", "order_deposit": "order"}.get(pr.kind, "top-up")
+    return _pdf(statement_pdf(pr, str(g.locale), paid), pdf_name(kind, pr.reference))
+
+
+@bp.get("/<token>/receipt/<payment_id>.pdf")
+def receipt_document(token: str, payment_id: str) -> Response:
+    pr = load_request(token)
+    payment = _payment_of(pr, payment_id)
+    if payment.status not in SETTLED:
+        abort(404)
+    name = pdf_name("receipt", payment.receipt_number or payment.id)
+    return _pdf(receipt_pdf(payment, str(g.locale)), name)
 
 
 @bp.get("/<token>/receipt/<payment_id>")

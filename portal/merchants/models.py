@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, String
+from sqlalchemy import JSON, BigInteger, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.db_types import UTCDateTime, utcnow
@@ -29,6 +29,9 @@ class Merchant(db.Model):
     support_phone: Mapped[str | None] = mapped_column(String(32))
     # Where the shop is and its clock: dates read the country's way (en-GB style for a
     # Belgian shop, en-US only for a US one) and times are shown in its zone.
+    # What a receipt or statement must say of the seller: legal name, address, VAT or
+    # enterprise number (free text, one item a line), printed at the foot of the PDFs.
+    legal_details: Mapped[str | None] = mapped_column(Text)
     country: Mapped[str] = mapped_column(String(2), default="BE", server_default="BE")
     time_zone: Mapped[str] = mapped_column(
         String(64), default="Europe/Brussels", server_default="Europe/Brussels"

@@ -68,6 +68,7 @@ def create_merchant(
     min_payment: str | None = None,
     country: str = "BE",
     time_zone: str = "Europe/Brussels",
+    legal_details: str | None = None,
 ) -> Merchant:
     """Add a merchant to the session (no commit)."""
     currency = currency.upper()
@@ -102,6 +103,7 @@ def create_merchant(
         embed_origins=[],
         country=country,
         time_zone=time_zone,
+        legal_details=(legal_details or "").strip() or None,
         event_seq=0,
         receipt_seq=0,
     )
