@@ -90,7 +90,7 @@ def accent_colours(colour: str | None) -> tuple[str, str]:
 def _forget_merchant_clock(endpoint: str | None, values: dict[str, object] | None) -> None:
     """Each request starts without an earlier one's locale or merchant (an app context may
     be reused); URL processors run first, so the customer's pages decide before any check."""
-    for name in ("locale", "merchant_country", "time_zone"):
+    for name in ("locale", "merchant_country", "time_zone", "link_request_id"):
         g.pop(name, None)
 
 

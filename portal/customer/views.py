@@ -32,8 +32,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from portal.customer import forms
 from portal.db_types import utcnow
 from portal.documents import pdf_name, receipt_pdf, statement_pdf
-from portal.extensions import db, limiter
-from portal.links import link_url, request_id_from_token
+from portal.extensions import csrf, db, limiter
+from portal.links import check_form_token, form_token, link_url, request_id_from_token
 from portal.money import format_money
 from portal.payment_requests.models import PaymentRequest
 from portal.payments.models import Payment
@@ -54,6 +54,9 @@ from portal.web import SUPPORTED_LOCALES
 
 log = logging.getLogger(__name__)
 bp = Blueprint("customer", __name__, url_prefix="/p")
+# The session's CSRF token needs our cookie, which a browser never sends inside a
+# merchant's frame: these forms carry a token bound to their link (docs/embedding.md).
+csrf.exempt(bp)
 # Per client address (shared through Redis when PORTAL_REDIS_URL is set).
 limiter.limit(lambda: current_app.config["PORTAL_LINK_RATE_LIMIT"])(bp)
 
@@ -82,8 +85,7 @@ def load_request(token: str) -> PaymentRequest:
     pr = db.session.get(PaymentRequest, request_id) if request_id else None
     if pr is None:
         abort(404)
-    if pr.merchant.embed_origins:
-        g.frame_ancestors = " ".join(pr.merchant.embed_origins)
+    _allow_framing(pr)
     choose_locale(pr)
     return pr
 
@@ -96,11 +98,36 @@ def _locale_before_any_check(endpoint: str | None, values: dict[str, Any] | None
     request_id = request_id_from_token(str((values or {}).get("token", "")))
     pr = db.session.get(PaymentRequest, request_id) if request_id else None
     if pr is not None:
+        g.link_request_id = pr.id
+        _allow_framing(pr)
         choose_locale(pr)
         return
     asked = request.args.get("lang") or request.cookies.get(LOCALE_COOKIE)
     if asked in SUPPORTED_LOCALES:
         g.locale = asked
+
+
+def _allow_framing(pr: PaymentRequest) -> None:
+    """``frame-ancestors`` for the merchant's listed origins (also on its error pages)."""
+    if pr.merchant.embed_origins:
+        g.frame_ancestors = " ".join(pr.merchant.embed_origins)
+
+
+@bp.before_request
+def _check_form() -> None:
+    """A form posted to a link carries that link's form token, and comes from our own
+    pages (an ``Origin`` of ours when the browser says one). Refused: a 400 page, in the
+    customer's language, that the merchant's frame may show."""
+    request_id = g.get("link_request_id")
+    if request_id:
+        _allow_framing(db.session.get(PaymentRequest, request_id))
+    if request.method != "POST" or request_id is None:
+        return  # an unknown link's POST gets the view's plain 404
+    origin = request.headers.get("Origin")
+    if origin and origin != request.host_url.rstrip("/"):
+        abort(400, description="The form did not come from this site.")
+    if not check_form_token(request_id, request.form.get("csrf_token")):
+        abort(400, description="The form is out of date; reload the page.")
 
 
 def choose_locale(pr: PaymentRequest) -> None:
@@ -161,9 +188,13 @@ def _token_page_headers(response: Response) -> Response:
             db.session.rollback()
             log.warning("could not count a link open", exc_info=True)
     if getattr(g, "remember_locale", None):
+        # Where a merchant frames its links (over https), the choice is kept inside the
+        # frame too: a partitioned cookie, for that site's frames only.
+        framed = bool(g.get("frame_ancestors")) and request.is_secure
         response.set_cookie(
             LOCALE_COOKIE, g.remember_locale, max_age=365 * 86400, path="/p",
-            secure=request.is_secure, httponly=True, samesite="Lax",
+            secure=request.is_secure, httponly=True, samesite="None" if framed else "Lax",
+            partitioned=framed,
         )  # fmt: skip
     return response
 
@@ -179,6 +210,7 @@ def _render(template: str, pr: PaymentRequest, status: int = 200, **context: Any
             today=date.today(),
             locales=SUPPORTED_LOCALES,
             test_mode=test_mode(),
+            csrf_token=lambda: form_token(pr.id),  # the link's, not the session's
             **context,
         ),
         status,
