@@ -114,6 +114,9 @@ def _pages(client, ids: dict[str, str], headers: dict[str, str], locale: str) ->
         Shot("wallet-amount-error", f"/p/{_token(ids['wallet'])}", _fill_error),
         Shot("deposit", f"/p/{_token(ids['deposit'])}"),
     ]
+    # the link e-mail (the receipts and the refund notice follow from the payments)
+    client.post(f"/api/v1/payment-requests/{ids['statement']}/send", json={"channel": "email"},
+                headers=headers)  # fmt: skip
     checkout = _start(client, ids["statement"], amount="50,00" if locale != "en" else "50.00")
     shots.append(Shot("checkout", checkout))
     three_ds = _card(client, ids["3ds"], "4000 0027 6000 3184")
