@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from urllib.parse import urlsplit
 
 import click
 from flask import Flask, current_app
@@ -20,6 +21,7 @@ from portal.merchants.services import (
     revoke_api_key,
 )
 from portal.money import to_major
+from portal.payments.services import register_wallet_domains
 from portal.support.cli import staff_cli
 
 merchant_cli = AppGroup("merchant", help="Create and inspect merchants.")
@@ -206,8 +208,21 @@ def demo_command(ledger_url: str | None) -> None:
     sys.stdout.flush()
 
 
+@click.command("wallet-domains")
+@click.option("--domain", default=None, help="The portal's host (default: PORTAL_BASE_URL's).")
+def wallet_domains_command(domain: str | None) -> None:
+    """Register the portal's domain for Apple Pay and Google Pay with the payment provider,
+    on the platform and on every connected account (run again after adding one)."""
+    host = domain or urlsplit(current_app.config["PORTAL_BASE_URL"]).hostname or ""
+    registered = register_wallet_domains(host)
+    print_json({"domain": host, "registered": [
+        {"account": account, "id": domain_id} for account, domain_id in registered
+    ]})  # fmt: skip
+
+
 def register_cli(app: Flask) -> None:
     merchant_cli.add_command(endpoint_cli)
+    app.cli.add_command(wallet_domains_command)
     app.cli.add_command(worker_command)
     app.cli.add_command(staff_cli)
     app.cli.add_command(merchant_cli)

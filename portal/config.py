@@ -77,6 +77,8 @@ class Settings:
     stripe_api_base: str = ""
     stripe_js_url: str = "https://js.stripe.com/v3/"
     stripe_payment_method_types: list[str] = field(default_factory=list)
+    # Apple Pay's domain association file (as Stripe hands it out), or ``@/path/to/file``.
+    apple_pay_domain_association: str = ""
     debug: bool = False  # from FLASK_DEBUG; refused in production
 
     @classmethod
@@ -107,6 +109,7 @@ class Settings:
             "stripe_webhook_secret": "STRIPE_WEBHOOK_SECRET",
             "stripe_api_base": "STRIPE_API_BASE",
             "stripe_js_url": "STRIPE_JS_URL",
+            "apple_pay_domain_association": "PORTAL_APPLE_PAY_DOMAIN_ASSOCIATION",
         }
         for attr, name in simple.items():
             if env.get(name):

@@ -5,9 +5,19 @@ from __future__ import annotations
 import contextlib
 import re
 from datetime import date, datetime
+from pathlib import Path
 
 import flask_babel
-from flask import Flask, Response, abort, g, make_response, render_template, request
+from flask import (
+    Flask,
+    Response,
+    abort,
+    current_app,
+    g,
+    make_response,
+    render_template,
+    request,
+)
 from flask_babel import get_locale
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
@@ -87,6 +97,21 @@ def accent_colours(colour: str | None) -> tuple[str, str]:
     return colour, "#ffffff" if on_white >= 4.5 else "#111111"
 
 
+APPLE_PAY_PATH = "/.well-known/apple-developer-merchantid-domain-association"
+
+
+def apple_pay_association() -> Response:
+    """What Apple fetches to let this domain offer Apple Pay (through Stripe): the file of
+    ``PORTAL_APPLE_PAY_DOMAIN_ASSOCIATION`` (its content, or ``@path``); 404 when unset."""
+    value = str(current_app.config.get("PORTAL_APPLE_PAY_DOMAIN_ASSOCIATION") or "")
+    body = Path(value[1:]).read_bytes() if value.startswith("@") else value.encode()
+    if not body.strip():
+        abort(404)
+    response = Response(body, mimetype="text/plain")
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
 def _forget_merchant_clock(endpoint: str | None, values: dict[str, object] | None) -> None:
     """Each request starts without an earlier one's locale or merchant (an app context may
     be reused); URL processors run first, so the customer's pages decide before any check."""
@@ -121,6 +146,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.globals["get_locale"] = lambda: str(get_locale() or "en")
     app.jinja_env.globals["payment_method"] = method_label
     app.url_value_preprocessor(_forget_merchant_clock)  # before the blueprints' own
+    app.add_url_rule(APPLE_PAY_PATH, "apple_pay_association", apple_pay_association)
     app.before_request(_refuse_nul_characters)
 
     @app.errorhandler(InvalidTransition)

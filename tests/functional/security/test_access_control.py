@@ -63,6 +63,8 @@ OTHER_AUTH: dict[str, str] = {
     "/static/<path:filename>": "public assets (CSS, JavaScript)",
     "/api/v1/openapi.json": "the public description of the API, the same for every caller",
     "/docs/api": "the API reference: a page rendering /api/v1/openapi.json, no data",
+    "/.well-known/apple-developer-merchantid-domain-association": "Apple Pay's public "
+    "domain association file from configuration, the same for every caller (404 unset)",
 }
 # Routes that exist only with PORTAL_ENV=development (portal/devtools): read-only pages
 # for the developer at the keyboard, answering loopback clients only (a 404 to anyone
@@ -841,6 +843,11 @@ def test_allow_listed_routes_check_their_own_proof(app: Flask, world: World) -> 
         assert resp.status_code == 200 and "Set-Cookie" not in resp.headers
         resp.close()
         checked.add("/static/<path:filename>")
+    apple = "/.well-known/apple-developer-merchantid-domain-association"
+    if apple in present:  # unset here: a 404, and never anything of a merchant
+        resp = client.get(apple)
+        assert resp.status_code == 404 and not leaked(resp.get_data(as_text=True), hidden)
+        checked.add(apple)
     after = everything()
     assert after == before, diff(before, after)
     assert checked == present, f"allow-listed without a check here: {present - checked}"
