@@ -119,8 +119,9 @@ def _check_form() -> None:
     pages (an ``Origin`` of ours when the browser says one). Refused: a 400 page, in the
     customer's language, that the merchant's frame may show."""
     request_id = g.get("link_request_id")
-    if request_id:
-        _allow_framing(db.session.get(PaymentRequest, request_id))
+    pr = db.session.get(PaymentRequest, request_id) if request_id else None
+    if pr is not None:
+        _allow_framing(pr)
     if request.method != "POST" or request_id is None:
         return  # an unknown link's POST gets the view's plain 404
     origin = request.headers.get("Origin")

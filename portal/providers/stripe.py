@@ -256,7 +256,7 @@ class StripeProvider:
         """A payment method domain (Apple Pay, Google Pay, Link in the Payment Element),
         on the platform or on a connected account (each needs its own)."""
         key = f"portal-pmd-{account or 'platform'}-{domain}"
-        options: dict[str, Any] = {"idempotency_key": key}
+        options = stripe.RequestOptions(idempotency_key=key)
         if account:
             options["stripe_account"] = account
         created = client().v1.payment_method_domains.create(
