@@ -6,14 +6,17 @@ language switch after a form error."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import update
 
+from portal.db_types import utcnow
 from portal.extensions import db
 from portal.jobs.worker import run_due_jobs
 from portal.links import link_token
 from portal.merchants.models import Merchant
+from portal.payment_requests.models import PaymentRequest
 from portal.payments.models import Payment
 from tests.factories import make_merchant, make_request, statement_body, wallet_body
 from tests.functional.customer.test_pages import csrf, follow, page, pay
@@ -220,3 +223,19 @@ def test_stripes_3_d_secure_failure_says_it_once_too(client, merchant):
     text = page(client, pr, f"/return/{payment.id}").text
     assert "The security check with your bank did not succeed" in text
     assert text.count("Nothing was charged") == 1
+
+
+def test_the_qr_code_of_a_closed_link_is_404(client, merchant):
+    voided = make_request(merchant, _english(statement_body(reference="Q-VOID")))
+    expired = make_request(merchant, _english(statement_body(reference="Q-EXP")))
+    live = make_request(merchant, _english(statement_body(reference="Q-LIVE")))
+    client.post(f"/api/v1/payment-requests/{voided.id}/void", headers=merchant.headers)
+    db.session.execute(
+        update(PaymentRequest).where(PaymentRequest.id == expired.id)
+        .values(expires_at=utcnow() - timedelta(minutes=1))
+    )  # fmt: skip
+    db.session.commit()
+    for pr in (voided, expired):
+        for kind in ("svg", "png"):
+            assert page(client, pr, f"/qr.{kind}").status_code == 404, (pr.reference, kind)
+    assert page(client, live, "/qr.svg").status_code == 200
