@@ -239,3 +239,14 @@ def test_the_qr_code_of_a_closed_link_is_404(client, merchant):
         for kind in ("svg", "png"):
             assert page(client, pr, f"/qr.{kind}").status_code == 404, (pr.reference, kind)
     assert page(client, live, "/qr.svg").status_code == 200
+
+
+def test_a_refunded_request_leads_with_the_refund(client, merchant, smtp):
+    pr = make_request(merchant, _english())
+    follow(client, pay(client, pr))
+    payment = db.session.query(Payment).one()
+    client.post(f"/api/v1/payments/{payment.id}/refunds", json={}, headers=merchant.headers)
+    text = _plain(page(client, pr).text)
+    lead = text[text.index('class="lead') : text.index("<h1>")]
+    assert "Paid and refunded" in lead and "€125.00" in lead
+    assert "Amount due" not in text
