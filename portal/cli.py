@@ -24,6 +24,7 @@ from portal.merchants.services import (
     revoke_api_key,
 )
 from portal.money import to_major
+from portal.payments.services import register_wallet_domains
 from portal.support.cli import staff_cli
 
 merchant_cli = AppGroup("merchant", help="Create and inspect merchants.")
@@ -42,7 +43,7 @@ def _get_merchant(merchant_id: str) -> Merchant:
 @click.option("--name", required=True)
 @click.option("--currency", required=True, help="ISO 4217 code, e.g. EUR.")
 @click.option("--ceiling", default=None, help="Largest amount, in major units (10000.00).")
-@click.option("--locale", default="en", type=click.Choice(["en", "fr", "nl"]))
+@click.option("--locale", default="en", type=click.Choice(["en", "fr", "nl", "de"]))
 @click.option("--display-name", default=None)
 @click.option("--support-email", default=None)
 @click.option(
@@ -50,6 +51,9 @@ def _get_merchant(merchant_id: str) -> Merchant:
     default=None,
     help="Smallest partial or chosen amount, in major units (the provider's minimum if lower).",
 )
+@click.option("--country", default="BE", show_default=True, help="Two letters: how dates read.")
+@click.option("--time-zone", default="Europe/Brussels", show_default=True)
+@click.option("--legal-details", default=None, help="Printed on PDFs: legal name, address, VAT.")
 def merchant_create(
     name: str,
     currency: str,
@@ -58,6 +62,9 @@ def merchant_create(
     display_name: str | None,
     support_email: str | None,
     min_payment: str | None,
+    country: str,
+    time_zone: str,
+    legal_details: str | None,
 ) -> None:
     """Create a merchant and print its id and a new API key (shown once)."""
     try:
@@ -70,6 +77,9 @@ def merchant_create(
             display_name=display_name,
             support_email=support_email,
             min_payment=min_payment,
+            country=country,
+            time_zone=time_zone,
+            legal_details=legal_details,
         )
     except MerchantError as exc:
         raise click.ClickException(str(exc)) from None
@@ -196,8 +206,21 @@ def demo_command(ledger_url: str | None) -> None:
     sys.stdout.flush()
 
 
+@click.command("wallet-domains")
+@click.option("--domain", default=None, help="The portal's host (default: PORTAL_BASE_URL's).")
+def wallet_domains_command(domain: str | None) -> None:
+    """Register the portal's domain for Apple Pay and Google Pay with the payment provider,
+    on the platform and on every connected account (run again after adding one)."""
+    host = domain or urlsplit(current_app.config["PORTAL_BASE_URL"]).hostname or ""
+    registered = register_wallet_domains(host)
+    print_json({"domain": host, "registered": [
+        {"account": account, "id": domain_id} for account, domain_id in registered
+    ]})  # fmt: skip
+
+
 def register_cli(app: Flask) -> None:
     merchant_cli.add_command(endpoint_cli)
+    app.cli.add_command(wallet_domains_command)
     app.cli.add_command(worker_command)
     app.cli.add_command(staff_cli)
     app.cli.add_command(merchant_cli)

@@ -131,6 +131,8 @@ class Settings(BaseModel):
     stripe_api_base: str = ""
     stripe_js_url: str = "https://js.stripe.com/v3/"
     stripe_payment_method_types: CommaList = []
+    # Apple Pay's domain association file (as Stripe hands it out), or ``@/path/to/file``.
+    apple_pay_domain_association: str = ""
     debug: bool = False  # from FLASK_DEBUG; refused in production
 
     @classmethod

@@ -13,6 +13,9 @@ from flask import current_app
 from itsdangerous import BadSignature, Signer
 
 LINK_SALT = "portal.payment-link.v1"
+# The customer's forms carry a token bound to their link instead of a session cookie's:
+# it works inside a merchant's frame, where a browser sends no cookie of ours.
+FORM_SALT = "portal.customer-form.v1"
 
 
 def _signer(salt: str) -> Signer:
@@ -33,6 +36,21 @@ def unsign(token: str, salt: str) -> str | None:
         return _signer(salt).unsign(token.encode()).decode()
     except (BadSignature, UnicodeDecodeError):
         return None
+
+
+def form_token(request_id: str) -> str:
+    """The CSRF token of a link's forms: only who can read the link's page has it."""
+    return _signer(FORM_SALT).get_signature(request_id.encode()).decode()
+
+
+def check_form_token(request_id: str, token: str | None) -> bool:
+    """Whether ``token`` is this link's form token (under any configured key)."""
+    if not token or len(token) > 200:
+        return False
+    try:
+        return _signer(FORM_SALT).verify_signature(request_id.encode(), token.encode())
+    except UnicodeError:
+        return False
 
 
 def link_token(request_id: str) -> str:

@@ -4,21 +4,33 @@ from __future__ import annotations
 
 import contextlib
 import re
+from datetime import date, datetime
+from pathlib import Path
 
 import flask_babel
 from babel.numbers import format_decimal
-from flask import Flask, Response, abort, g, make_response, render_template, request
+from flask import (
+    Flask,
+    Response,
+    abort,
+    current_app,
+    g,
+    make_response,
+    render_template,
+    request,
+)
 from flask_babel import get_locale
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from portal.api.views import error_response as api_error_response
+from portal.dates import formatting_locale, local_day, local_moment
 from portal.extensions import db
 from portal.money import format_money, precision, to_major
 from portal.payments.methods import method_label
 from portal.states import InvalidTransition
 
-SUPPORTED_LOCALES = ("en", "fr", "nl")
+SUPPORTED_LOCALES = ("en", "fr", "nl", "de")
 
 
 def select_locale() -> str:
@@ -41,6 +53,34 @@ def format_amount_here(amount: int, currency: str) -> str:
     return format_decimal(to_major(amount, currency), pattern, locale=str(get_locale() or "en"))
 
 
+def _language() -> str:
+    return str(get_locale() or "en")
+
+
+def _dates_locale() -> str:
+    """The merchant's country's way of writing dates in the page's language (set with the
+    page's locale by the view that knows the merchant)."""
+    return formatting_locale(_language(), g.get("merchant_country"))
+
+
+def format_date_here(value: date | datetime | None, fmt: str = "medium") -> str:
+    """A day as the merchant's customers write it (``06/11/26`` for a Belgian shop)."""
+    if value is None:
+        return ""
+    # A date never wraps mid-date ("6 november" / "2026"): its spaces do not break.
+    return local_day(value, fmt, _dates_locale(), g.get("time_zone")).replace(" ", "\u00a0")
+
+
+def format_moment_here(value: datetime | None) -> str:
+    """An instant on the merchant's clock, with its zone."""
+    return "" if value is None else local_moment(value, _dates_locale(), g.get("time_zone"))
+
+
+def label(text: str) -> str:
+    """``Date:`` — in French ``Date\u202f:`` (a narrow no-break space before the colon)."""
+    return f"{text}\u202f:" if _language().startswith("fr") else f"{text}:"
+
+
 def accent_colours(colour: str | None) -> tuple[str, str]:
     """The merchant's accent and a text colour readable on it (WCAG AA, 4.5:1)."""
     if not colour or not re.fullmatch(r"#[0-9a-fA-F]{6}", colour):
@@ -53,6 +93,28 @@ def accent_colours(colour: str | None) -> tuple[str, str]:
 
     on_white = 1.05 / (luminance(colour) + 0.05)
     return colour, "#ffffff" if on_white >= 4.5 else "#111111"
+
+
+APPLE_PAY_PATH = "/.well-known/apple-developer-merchantid-domain-association"
+
+
+def apple_pay_association() -> Response:
+    """What Apple fetches to let this domain offer Apple Pay (through Stripe): the file of
+    ``PORTAL_APPLE_PAY_DOMAIN_ASSOCIATION`` (its content, or ``@path``); 404 when unset."""
+    value = str(current_app.config.get("PORTAL_APPLE_PAY_DOMAIN_ASSOCIATION") or "")
+    body = Path(value[1:]).read_bytes() if value.startswith("@") else value.encode()
+    if not body.strip():
+        abort(404)
+    response = Response(body, mimetype="text/plain")
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+def _forget_merchant_clock(endpoint: str | None, values: dict[str, object] | None) -> None:
+    """Each request starts without an earlier one's locale or merchant (an app context may
+    be reused); URL processors run first, so the customer's pages decide before any check."""
+    for name in ("locale", "merchant_country", "time_zone", "link_request_id"):
+        g.pop(name, None)
 
 
 def _refuse_nul_characters() -> None:
@@ -75,10 +137,14 @@ def init_app(app: Flask) -> None:
     app.jinja_env.globals["format_money"] = format_money_here
     app.jinja_env.globals["accent_colours"] = accent_colours
     app.jinja_env.globals["format_amount"] = format_amount_here
-    app.jinja_env.globals["format_date"] = flask_babel.format_date
+    app.jinja_env.globals["format_date"] = format_date_here
     app.jinja_env.globals["format_datetime"] = flask_babel.format_datetime
+    app.jinja_env.globals["format_moment"] = format_moment_here
+    app.jinja_env.globals["label"] = label
     app.jinja_env.globals["get_locale"] = lambda: str(get_locale() or "en")
     app.jinja_env.globals["payment_method"] = method_label
+    app.url_value_preprocessor(_forget_merchant_clock)  # before the blueprints' own
+    app.add_url_rule(APPLE_PAY_PATH, "apple_pay_association", apple_pay_association)
     app.before_request(_refuse_nul_characters)
 
     @app.errorhandler(InvalidTransition)

@@ -1,8 +1,10 @@
 """Catalogue chores: ``fill-en`` copies msgid to msgstr in the English catalogue;
-``check`` fails when a catalogue is incomplete or fuzzy, or the .pot is stale."""
+``check`` fails when a catalogue is incomplete or fuzzy, the .pot is stale, or French
+lacks its narrow no-break space before ``: ; ! ?``; ``fix-fr`` puts that space in."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tempfile
@@ -12,7 +14,32 @@ import polib
 
 ROOT = Path(__file__).resolve().parent.parent
 TRANSLATIONS = ROOT / "translations"
-LOCALES = ("en", "fr", "nl")
+LOCALES = ("en", "fr", "nl", "de")
+NARROW_NBSP = "\u202f"
+# French typography: a narrow no-break space before ``: ; ! ?`` (never a plain space, which
+# lets the sign wrap to the next line, nor none at all). ``%(url)s`` and the like carry
+# their own colons at run time, so only the catalogue's text is checked.
+FRENCH_SIGN = re.compile(r"(?:[ \u00a0]|(?<=[^\s\u202f]))([:;!?])(?=\s|$)")
+
+
+def french_spacing(text: str) -> str:
+    """``Contact :`` and ``Contact:`` become ``Contact\u202f:``."""
+    return FRENCH_SIGN.sub(NARROW_NBSP + r"\1", text)
+
+
+def fix_fr() -> None:
+    po = polib.pofile(str(TRANSLATIONS / "fr/LC_MESSAGES/messages.po"), wrapwidth=10_000)
+    for entry in po:
+        entry.msgstr = french_spacing(entry.msgstr)
+    po.save()
+
+
+def french_problems() -> list[str]:
+    po = polib.pofile(str(TRANSLATIONS / "fr/LC_MESSAGES/messages.po"))
+    bad = [e.msgstr for e in po if e.msgstr and french_spacing(e.msgstr) != e.msgstr]
+    if not bad:
+        return []
+    return [f"fr: a narrow no-break space belongs before : ; ! ? (`fix-fr`): {bad[:3]}"]
 
 
 def fill_en() -> None:
@@ -63,7 +90,7 @@ def problems() -> list[str]:
         fuzzy = [e.msgid for e in po.fuzzy_entries()]
         if fuzzy:
             found.append(f"{locale}: fuzzy: {fuzzy[:5]}")
-    return found
+    return found + french_problems()
 
 
 def set_translations(json_file: str) -> None:
@@ -87,9 +114,11 @@ if __name__ == "__main__":
         set_translations(sys.argv[2])
     elif sys.argv[1:] == ["fill-en"]:
         fill_en()
+    elif sys.argv[1:] == ["fix-fr"]:
+        fix_fr()
     elif sys.argv[1:] == ["check"]:
         issues = problems()
         print("\n".join(issues) or "catalogues complete")
         sys.exit(1 if issues else 0)
     else:
-        sys.exit("usage: python scripts/i18n.py fill-en|check|set FILE.json")
+        sys.exit("usage: python scripts/i18n.py fill-en|fix-fr|check|set FILE.json")

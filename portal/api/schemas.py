@@ -39,7 +39,7 @@ from portal.states import EventType, RequestStatus
 MAX_AMOUNT = 10**15  # in minor units: more than any payment, well inside a 64-bit column
 MAX_QUANTITY = 1_000_000  # of one order line
 MAX_LINES = 500
-LOCALES = ("en", "fr", "nl")
+LOCALES = ("en", "fr", "nl", "de")
 CHANNELS = ("email", "sms")
 
 
@@ -207,7 +207,7 @@ Currency = Annotated[
     ),
 ]
 Locale = Annotated[
-    Literal["en", "fr", "nl"],
+    Literal["en", "fr", "nl", "de"],
     coded(literal_error="unsupported_locale"),
     BeforeValidator(_locale),
 ]

@@ -31,8 +31,9 @@ from werkzeug.wrappers import Response
 
 from portal.customer import forms
 from portal.db_types import utcnow
-from portal.extensions import db, limiter
-from portal.links import link_url, request_id_from_token
+from portal.documents import pdf_name, receipt_pdf, statement_pdf
+from portal.extensions import csrf, db, limiter
+from portal.links import check_form_token, form_token, link_url, request_id_from_token
 from portal.money import format_money
 from portal.payment_requests.models import PaymentRequest
 from portal.payments.models import Payment
@@ -46,12 +47,16 @@ from portal.payments.services import (
     refresh_for_customer,
     start_payment,
     submit_checkout,
+    test_mode,
 )
 from portal.states import OPEN_ATTEMPT, SETTLED, PaymentStatus, RequestStatus
 from portal.web import SUPPORTED_LOCALES
 
 log = logging.getLogger(__name__)
 bp = Blueprint("customer", __name__, url_prefix="/p")
+# The session's CSRF token needs our cookie, which a browser never sends inside a
+# merchant's frame: these forms carry a token bound to their link (docs/embedding.md).
+csrf.exempt(bp)
 # Per client address (shared through Redis when PORTAL_REDIS_URL is set).
 limiter.limit(lambda: current_app.config["PORTAL_LINK_RATE_LIMIT"])(bp)
 
@@ -80,10 +85,50 @@ def load_request(token: str) -> PaymentRequest:
     pr = db.session.get(PaymentRequest, request_id) if request_id else None
     if pr is None:
         abort(404)
-    if pr.merchant.embed_origins:
-        g.frame_ancestors = " ".join(pr.merchant.embed_origins)
+    _allow_framing(pr)
     choose_locale(pr)
     return pr
+
+
+@bp.url_value_preprocessor
+def _locale_before_any_check(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    """Decide the page's language before the CSRF check, the rate limits or anything else
+    can answer with an error page: that page speaks the language the customer chose, not
+    the browser's. (URL processors run before every ``before_request`` hook.)"""
+    request_id = request_id_from_token(str((values or {}).get("token", "")))
+    pr = db.session.get(PaymentRequest, request_id) if request_id else None
+    if pr is not None:
+        g.link_request_id = pr.id
+        _allow_framing(pr)
+        choose_locale(pr)
+        return
+    asked = request.args.get("lang") or request.cookies.get(LOCALE_COOKIE)
+    if asked in SUPPORTED_LOCALES:
+        g.locale = asked
+
+
+def _allow_framing(pr: PaymentRequest) -> None:
+    """``frame-ancestors`` for the merchant's listed origins (also on its error pages)."""
+    if pr.merchant.embed_origins:
+        g.frame_ancestors = " ".join(pr.merchant.embed_origins)
+
+
+@bp.before_request
+def _check_form() -> None:
+    """A form posted to a link carries that link's form token, and comes from our own
+    pages (an ``Origin`` of ours when the browser says one). Refused: a 400 page, in the
+    customer's language, that the merchant's frame may show."""
+    request_id = g.get("link_request_id")
+    pr = db.session.get(PaymentRequest, request_id) if request_id else None
+    if pr is not None:
+        _allow_framing(pr)
+    if request.method != "POST" or request_id is None:
+        return  # an unknown link's POST gets the view's plain 404
+    origin = request.headers.get("Origin")
+    if origin and origin != request.host_url.rstrip("/"):
+        abort(400, description="The form did not come from this site.")
+    if not check_form_token(request_id, request.form.get("csrf_token")):
+        abort(400, description="The form is out of date; reload the page.")
 
 
 def choose_locale(pr: PaymentRequest) -> None:
@@ -100,6 +145,8 @@ def choose_locale(pr: PaymentRequest) -> None:
         g.locale = request.accept_languages.best_match(SUPPORTED_LOCALES) or (
             pr.merchant.default_locale
         )
+    # Dates read the merchant's country's way, times on the merchant's clock.
+    g.merchant_country, g.time_zone = pr.merchant.country, pr.merchant.time_zone
     refresh()  # the locale is decided per request, never taken from an earlier one
 
 
@@ -143,9 +190,13 @@ def _token_page_headers(response: Response) -> Response:
             db.session.rollback()
             log.warning("could not count a link open", exc_info=True)
     if getattr(g, "remember_locale", None):
+        # Where a merchant frames its links (over https), the choice is kept inside the
+        # frame too: a partitioned cookie, for that site's frames only.
+        framed = bool(g.get("frame_ancestors")) and request.is_secure
         response.set_cookie(
             LOCALE_COOKIE, g.remember_locale, max_age=365 * 86400, path="/p",
-            secure=request.is_secure, httponly=True, samesite="Lax",
+            secure=request.is_secure, httponly=True, samesite="None" if framed else "Lax",
+            partitioned=framed,
         )  # fmt: skip
     return response
 
@@ -160,6 +211,8 @@ def _render(template: str, pr: PaymentRequest, status: int = 200, **context: Any
             token=token,
             today=date.today(),
             locales=SUPPORTED_LOCALES,
+            test_mode=test_mode(),
+            csrf_token=lambda: form_token(pr.id),  # the link's, not the session's
             **context,
         ),
         status,
@@ -341,6 +394,33 @@ def qr_png(token: str) -> Response:
     out = io.BytesIO()
     _qr(token).save(out, kind="png", scale=8, border=4)
     return _image(out.getvalue(), "image/png")
+
+
+def _pdf(body: bytes, filename: str) -> Response:
+    response = Response(body, mimetype="application/pdf")
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@bp.get("/<token>/document.pdf")
+def document_pdf(token: str) -> Response:
+    """The statement (order, top-up) as a PDF, in the page's language."""
+    pr = load_request(token)
+    if pr.status in CLOSED or pr.is_expired():
+        return _closed(pr)
+    paid, _processing = _payments(pr)
+    kind = {"statement": "statement", "order_deposit": "order"}.get(pr.kind, "top-up")
+    return _pdf(statement_pdf(pr, str(g.locale), paid), pdf_name(kind, pr.reference))
+
+
+@bp.get("/<token>/receipt/<payment_id>.pdf")
+def receipt_document(token: str, payment_id: str) -> Response:
+    pr = load_request(token)
+    payment = _payment_of(pr, payment_id)
+    if payment.status not in SETTLED:
+        abort(404)
+    name = pdf_name("receipt", payment.receipt_number or payment.id)
+    return _pdf(receipt_pdf(payment, str(g.locale)), name)
 
 
 @bp.get("/<token>/receipt/<payment_id>")

@@ -6,10 +6,11 @@ import logging
 from typing import Any
 
 from flask import current_app
-from flask_babel import force_locale, format_date, gettext
+from flask_babel import force_locale, gettext
 from sqlalchemy import select
 
 from portal.api.schemas import normalise_email, normalise_phone
+from portal.dates import formatting_locale, local_day
 from portal.db_types import utcnow
 from portal.delivery.models import LinkDelivery
 from portal.delivery.sms import gsm7_length, send_sms, sms_log_file
@@ -135,9 +136,9 @@ def _send(delivery: LinkDelivery, to: str) -> str:
         config = current_app.config
         text = sms_text(pr, locale, url)
         return send_sms(config["PORTAL_SMS_URL"], to, text, log_file=sms_log_file(config))
-    with force_locale(locale):
-        due = format_date(pr.due_date, "long") if pr.due_date else None
-        expires = format_date(pr.expires_at, "long")
+    dates = formatting_locale(locale, merchant.country)
+    due = local_day(pr.due_date, "long", dates, merchant.time_zone) if pr.due_date else None
+    expires = local_day(pr.expires_at, "long", dates, merchant.time_zone)
     return send_merchant_mail(
         merchant,
         to,

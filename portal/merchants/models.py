@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, String
+from sqlalchemy import JSON, BigInteger, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.db_types import UTCDateTime, utcnow
@@ -20,13 +20,22 @@ class Merchant(Model):
     display_name: Mapped[str] = mapped_column(String(200))
     currency: Mapped[str] = mapped_column(String(3))
     default_locale: Mapped[str] = mapped_column(String(10), default="en")
-    locales: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["en", "fr", "nl"])
+    locales: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["en", "fr", "nl", "de"])
     # Largest amount of any request or customer-chosen amount, in minor units.
     ceiling: Mapped[int] = mapped_column(BigInteger)
     logo_url: Mapped[str | None] = mapped_column(String(500))
     accent_color: Mapped[str] = mapped_column(String(7), default="#1f5f8b")
     support_email: Mapped[str | None] = mapped_column(String(254))
     support_phone: Mapped[str | None] = mapped_column(String(32))
+    # Where the shop is and its clock: dates read the country's way (en-GB style for a
+    # Belgian shop, en-US only for a US one) and times are shown in its zone.
+    # What a receipt or statement must say of the seller: legal name, address, VAT or
+    # enterprise number (free text, one item a line), printed at the foot of the PDFs.
+    legal_details: Mapped[str | None] = mapped_column(Text)
+    country: Mapped[str] = mapped_column(String(2), default="BE", server_default="BE")
+    time_zone: Mapped[str] = mapped_column(
+        String(64), default="Europe/Brussels", server_default="Europe/Brussels"
+    )
     # Origins allowed to frame the portal's pages (``frame-ancestors``).
     embed_origins: Mapped[list[str]] = mapped_column(JSON, default=list)
     stripe_account: Mapped[str | None] = mapped_column(String(64), unique=True)

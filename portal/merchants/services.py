@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from datetime import timedelta
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import joinedload
@@ -17,7 +19,7 @@ from portal.merchants.models import ApiKey, Merchant
 from portal.money import MoneyError, is_supported_currency, to_minor
 
 KEY_PREFIX = "sk_portal_"
-LOCALES = ("en", "fr", "nl")
+LOCALES = ("en", "fr", "nl", "de")
 # Writing last_used_at on every call would make every API read a write.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -38,6 +40,18 @@ def normalise_origin(origin: str) -> str:
     return f"https://{parts.hostname}{port}"
 
 
+def check_place(country: str, time_zone: str) -> tuple[str, str]:
+    """A two-letter country code (``BE``) and an IANA time zone (``Europe/Brussels``)."""
+    country = country.strip().upper()
+    if not re.fullmatch(r"[A-Z]{2}", country):
+        raise MerchantError(f"{country!r} is not a two-letter country code such as BE")
+    try:
+        ZoneInfo(time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise MerchantError(f"{time_zone!r} is not a time zone such as Europe/Brussels") from None
+    return country, time_zone
+
+
 def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -52,6 +66,9 @@ def create_merchant(
     display_name: str | None = None,
     support_email: str | None = None,
     min_payment: str | None = None,
+    country: str = "BE",
+    time_zone: str = "Europe/Brussels",
+    legal_details: str | None = None,
 ) -> Merchant:
     """Add a merchant to the session (no commit)."""
     currency = currency.upper()
@@ -73,6 +90,7 @@ def create_merchant(
         raise MerchantError("the minimum payment must be positive and at most the ceiling")
     if not name.strip():
         raise MerchantError("the name must not be empty")
+    country, time_zone = check_place(country, time_zone)
     merchant = Merchant(
         name=name.strip(),
         display_name=(display_name or name).strip(),
@@ -83,6 +101,9 @@ def create_merchant(
         min_payment=minimum,
         support_email=support_email,
         embed_origins=[],
+        country=country,
+        time_zone=time_zone,
+        legal_details=(legal_details or "").strip() or None,
         event_seq=0,
         receipt_seq=0,
     )

@@ -16,6 +16,7 @@ import os
 import smtplib
 import ssl
 import uuid
+from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, make_msgid
 from pathlib import Path
@@ -28,6 +29,8 @@ from flask_babel import force_locale
 from portal.config import ROOT
 
 log = logging.getLogger(__name__)
+# (file name, MIME type, content): a receipt's PDF.
+Attachment = tuple[str, str, bytes]
 
 
 def render_mail(name: str, locale: str, **context: object) -> tuple[str, str, str]:
@@ -47,6 +50,7 @@ def build_message(
     *,
     from_name: str | None = None,
     reply_to: str | None = None,
+    attachments: Sequence[Attachment] = (),
 ) -> EmailMessage:
     sender = current_app.config["PORTAL_MAIL_FROM"]
     message = EmailMessage()
@@ -60,6 +64,9 @@ def build_message(
     message.set_content(text)
     if html:
         message.add_alternative(html, subtype="html")
+    for filename, mimetype, data in attachments:
+        maintype, _, subtype = mimetype.partition("/")
+        message.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
     return message
 
 
@@ -71,20 +78,31 @@ def send_mail(
     *,
     from_name: str | None = None,
     reply_to: str | None = None,
+    attachments: Sequence[Attachment] = (),
 ) -> str:
     """Send one message through the configured transport; returns its Message-ID."""
-    message = build_message(to, subject, text, html, from_name=from_name, reply_to=reply_to)
+    message = build_message(
+        to, subject, text, html, from_name=from_name, reply_to=reply_to, attachments=attachments
+    )
     deliver(message, current_app.config["PORTAL_MAIL_URL"])
     return message["Message-ID"]
 
 
-def send_merchant_mail(merchant: Any, to: str, name: str, locale: str, **context: object) -> str:
+def send_merchant_mail(
+    merchant: Any,
+    to: str,
+    name: str,
+    locale: str,
+    attachments: Sequence[Attachment] = (),
+    **context: object,
+) -> str:
     """A customer email on a merchant's behalf: rendered in ``locale``, from the merchant's
     display name, replies going to its support address. Returns the Message-ID."""
     subject, text, html = render_mail(name, locale, merchant=merchant, **context)
     return send_mail(
-        to, subject, text, html, from_name=merchant.display_name, reply_to=merchant.support_email
-    )
+        to, subject, text, html, from_name=merchant.display_name,
+        reply_to=merchant.support_email, attachments=attachments,
+    )  # fmt: skip
 
 
 def mail_folder(url: str) -> Path | None:

@@ -4,17 +4,20 @@ refund. Sent by the worker after commit, in the customer's language."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
-from flask_babel import force_locale, format_datetime
+from flask_babel import force_locale
 from sqlalchemy import update
 
+from portal.dates import formatting_locale, local_moment
 from portal.db_types import utcnow
+from portal.documents import pdf_name, receipt_pdf
 from portal.extensions import db
 from portal.jobs.queue import job_handler
 from portal.links import link_url
 from portal.money import format_money
-from portal.notifications.mail import send_merchant_mail
+from portal.notifications.mail import Attachment, send_merchant_mail
 from portal.payments.methods import method_label
 from portal.payments.models import Payment, Refund
 
@@ -26,15 +29,28 @@ def _locale(payment: Payment) -> str:
     return payment.locale or pr.customer_locale or merchant.default_locale or "en"
 
 
-def _send(payment: Payment, to: str, template: str, locale: str, **context: Any) -> None:
+def _send(
+    payment: Payment, to: str, template: str, locale: str,
+    attachments: Sequence[Attachment] = (), **context: Any,
+) -> None:  # fmt: skip
     """One of the payment's emails, in ``locale``, with its method in words."""
     pr = payment.request
     with force_locale(locale):
         context.update(method=method_label(payment), text_method=method_label(payment, "****"))
     send_merchant_mail(
-        pr.merchant, to, template, locale, payment=payment, pr=pr,
-        url=f"{link_url(pr.id)}/receipt/{payment.id}", **context,
+        pr.merchant, to, template, locale, attachments, payment=payment,
+        pr=pr, url=f"{link_url(pr.id)}/receipt/{payment.id}", **context,
     )  # fmt: skip
+
+
+def _receipt_attachment(payment: Payment, locale: str) -> list[Attachment]:
+    """The receipt as a PDF; a receipt email still goes without it should drawing fail."""
+    try:
+        body = receipt_pdf(payment, locale)
+    except Exception:  # a missing system library must not cost the customer the receipt
+        log.exception("payment %s: the receipt PDF could not be drawn", payment.id)
+        return []
+    return [(pdf_name("receipt", payment.receipt_number or payment.id), "application/pdf", body)]
 
 
 @job_handler("send_receipt")
@@ -46,14 +62,16 @@ def send_receipt(payload: dict[str, Any]) -> None:
         log.info("payment %s: no email address, no receipt email", payment.id)
         return
     pr, locale = payment.request, _locale(payment)
-    with force_locale(locale):
-        paid_at = format_datetime(payment.succeeded_at, "medium")
+    merchant = pr.merchant
+    dates = formatting_locale(locale, merchant.country)
+    paid_at = local_moment(payment.succeeded_at or utcnow(), dates, merchant.time_zone)
     refunded = payment.amount_refunded
     _send(
         payment,
         payment.receipt_email,
         "receipt",
         locale,
+        _receipt_attachment(payment, locale),
         amount=format_money(payment.amount, payment.currency, locale),
         refunded=format_money(refunded, payment.currency, locale) if refunded else None,
         still_due=format_money(pr.amount_due, pr.currency, locale) if pr.amount_due else None,

@@ -105,6 +105,23 @@ def minimum_for(merchant: Merchant, currency: str) -> int:
     return max(get_provider().minimum_charge(currency), merchant.min_payment or 0)
 
 
+def register_wallet_domains(domain: str) -> list[tuple[str | None, str | None]]:
+    """Register ``domain`` for wallets on the platform and on every connected account:
+    (account, the provider's id of the domain) for each."""
+    provider = get_provider()
+    accounts = db.session.scalars(
+        select(Merchant.stripe_account)
+        .where(Merchant.stripe_account.is_not(None))
+        .order_by(Merchant.stripe_account)
+    ).all()
+    return [(account, provider.register_domain(domain, account)) for account in [None, *accounts]]
+
+
+def test_mode() -> bool:
+    """Whether the provider that serves is a stand-in (its test cards move no money)."""
+    return bool(get_provider().test_cards)
+
+
 def minimum_charge(pr: PaymentRequest) -> int:
     return minimum_for(pr.merchant, pr.currency)
 

@@ -124,6 +124,12 @@ class PaymentProvider(Protocol):
         """The smallest amount (minor units) one charge may be in ``currency``."""
         ...
 
+    def register_domain(self, domain: str, account: str | None) -> str | None:
+        """Register ``domain`` for wallets (Apple Pay, Google Pay) on the platform
+        (``account`` None) or a connected account; its id, or None where nothing is
+        to register."""
+        ...
+
     # The provider's own webhooks, at /webhooks/<name>: verified on the raw body, stored by
     # the event id (a repeat is acknowledged and ignored), then handled exactly once.
     webhooks: bool

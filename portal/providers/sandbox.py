@@ -181,5 +181,8 @@ class SandboxProvider:
     def minimum_charge(self, currency: str) -> int:
         return stripe_minimum_charge(currency)  # as in production
 
+    def register_domain(self, domain: str, account: str | None) -> str | None:
+        return None  # no wallets in the sandbox
+
 
 register_provider("sandbox", SandboxProvider)

@@ -263,6 +263,18 @@ class StripeProvider:
             raise ProviderError(str(exc)) from exc
         return state_from_intent(intent.to_dict())
 
+    def register_domain(self, domain: str, account: str | None) -> str | None:
+        """A payment method domain (Apple Pay, Google Pay, Link in the Payment Element),
+        on the platform or on a connected account (each needs its own)."""
+        key = f"portal-pmd-{account or 'platform'}-{domain}"
+        options = stripe.RequestOptions(idempotency_key=key)
+        if account:
+            options["stripe_account"] = account
+        created = client().v1.payment_method_domains.create(
+            params={"domain_name": domain, "enabled": True}, options=options
+        )
+        return created.id
+
     def minimum_charge(self, currency: str) -> int:
         return stripe_minimum_charge(currency)
 

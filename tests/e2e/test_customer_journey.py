@@ -81,6 +81,7 @@ def test_language_switcher_is_remembered(live_server, browser):
     url, _ = new_link(app, statement_body())
     page = browser.new_page()
     page.goto(url)
+    page.locator("details.languages summary").click()  # the compact menu opens
     page.get_by_role("link", name="English").click()
     expect(page.get_by_role("heading", name="Account statement")).to_be_visible()
     page.goto(url)
@@ -133,3 +134,23 @@ def test_a_double_click_on_pay_charges_once(live_server, browser):
         assert [(p.status, p.applied) for p in payments] == [("succeeded", True)]
         events = db.session.query(Event).filter_by(request_id=pr_id).all()
         assert sorted(e.type for e in events) == ["payment.succeeded", "payment_request.paid"]
+
+
+def test_a_phone_keeps_the_shop_name_on_one_line(live_server, browser):
+    """At 390 px the language menu is compact: a long shop name keeps one line beside it,
+    and buttons use the text's font."""
+    _base, app = live_server
+    url, _ = new_link(app, statement_body(), merchant="Corner Shop Dupont", locale="nl")
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(url)
+    name = page.locator(".merchant-name")
+    line_height = name.evaluate("e => parseFloat(getComputedStyle(e).lineHeight)")
+    assert name.bounding_box()["height"] < 1.5 * line_height  # one line, not wrapped
+    menu = page.locator("details.languages")
+    assert menu.bounding_box()["width"] < 80
+    fonts = page.evaluate(
+        """() => [getComputedStyle(document.body).fontFamily,
+                  getComputedStyle(document.querySelector('button.primary')).fontFamily]"""
+    )
+    assert fonts[0] == fonts[1]
+    assert page.title().replace("\xa0", " ") == "Betaal € 125,00 aan Corner Shop Dupont"

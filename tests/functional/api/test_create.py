@@ -164,7 +164,7 @@ INVALID = [
     (statement_body, "customer.name", "x" * 201, "too_long", "customer.name"),
     (statement_body, "customer.email", "not-an-email", "invalid_email", "customer.email"),
     (statement_body, "customer.phone", "12", "invalid_phone", "customer.phone"),
-    (statement_body, "customer.locale", "de", "unsupported_locale", "customer.locale"),
+    (statement_body, "customer.locale", "it", "unsupported_locale", "customer.locale"),
     (statement_body, "customer", "Jan", "invalid_type", "customer"),
     (statement_body, "metadata", {"k": 5}, "invalid_type", "metadata.k"),
     (statement_body, "metadata", ["a"], "invalid_type", "metadata"),

@@ -53,7 +53,10 @@ def test_link_pages_are_rate_limited_per_client(database_url):
     assert client.get(path, environ_base=ip).status_code == 200
     limited = client.get(path, environ_base=ip, headers={"Accept-Language": "fr"})
     assert limited.status_code == 429
-    assert "Trop de tentatives" in limited.text
+    # the link's language (its customer reads Dutch), not the browser's (docs/customer-portal.md)
+    assert "Te veel pogingen" in limited.text and 'lang="nl"' in limited.text
+    chosen = client.get(path + "?lang=fr", environ_base=ip, headers={"Accept-Language": "nl"})
+    assert chosen.status_code == 429 and "Trop de tentatives" in chosen.text
     assert int(limited.headers["Retry-After"]) > 0
     assert client.get(path, environ_base={"REMOTE_ADDR": "10.9.9.9"}).status_code == 200
     _empty(app)

@@ -237,8 +237,9 @@ def test_locale_order(client, merchant):
     pr = make_request(merchant, body)
     assert 'lang="fr"' in page(client, pr, headers={"Accept-Language": "fr-BE,fr;q=0.9"}).text
     assert (
-        'lang="en"' in page(client, pr, headers={"Accept-Language": "de"}).text
+        'lang="en"' in page(client, pr, headers={"Accept-Language": "ja"}).text
     )  # merchant default
+    assert 'lang="de"' in page(client, pr, headers={"Accept-Language": "de-BE,de;q=0.9"}).text
     chosen = page(client, pr, "?lang=nl", headers={"Accept-Language": "fr"})
     assert 'lang="nl"' in chosen.text
     assert "portal_locale=nl" in chosen.headers["Set-Cookie"]

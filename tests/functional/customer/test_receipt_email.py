@@ -14,6 +14,7 @@ EXPECTED = {
     "en": ("Your receipt from Test Shop: €125.00", "Thank you for your payment to Test Shop."),
     "fr": ("Votre reçu de Test Shop : 125,00 €", "Merci pour votre paiement à Test Shop."),
     "nl": ("Uw betalingsbewijs van Test Shop: € 125,00", "Bedankt voor uw betaling aan Test Shop."),
+    "de": ("Ihre Quittung von Test Shop: 125,00 €", "Vielen Dank für Ihre Zahlung an Test Shop."),
 }
 
 
@@ -21,7 +22,7 @@ def _spaces(text: str) -> str:
     return text.replace("\u202f", " ").replace("\xa0", " ")
 
 
-@pytest.mark.parametrize("locale", ["en", "fr", "nl"])
+@pytest.mark.parametrize("locale", ["en", "fr", "nl", "de"])
 def test_one_receipt_in_the_customers_language(app, merchant, smtp, locale):
     merchant.merchant.support_email = "help@shop.example"
     body = statement_body()

@@ -36,7 +36,7 @@ from werkzeug.routing import Rule
 from portal.delivery.models import LinkDelivery
 from portal.extensions import db
 from portal.ledger.models import CallbackDelivery, CallbackEndpoint, Event
-from portal.links import link_token
+from portal.links import form_token, link_token, request_id_from_token
 from portal.merchants.models import ApiKey
 from portal.merchants.services import create_api_key, hash_key, revoke_api_key
 from portal.payment_requests.models import PaymentRequest
@@ -63,6 +63,8 @@ OTHER_AUTH: dict[str, str] = {
     "/static/<path:filename>": "public assets (CSS, JavaScript)",
     "/api/v1/openapi.json": "the public description of the API, the same for every caller",
     "/docs/api": "the API reference: a page rendering /api/v1/openapi.json, no data",
+    "/.well-known/apple-developer-merchantid-domain-association": "Apple Pay's public "
+    "domain association file from configuration, the same for every caller (404 unset)",
 }
 # Routes that exist only with PORTAL_ENV=development (portal/devtools): read-only pages
 # for the developer at the keyboard, answering loopback clients only (a 404 to anyone
@@ -763,6 +765,11 @@ def test_state_changing_routes_refuse_get(app: Flask, world: World) -> None:
         assert db.session.get(Payment, world.a.ids["pending_payment"]).status == "pending"
 
 
+def _link_form_token(path: str) -> str:
+    """The form token of the link in ``/p/<token>/…`` (docs/embedding.md)."""
+    return form_token(request_id_from_token(path.split("/")[2]) or "")
+
+
 def test_state_changing_forms_need_a_csrf_token(app: Flask, world: World) -> None:
     app.config["WTF_CSRF_ENABLED"] = True  # as tests/conftest.py sets it; never assumed
     admin = staff("admin", email="root-admin@portal.test")
@@ -777,7 +784,10 @@ def test_state_changing_forms_need_a_csrf_token(app: Flask, world: World) -> Non
         forms.sort(key=lambda call: call[1] == "/support/logout")
         assert {p for _, p in forms} >= {"/support/logout", "/support/language", "/support/login"}
         for method, path in forms:
-            for forged in ({}, {"csrf_token": "forged"}, {"csrf_token": csrf + "x"}):
+            forgeries = [{}, {"csrf_token": "forged"}, {"csrf_token": csrf + "x"}]
+            if path.startswith("/p/"):  # a customer form takes its link's token only
+                forgeries += [{"csrf_token": csrf}, {"csrf_token": _link_form_token(path) + "x"}]
+            for forged in forgeries:
                 before = everything()
                 code = pyotp.TOTP(admin.totp_secret).now()
                 resp = client.open(path, method=method, data={**form, "code": code, **forged})
@@ -786,7 +796,8 @@ def test_state_changing_forms_need_a_csrf_token(app: Flask, world: World) -> Non
                 assert after == before, f"{method} {path} without CSRF:\n" + diff(before, after)
         for method, path in forms:  # the control: with the token each form gets past the check
             code = pyotp.TOTP(admin.totp_secret).now()
-            data = {**form, "code": code, "csrf_token": csrf}
+            token = _link_form_token(path) if path.startswith("/p/") else csrf
+            data = {**form, "code": code, "csrf_token": token}
             resp = client.open(path, method=method, data=data)
             assert resp.status_code not in (400, 500), (method, path, resp.status_code)
 
@@ -832,6 +843,11 @@ def test_allow_listed_routes_check_their_own_proof(app: Flask, world: World) -> 
         assert resp.status_code == 200 and "Set-Cookie" not in resp.headers
         resp.close()
         checked.add("/static/<path:filename>")
+    apple = "/.well-known/apple-developer-merchantid-domain-association"
+    if apple in present:  # unset here: a 404, and never anything of a merchant
+        resp = client.get(apple)
+        assert resp.status_code == 404 and not leaked(resp.get_data(as_text=True), hidden)
+        checked.add(apple)
     after = everything()
     assert after == before, diff(before, after)
     assert checked == present, f"allow-listed without a check here: {present - checked}"

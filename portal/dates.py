@@ -1,0 +1,58 @@
+"""Dates and times the way the merchant's customers read them.
+
+The language is the customer's; the *territory* is the merchant's country, so a Belgian
+shop's English reads ``06/11/26`` and ``14:05`` (en_BE), never the US ``11/6/26``; the
+clock is the merchant's time zone, shown beside every time (the support console shows
+the same instant in the agent's zone, Brussels by default, with its zone too).
+Money keeps the language's own format (``€125.00`` in English, ``€ 125,00`` in Dutch).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from functools import cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_date, format_time
+
+DEFAULT_ZONE = "Europe/Brussels"
+
+
+@cache
+def formatting_locale(language: str, country: str | None) -> str:
+    """``en`` + ``BE`` → ``en_BE``; ``en`` + a country Babel lacks → ``en_GB`` (the
+    international English; ``en_US`` only for a US merchant); else the language."""
+    language = (language or "en").split("_")[0]
+    if country:
+        try:
+            Locale.parse(f"{language}_{country.upper()}")
+            return f"{language}_{country.upper()}"
+        except (UnknownLocaleError, ValueError):
+            pass
+    return "en_GB" if language == "en" else language
+
+
+@cache
+def zone(name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or DEFAULT_ZONE)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo(DEFAULT_ZONE)
+
+
+def local_day(value: date | datetime, fmt: str, locale: str, zone_name: str | None) -> str:
+    """A day (``6 November 2026``); an instant is first moved to the merchant's clock."""
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+        value = aware.astimezone(zone(zone_name)).date()
+    return format_date(value, fmt, locale=locale)
+
+
+def local_moment(value: datetime, locale: str, zone_name: str | None) -> str:
+    """An instant on the merchant's clock with its zone: ``6 Nov 2026, 14:05 (Europe/Brussels)``."""
+    tz = zone(zone_name)
+    aware = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(tz)
+    day = format_date(aware.date(), "medium", locale=locale)
+    time = format_time(aware, "short", locale=locale)
+    return f"{day}, {time} ({tz.key})"
