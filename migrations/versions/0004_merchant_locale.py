@@ -1,6 +1,6 @@
 """merchants: country and time zone, for dates and times the customer reads; legal details
 
-Revision ID: 0004_i16
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-02 01:30:00
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision = "0004_i16"
+revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
