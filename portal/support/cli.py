@@ -9,8 +9,8 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 
 from portal.extensions import db
+from portal.support.auth import StaffError, create_staff, enable_totp, totp_uri
 from portal.support.models import StaffUser
-from portal.support.services import StaffError, create_staff, enable_totp, totp_uri
 
 staff_cli = AppGroup("staff", help="Support console accounts.")
 

@@ -44,7 +44,7 @@ from portal.payments.models import Payment
 from portal.payments.refunds import refund_payment
 from portal.payments.services import fulfil_payment, prepare_payment, start_payment
 from portal.states import RequestStatus
-from portal.support import services as support
+from portal.support import actions as support
 from portal.support.models import StaffUser
 from tests.factories import MerchantWithKey, make_merchant, make_request, statement_body
 from tests.functional.support.test_console import PASSWORD, https_client, login, staff, token

@@ -19,8 +19,8 @@ from portal.ledger.models import CallbackAttempt, Event
 from portal.payment_requests.models import PaymentRequest
 from portal.payments.models import Payment, Refund
 from portal.payments.services import fulfil_payment, start_payment
+from portal.support.auth import create_staff
 from portal.support.models import AuditLog, StaffSession
-from portal.support.services import create_staff
 from tests.factories import make_merchant, make_request, statement_body
 from tests.servers import HTTPRecorder
 
