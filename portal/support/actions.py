@@ -44,7 +44,7 @@ def perform(
     reason = (reason or "").strip()
     if len(reason) < 3:
         raise ActionRefused("a reason is required")
-    merchant = db.session.get(Merchant, pr.merchant_id)
+    merchant = db.session.get_one(Merchant, pr.merchant_id)
     details: dict[str, Any] = {}
     try:
         if action == "resend_link":

@@ -87,6 +87,8 @@ def daily_paid(user: StaffUser, days: int = 30) -> list[tuple[date, int]]:
     ).all()
     counts: dict[date, int] = {}
     for at in rows:
+        if at is None:
+            continue
         counts[at.date()] = counts.get(at.date(), 0) + 1
     start = since.date()
     days_list = [start + timedelta(days=i) for i in range(days)]

@@ -77,7 +77,7 @@ def timeline(pr: PaymentRequest) -> list[Entry]:
         deliveries = db.session.scalars(
             select(CallbackDelivery).where(CallbackDelivery.event_id == event.id)
         ).all()
-        attempts = []
+        attempts: list[tuple[CallbackDelivery, CallbackAttempt]] = []
         for delivery in deliveries:
             attempts.extend(
                 (delivery, a)
