@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from portal.errors import NotFound
 from portal.extensions import db
-from portal.providers.base import NAMES, WebhookRefused, get_provider
+from portal.providers.base import NAMES, PaymentProvider, WebhookRefused, get_provider
 from portal.webhooks.models import StripeEvent
 
 log = logging.getLogger(__name__)
@@ -39,12 +39,24 @@ def receive(name: str, payload: bytes, headers: Mapping[str, str]) -> tuple[int,
     except IntegrityError:
         db.session.rollback()
         return 200, {"received": True, "duplicate": True}
+    return _handle(provider, name, event)
+
+
+def _handle(
+    provider: PaymentProvider, name: str, event: dict[str, Any]
+) -> tuple[int, dict[str, Any]]:
     try:
         outcome = provider.handle_webhook(event)
         db.session.execute(
             update(StripeEvent).where(StripeEvent.id == event["id"]).values(outcome=outcome[:300])
         )
         db.session.flush()  # a constraint fails here, inside the handling, not at the commit
+    except WebhookRefused as refused:
+        # Signed but not something the portal can read: a retry would not change it, so a
+        # 400 (logged, without a traceback), never a 503 the provider would retry forever.
+        log.warning("%s event %s refused: %s", name, event["id"], refused.message)
+        db.session.rollback()
+        return 400, {"error": {"code": refused.code, "message": refused.message}}
     except Exception:
         # Any other failure, a constraint included, is not a duplicate: let the provider
         # retry. The rollback forgets the event id too, so the retry is handled.
