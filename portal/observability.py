@@ -31,10 +31,13 @@ from sqlalchemy import func, select, text
 from portal.config import ROOT
 from portal.db_types import utcnow
 from portal.extensions import db
+from portal.logs import mask, mask_path
 
 access_log = logging.getLogger("portal.access")
 
-REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{8,64}")
+# A caller's request id is kept only in a shape no secret has: letters, digits and dashes
+# (UUIDs, hex trace ids). An API key, a link token or anything else is replaced.
+REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]{7,63}")
 # Process-local series live in their own registry: several apps in one process (tests)
 # share them, and the default registry stays free for whoever embeds the portal.
 REQUESTS_REGISTRY = CollectorRegistry(auto_describe=True)
@@ -56,8 +59,14 @@ QUIET_PATHS = ("/healthz", "/readyz", "/metrics", "/static/")
 
 def _start_request() -> None:
     g.started = time.perf_counter()
+    g.pop("log_merchant", None)  # set again by the API's authentication, for this request
+    g.pop("log_api_key", None)
     asked = request.headers.get("X-Request-Id", "")
-    g.request_id = asked if REQUEST_ID.fullmatch(asked) else secrets.token_hex(8)
+    g.request_id = asked if _safe_request_id(asked) else secrets.token_hex(8)
+
+
+def _safe_request_id(asked: str) -> bool:
+    return bool(REQUEST_ID.fullmatch(asked)) and mask(asked) == asked
 
 
 def _finish_request(response: Response) -> Response:
@@ -74,12 +83,12 @@ def _finish_request(response: Response) -> Response:
             '%s "%s %s" %s %.1fms',
             request.remote_addr,
             request.method,
-            request.path,
+            mask_path(request.path),
             response.status_code,
             elapsed * 1000,
             extra={
                 "method": request.method,
-                "path": request.path,
+                "path": mask_path(request.path),
                 "status": response.status_code,
                 "duration_ms": round(elapsed * 1000, 1),
                 "client": request.remote_addr,

@@ -82,6 +82,7 @@ def _authenticate() -> Response | None:
         )
     g.api_key = key
     g.merchant = key.merchant
+    g.log_merchant, g.log_api_key = key.merchant_id, key.id  # on every log line from here
     return None
 
 
