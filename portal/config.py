@@ -71,6 +71,10 @@ class Settings:
     pay_rate_limit: str = "20 per 10 minutes"
     login_rate_limit: str = "10 per minute"
     login_account_rate_limit: str = "20 per hour"
+    # Seconds a form's CSRF token stays valid: the customer's pay forms (a tab left open
+    # overnight still pays), the support console's forms (docs/security.md).
+    csrf_time_limit: int = 86400
+    console_csrf_time_limit: int = 3600
     stripe_secret_key: str = ""
     stripe_publishable_key: str = ""
     stripe_webhook_secret: str = ""
@@ -124,6 +128,8 @@ class Settings:
             ("db_statement_timeout", "PORTAL_DB_STATEMENT_TIMEOUT"),
             ("job_lease_seconds", "PORTAL_JOB_LEASE_SECONDS"),
             ("worker_threads", "PORTAL_WORKER_THREADS"),
+            ("csrf_time_limit", "PORTAL_CSRF_TIME_LIMIT"),
+            ("console_csrf_time_limit", "PORTAL_CONSOLE_CSRF_TIME_LIMIT"),
         ):
             if env.get(name):
                 setattr(s, attr, int(env[name]))
@@ -182,10 +188,15 @@ class Settings:
         values = {f"PORTAL_{f.name.upper()}": getattr(self, f.name) for f in fields(self)}
         values.update(
             SECRET_KEY=self.secret_keys[0],
+            # Rotation: the first key signs, the older ones still verify sessions and CSRF
+            # tokens until they are removed from the list.
+            SECRET_KEY_FALLBACKS=self.secret_keys[1:],
+            # itsdangerous signs with the last key of a list and verifies with them all.
+            WTF_CSRF_SECRET_KEY=list(reversed(self.secret_keys)),
             SQLALCHEMY_DATABASE_URI=self.database_url,
             SQLALCHEMY_ENGINE_OPTIONS=_engine_options(self.database_url, self.db_statement_timeout),
             TESTING=self.env == "test",
-            WTF_CSRF_TIME_LIMIT=None,
+            WTF_CSRF_TIME_LIMIT=self.csrf_time_limit,
             # Pages send Referrer-Policy: strict-origin, so browsers send our origin as
             # Referer and Flask-WTF's https check (origins only) passes.
             WTF_CSRF_SSL_STRICT=True,

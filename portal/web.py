@@ -8,8 +8,9 @@ import re
 import flask_babel
 from flask import Flask, Response, abort, g, make_response, render_template, request
 from flask_babel import get_locale
+from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from portal.payments.methods import method_label
 from portal.states import InvalidTransition
@@ -104,6 +105,16 @@ def init_app(app: Flask) -> None:
         db.session.rollback()
         return _error(400, "invalid_value", "A value in the request is not valid.", "Bad request")
 
+    @app.errorhandler(CSRFError)
+    def form_expired(exc: CSRFError):
+        # A form kept open too long (or sent without its token, or signed with a key
+        # since removed): say so, and lead back to a fresh copy of the form.
+        from portal.extensions import db
+
+        db.session.rollback()
+        page = render_template("error.html", code=400, expired_form=_form_again(app))
+        return page, 400
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         # Keep what the exception says about itself (Allow on a 405, Retry-After…).
@@ -131,6 +142,22 @@ def init_app(app: Flask) -> None:
 
         db.session.rollback()
         return _error(500, "internal_error", "Something went wrong on our side.", "Error")
+
+
+def _form_again(app: Flask) -> str:
+    """Where a fresh copy of the refused form is: the page that shows it."""
+    path = request.path
+    if path.startswith("/p/") and path.endswith("/pay"):
+        return path.removesuffix("/pay")
+    if path.startswith("/support/") and "/do/" in path:
+        return path.replace("/do/", "/confirm/", 1)
+    try:
+        app.url_map.bind("localhost").match(path, method="GET")
+    except (NotFound, MethodNotAllowed):
+        return "/support/" if path.startswith("/support/") else "/"
+    except HTTPException:  # a redirect: the same page under its canonical address
+        pass
+    return path
 
 
 def _error(

@@ -23,6 +23,8 @@ from flask import (
     url_for,
 )
 from flask_babel import get_locale, refresh
+from flask_wtf.csrf import CSRFError, validate_csrf
+from wtforms import ValidationError
 
 from portal.db_types import utcnow
 from portal.extensions import db, limiter
@@ -73,6 +75,21 @@ def _load_staff() -> Response | None:
     if g.staff is None:
         return redirect(url_for("support.login"))
     return None
+
+
+@bp.before_request
+def _fresh_forms_only() -> None:
+    """Console forms live an hour (``PORTAL_CONSOLE_CSRF_TIME_LIMIT``), pay forms longer:
+    the app-wide check has run with the longer limit, this one adds the console's."""
+    if request.method != "POST" or not current_app.config.get("WTF_CSRF_ENABLED", True):
+        return
+    try:
+        validate_csrf(
+            request.form.get("csrf_token"),
+            time_limit=current_app.config["PORTAL_CONSOLE_CSRF_TIME_LIMIT"],
+        )
+    except ValidationError as refused:
+        raise CSRFError(refused.args[0]) from None
 
 
 @bp.after_request
