@@ -129,6 +129,7 @@ def login() -> Response:
                 request.form.get("email", ""),
                 request.form.get("password", ""),
                 request.form.get("code") or None,
+                request.remote_addr or "",
             )
         except auth.LoginFailed:
             error = True
@@ -263,7 +264,9 @@ def audit() -> Response:
         target=request.args.get("target", ""),
     )
     return make_response(
-        render_template("support/audit.html", entries=entries, actions=actions.ACTIONS)
+        render_template(
+            "support/audit.html", entries=entries, actions=(*actions.ACTIONS, *auth.ACCOUNT_EVENTS)
+        )
     )
 
 

@@ -1,0 +1,33 @@
+"""staff_users: disabled accounts and the last TOTP time step accepted
+
+Revision ID: 0004_i19
+Revises: 0003
+Create Date: 2026-12-02 01:30:00
+
+``disabled_at`` lets ``flask staff disable`` stop an account (its sessions end at their
+next request); ``totp_last_step`` refuses a TOTP code used a second time within its
+window. Both nullable: existing accounts stay enabled, with no code seen yet.
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+import portal.db_types
+
+# revision identifiers, used by Alembic.
+revision = "0004_i19"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    with op.batch_alter_table("staff_users", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("disabled_at", portal.db_types.UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column("totp_last_step", sa.BigInteger(), nullable=True))
+
+
+def downgrade():
+    with op.batch_alter_table("staff_users", schema=None) as batch_op:
+        batch_op.drop_column("totp_last_step")
+        batch_op.drop_column("disabled_at")
