@@ -210,8 +210,22 @@ class Settings:
             RATELIMIT_ENABLED=self.rate_limits and self.env != "test",
             RATELIMIT_STORAGE_URI=self.ratelimit_storage_url or self.redis_url or "memory://",
             RATELIMIT_HEADERS_ENABLED=True,
+            # Redis unreachable: fail open to this process's own counters (every limit
+            # still applies, per process), log it once, retry Redis with a backoff
+            # (docs/deploy.md). A dead Redis costs at most the short timeouts below.
+            RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
+            RATELIMIT_SWALLOW_ERRORS=True,
+            RATELIMIT_STORAGE_OPTIONS=_ratelimit_storage_options(
+                self.ratelimit_storage_url or self.redis_url
+            ),
         )
         return values
+
+
+def _ratelimit_storage_options(url: str) -> dict[str, object]:
+    if not url.startswith(("redis://", "rediss://")):
+        return {}
+    return {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}
 
 
 def _engine_options(url: str, statement_timeout: int = 0) -> dict[str, object]:

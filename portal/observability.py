@@ -4,8 +4,9 @@
   restart web processes because PostgreSQL is slow).
 - ``/readyz``: the database answers, its schema is at the migrations' head, and the
   oldest due job waited less than ``PORTAL_READY_MAX_JOB_AGE`` seconds. Each payment
-  provider's circuit is shown too (``provider:stripe``), without deciding readiness: an
-  unreachable Stripe must not take the pages and the API out of the load balancer.
+  provider's circuit is shown too (``provider:stripe``), and the rate-limit storage
+  (``ratelimit``), without deciding readiness: an unreachable Stripe or Redis must not
+  take the pages and the API out of the load balancer.
 - ``/metrics``: Prometheus text format. Request counts and latencies come from this
   process (or, under gunicorn with ``PROMETHEUS_MULTIPROC_DIR``, from every worker);
   payments, jobs and callbacks are read from the database at scrape time, so they
@@ -30,7 +31,7 @@ from sqlalchemy import func, select, text
 
 from portal.config import ROOT
 from portal.db_types import utcnow
-from portal.extensions import db
+from portal.extensions import db, limiter
 from portal.logs import mask, mask_path
 
 access_log = logging.getLogger("portal.access")
@@ -144,6 +145,12 @@ class DatabaseCollector:
             running.add_metric([kind], count)
         yield running
         yield from _circuit_metrics()
+        storage = GaugeMetricFamily(
+            "portal_ratelimit_storage_up",
+            "1 while the rate-limit storage (Redis) answers; 0: limits count per process.",
+        )
+        storage.add_metric([], 1.0 if ratelimit_storage_up() else 0.0)
+        yield storage
 
         failing = GaugeMetricFamily(
             "portal_callback_deliveries_failing",
@@ -225,6 +232,17 @@ def _migrations_head() -> str | None:
     return head
 
 
+def ratelimit_storage_up() -> bool:
+    """Whether the rate-limit storage answers a ping (memory:// always does; with limits
+    off there is nothing to be down)."""
+    if not current_app.config.get("RATELIMIT_ENABLED", True):
+        return True
+    try:
+        return bool(limiter.storage.check())
+    except Exception:
+        return False
+
+
 def readiness() -> tuple[bool, dict[str, object]]:
     """Each readiness check with its outcome; ready only when all pass (the providers'
     circuits are shown, but decide nothing)."""
@@ -257,6 +275,13 @@ def readiness() -> tuple[bool, dict[str, object]]:
     ready = all(value == "ok" for value in checks.values())
     for circuit in circuits():
         checks[f"provider:{circuit.provider}"] = circuit.describe()
+    # Shown, never deciding: with Redis away the portal fails open to per-process limits.
+    if not current_app.config.get("RATELIMIT_ENABLED", True):
+        checks["ratelimit"] = "off"
+    elif ratelimit_storage_up():
+        checks["ratelimit"] = "ok"
+    else:
+        checks["ratelimit"] = "unreachable: limits count per process (in memory)"
     return ready, checks
 
 
