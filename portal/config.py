@@ -79,6 +79,9 @@ class Settings:
     stripe_publishable_key: str = ""
     stripe_webhook_secret: str = ""
     stripe_api_base: str = ""
+    # Seconds to wait for Stripe per try (read; connecting: at most 3 s). With the one
+    # retry, a call gives up within about 2 x 8 s, below gunicorn's 30 s WEB_TIMEOUT.
+    stripe_timeout: float = 8.0
     stripe_js_url: str = "https://js.stripe.com/v3/"
     stripe_payment_method_types: list[str] = field(default_factory=list)
     debug: bool = False  # from FLASK_DEBUG; refused in production
@@ -135,6 +138,8 @@ class Settings:
                 setattr(s, attr, int(env[name]))
         if env.get("PORTAL_CALLBACK_TIMEOUT"):
             s.callback_timeout = float(env["PORTAL_CALLBACK_TIMEOUT"])
+        if env.get("PORTAL_STRIPE_TIMEOUT"):
+            s.stripe_timeout = float(env["PORTAL_STRIPE_TIMEOUT"])
         if env.get("PORTAL_CALLBACK_SCHEDULE"):
             s.callback_schedule = [int(x) for x in _list(env["PORTAL_CALLBACK_SCHEDULE"])]
         s.base_url = s.base_url.rstrip("/")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any
@@ -45,13 +46,30 @@ log = logging.getLogger(__name__)
 SignatureError = stripe.SignatureVerificationError
 
 
+# A call that failed on the network (or a 409/5xx Stripe marks retryable) is tried once
+# more, with the SDK's back-off and the same idempotency key; then ProviderError.
+STRIPE_RETRIES = 1
+_clients: dict[tuple[str, str, float], stripe.StripeClient] = {}
+_clients_lock = threading.Lock()
+
+
 def client() -> stripe.StripeClient:
-    base = current_app.config["PORTAL_STRIPE_API_BASE"]
-    return stripe.StripeClient(
-        current_app.config["PORTAL_STRIPE_SECRET_KEY"] or "sk_test_unset",
-        base_addresses={"api": base} if base else {},
-        max_network_retries=2,
-    )
+    """The process's one configured client (one per key, API base and timeout): its
+    connection pool is reused, its timeout stays below the web timeout, its retries
+    are bounded."""
+    config = current_app.config
+    secret = config["PORTAL_STRIPE_SECRET_KEY"] or "sk_test_unset"
+    base, timeout = config["PORTAL_STRIPE_API_BASE"], float(config["PORTAL_STRIPE_TIMEOUT"])
+    with _clients_lock:
+        found = _clients.get((secret, base, timeout))
+        if found is None:
+            found = _clients[(secret, base, timeout)] = stripe.StripeClient(
+                secret,
+                base_addresses={"api": base} if base else {},
+                max_network_retries=STRIPE_RETRIES,
+                http_client=stripe.new_default_http_client(timeout=(min(3.0, timeout), timeout)),
+            )
+    return found
 
 
 # A signature's timestamp may be this far from now, either way (Standard Webhooks: 5 min).
