@@ -71,6 +71,8 @@ class Settings:
     pay_rate_limit: str = "20 per 10 minutes"
     login_rate_limit: str = "10 per minute"
     login_account_rate_limit: str = "20 per hour"
+    webhook_rate_limit: str = "600 per minute"
+    console_rate_limit: str = "300 per minute"
     # Seconds a form's CSRF token stays valid: the customer's pay forms (a tab left open
     # overnight still pays), the support console's forms (docs/security.md).
     csrf_time_limit: int = 86400
@@ -106,6 +108,8 @@ class Settings:
             "pay_rate_limit": "PORTAL_PAY_RATE_LIMIT",
             "login_rate_limit": "PORTAL_LOGIN_RATE_LIMIT",
             "login_account_rate_limit": "PORTAL_LOGIN_ACCOUNT_RATE_LIMIT",
+            "webhook_rate_limit": "PORTAL_WEBHOOK_RATE_LIMIT",
+            "console_rate_limit": "PORTAL_CONSOLE_RATE_LIMIT",
             "ratelimit_storage_url": "PORTAL_RATELIMIT_STORAGE_URL",
             "log_format": "PORTAL_LOG_FORMAT",
             "metrics_token": "PORTAL_METRICS_TOKEN",

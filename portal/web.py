@@ -74,6 +74,14 @@ def _refuse_nul_characters() -> None:
         abort(400, description="Text may not contain NUL characters.")
 
 
+def retry_after_only_when_waiting(response: Response) -> Response:
+    """Flask-Limiter adds ``Retry-After`` to every limited response; it means "wait" on a
+    429 or a 503 only, so nowhere else (registered before the limiter: runs after it)."""
+    if response.status_code not in (429, 503):
+        response.headers.pop("Retry-After", None)
+    return response
+
+
 def init_app(app: Flask) -> None:
     app.jinja_env.globals["format_money"] = format_money_here
     app.jinja_env.globals["accent_colours"] = accent_colours

@@ -43,7 +43,9 @@ def _api_key_identity() -> str:
     return "api:" + hashlib.sha256(header.encode()).hexdigest()[:24]
 
 
-limiter.limit(lambda: current_app.config["PORTAL_API_RATE_LIMIT"], key_func=_api_key_identity)(bp)
+limiter.shared_limit(
+    lambda: current_app.config["PORTAL_API_RATE_LIMIT"], scope="api", key_func=_api_key_identity
+)(bp)
 
 PUBLIC_ENDPOINTS = {"api.openapi"}
 REQUEST_ID = {"request_id": "A payment request id (pr_…)."}

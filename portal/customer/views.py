@@ -52,8 +52,9 @@ from portal.web import SUPPORTED_LOCALES
 
 log = logging.getLogger(__name__)
 bp = Blueprint("customer", __name__, url_prefix="/p")
-# Per client address (shared through Redis when PORTAL_REDIS_URL is set).
-limiter.limit(lambda: current_app.config["PORTAL_LINK_RATE_LIMIT"])(bp)
+# Per client address, one budget for every link page and QR code (shared through Redis
+# when PORTAL_REDIS_URL is set).
+limiter.shared_limit(lambda: current_app.config["PORTAL_LINK_RATE_LIMIT"], scope="links")(bp)
 
 
 def _pay_attempt_key() -> str:

@@ -35,6 +35,8 @@ from portal.support import dashboard as board
 from portal.support import search as finder
 
 bp = Blueprint("support", __name__, url_prefix="/support")
+# Every console page, per client address; sign-in has its own, stricter limits.
+limiter.shared_limit(lambda: current_app.config["PORTAL_CONSOLE_RATE_LIMIT"], scope="console")(bp)
 
 SECURE_COOKIE = "__Host-portal_support"
 # Plain-http development servers (make run, the browser tests) cannot set a __Host- cookie.

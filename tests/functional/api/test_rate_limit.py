@@ -222,3 +222,63 @@ def test_readyz_and_metrics_show_a_live_rate_limit_storage(limited_app):
     client = limited_app.test_client()
     assert client.get("/readyz").json["checks"]["ratelimit"] == "ok"
     assert "portal_ratelimit_storage_up 1.0" in client.get("/metrics").text
+
+
+def test_qr_codes_count_against_the_link_limit(database_url):
+    from portal.links import link_token
+    from tests.conftest import _empty
+    from tests.factories import make_request
+
+    app = _limited(database_url, link_rate_limit="2 per minute")
+    with app.app_context():
+        token = link_token(make_request(make_merchant()).id)
+        db.session.remove()
+    client = app.test_client()
+    ip = {"REMOTE_ADDR": "10.7.7.7"}
+    assert client.get(f"/p/{token}/qr.svg", environ_base=ip).status_code == 200
+    assert client.get(f"/p/{token}/qr.png", environ_base=ip).status_code == 200
+    assert client.get(f"/p/{token}/qr.png", environ_base=ip).status_code == 429
+    assert client.get(f"/p/{token}/qr.svg", environ_base=ip).status_code == 429
+    _empty(app)
+
+
+def test_provider_webhooks_are_rate_limited(database_url):
+    from tests.conftest import _empty
+
+    app = _limited(database_url, webhook_rate_limit="2 per minute")
+    client = app.test_client()
+    ip = {"REMOTE_ADDR": "10.6.6.6"}
+    statuses = [
+        client.post("/webhooks/stripe", data=b"{}", environ_base=ip).status_code for _ in range(3)
+    ]
+    assert statuses[:2] != [429, 429] and statuses[2] == 429
+    _empty(app)
+
+
+def test_every_console_page_is_rate_limited(database_url):
+    from tests.conftest import _empty
+
+    app = _limited(database_url, console_rate_limit="3 per minute")
+    client = app.test_client()
+    ip = {"REMOTE_ADDR": "10.5.5.5"}
+    for path in ("/support/", "/support/search?q=x", "/support/audit"):
+        assert client.get(path, environ_base=ip).status_code == 302  # to the sign-in page
+    limited = client.get("/support/requests/pr_x", environ_base=ip)
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 0
+    _empty(app)
+
+
+def test_retry_after_only_on_429_and_503(limited_app):
+    client = limited_app.test_client()
+    m = make_merchant()
+    from tests.factories import statement_body
+
+    created = client.post("/api/v1/payment-requests", json=statement_body(), headers=m.headers)
+    assert created.status_code == 201
+    assert "Retry-After" not in created.headers
+    assert "X-RateLimit-Limit" in created.headers  # the limiter's own headers stay
+    listed = client.get("/api/v1/payment-requests", headers=m.headers)
+    assert listed.status_code == 200 and "Retry-After" not in listed.headers
+    limited = client.get("/api/v1/payment-requests", headers=m.headers)
+    limited = client.get("/api/v1/payment-requests", headers=m.headers)
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 0
