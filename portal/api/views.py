@@ -117,7 +117,14 @@ def json_body() -> dict[str, Any]:
 
 
 def query(model: type[schemas.Query]) -> Any:
-    """The query string as ``model``; an empty value is as if it were absent."""
+    """The query string as ``model``; an empty value is as if it were absent. A parameter
+    the operation does not know is refused (400 ``unknown_field``), as unknown body
+    fields are: a typo (``?statuss=open``) never silently widens a listing."""
+    unknown = sorted(set(request.args) - set(model.model_fields))
+    if unknown:
+        raise ApiError(
+            400, "unknown_field", f"{unknown[0]} is not a known query parameter.", unknown[0]
+        )
     return parse(model, {k: v for k, v in request.args.items() if v != ""})
 
 
