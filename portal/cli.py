@@ -42,6 +42,10 @@ def _get_merchant(merchant_id: str) -> Merchant:
 @click.option("--display-name", default=None)
 @click.option("--support-email", default=None)
 @click.option(
+    "--country", default="BE", show_default=True,
+    help="ISO 3166-1 alpha-2: how the console reads a phone number typed the national way.",
+)  # fmt: skip
+@click.option(
     "--min-payment",
     default=None,
     help="Smallest partial or chosen amount, in major units (the provider's minimum if lower).",
@@ -54,6 +58,7 @@ def merchant_create(
     display_name: str | None,
     support_email: str | None,
     min_payment: str | None,
+    country: str,
 ) -> None:
     """Create a merchant and print its id and a new API key (shown once)."""
     try:
@@ -66,6 +71,7 @@ def merchant_create(
             display_name=display_name,
             support_email=support_email,
             min_payment=min_payment,
+            country=country,
         )
     except MerchantError as exc:
         raise click.ClickException(str(exc)) from None

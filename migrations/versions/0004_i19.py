@@ -1,9 +1,11 @@
-"""staff_users: disabled accounts and the last TOTP time step accepted
+"""staff_users: disabled accounts, the last TOTP step accepted; merchants.country
 
 Revision ID: 0004_i19
 Revises: 0003
 Create Date: 2026-12-02 01:30:00
 
+``merchants.country`` (ISO 3166-1 alpha-2, ``BE`` for the existing ones, as the console's
+phone search assumed until now) says how a phone number typed the national way is read.
 ``disabled_at`` lets ``flask staff disable`` stop an account (its sessions end at their
 next request); ``totp_last_step`` refuses a TOTP code used a second time within its
 window. Both nullable: existing accounts stay enabled, with no code seen yet.
@@ -22,6 +24,10 @@ depends_on = None
 
 
 def upgrade():
+    with op.batch_alter_table("merchants", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("country", sa.String(length=2), server_default="BE", nullable=False)
+        )
     with op.batch_alter_table("staff_users", schema=None) as batch_op:
         batch_op.add_column(sa.Column("disabled_at", portal.db_types.UTCDateTime(), nullable=True))
         batch_op.add_column(sa.Column("totp_last_step", sa.BigInteger(), nullable=True))
@@ -31,3 +37,5 @@ def downgrade():
     with op.batch_alter_table("staff_users", schema=None) as batch_op:
         batch_op.drop_column("totp_last_step")
         batch_op.drop_column("disabled_at")
+    with op.batch_alter_table("merchants", schema=None) as batch_op:
+        batch_op.drop_column("country")

@@ -20,6 +20,8 @@ class Merchant(db.Model):
     display_name: Mapped[str] = mapped_column(String(200))
     currency: Mapped[str] = mapped_column(String(3))
     default_locale: Mapped[str] = mapped_column(String(10), default="en")
+    # ISO 3166-1 alpha-2: how a phone number written the national way is read (search).
+    country: Mapped[str] = mapped_column(String(2), default="BE", server_default="BE")
     locales: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["en", "fr", "nl"])
     # Largest amount of any request or customer-chosen amount, in minor units.
     ceiling: Mapped[int] = mapped_column(BigInteger)

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 from datetime import timedelta
 
+import phonenumbers
 from sqlalchemy import select, update
 from sqlalchemy.orm import joinedload
 
@@ -52,9 +53,13 @@ def create_merchant(
     display_name: str | None = None,
     support_email: str | None = None,
     min_payment: str | None = None,
+    country: str = "BE",
 ) -> Merchant:
     """Add a merchant to the session (no commit)."""
     currency = currency.upper()
+    country = country.upper()
+    if country not in phonenumbers.SUPPORTED_REGIONS:
+        raise MerchantError(f"unknown country {country!r} (ISO 3166-1 alpha-2, e.g. BE)")
     if not is_supported_currency(currency):
         raise MerchantError(f"unknown currency {currency!r}")
     if locale not in LOCALES:
@@ -78,6 +83,7 @@ def create_merchant(
         display_name=(display_name or name).strip(),
         currency=currency,
         default_locale=locale,
+        country=country,
         locales=list(LOCALES),
         ceiling=ceiling_minor,
         min_payment=minimum,

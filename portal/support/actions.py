@@ -6,8 +6,11 @@ in the same transaction.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from email_validator import EmailNotValidError, validate_email
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from portal.delivery.services import send_link
@@ -34,42 +37,25 @@ class ActionRefused(Exception):
 
 
 def perform(
-    user: StaffUser, pr: PaymentRequest, action: str, reason: str, target: str = ""
+    user: StaffUser,
+    pr: PaymentRequest,
+    action: str,
+    reason: str,
+    target: str = "",
+    email: str = "",
 ) -> None:
-    """Run one console action and write its audit entry in the same transaction."""
+    """Run one console action and write its audit entry in the same transaction.
+    ``email``: for "resend receipt", the address the customer gives when the payment
+    has none (kept on the payment)."""
     if action not in ACTIONS:
-        raise ActionRefused("unknown action")
+        raise ActionRefused(_l("Unknown action."))
     if action in ADMIN_ACTIONS and not user.is_admin:
-        raise ActionRefused("admins only")
+        raise ActionRefused(_l("Only admins may do this."))
     reason = (reason or "").strip()
     if len(reason) < 3:
-        raise ActionRefused("a reason is required")
-    merchant = db.session.get_one(Merchant, pr.merchant_id)
-    details: dict[str, Any] = {}
+        raise ActionRefused(_l("A reason is required."))
     try:
-        if action == "resend_link":
-            delivery = send_link(pr, target or "email")
-            details = {"delivery_id": delivery.id, "channel": delivery.channel}
-        elif action == "resend_receipt":
-            payment = _payment_of(pr, target)
-            if payment.succeeded_at is None:
-                raise ActionRefused("only succeeded payments have a receipt")
-            enqueue(
-                "send_receipt",
-                {"payment_id": payment.id, "resend": True},
-                max_attempts=MAIL_ATTEMPTS,
-            )
-            details = {"payment_id": payment.id}
-        elif action == "redeliver_callback":
-            deliveries = redeliver_event(pr.merchant_id, target)
-            details = {"event_id": target, "deliveries": [d.id for d in deliveries]}
-        elif action == "void":
-            void_request(merchant, pr.id)
-        elif action == "refund":
-            refund = refund_payment(
-                merchant, _payment_of(pr, target).id, None, reason, RefundSource.SUPPORT
-            )
-            details = {"refund_id": refund.id, "amount": refund.amount}
+        details = _RUNNERS[action](pr, target, reason, email.strip())
     except ApiError as exc:
         db.session.rollback()
         raise ActionRefused(exc.message) from None
@@ -79,7 +65,9 @@ def perform(
             staff_email=user.email,
             action=action,
             merchant_id=pr.merchant_id,
-            target_id=target or pr.id,
+            # What the action acted on: the request (a link resent by email or SMS, a
+            # void), the payment (receipt, refund) or the event (callback).
+            target_id=pr.id if action in REQUEST_ACTIONS else (target or pr.id),
             reason=reason[:500],
             details={"request_id": pr.id, **details},
         )
@@ -87,10 +75,72 @@ def perform(
     db.session.flush()
 
 
+REQUEST_ACTIONS = {"resend_link", "void"}
+
+
+def _resend_link(pr: PaymentRequest, target: str, reason: str, email: str) -> dict[str, Any]:
+    delivery = send_link(pr, target or "email")
+    return {"delivery_id": delivery.id, "channel": delivery.channel}
+
+
+def needs_receipt_address(pr: PaymentRequest, payment_id: str) -> bool:
+    """Whether "resend receipt" must ask for an address: the payment has none."""
+    payment = db.session.get(Payment, payment_id) if payment_id else None
+    return payment is not None and payment.request_id == pr.id and not payment.receipt_email
+
+
+def _resend_receipt(pr: PaymentRequest, target: str, reason: str, email: str) -> dict[str, Any]:
+    payment = _payment_of(pr, target)
+    if payment.succeeded_at is None:
+        raise ActionRefused(_l("Only succeeded payments have a receipt."))
+    details: dict[str, Any] = {"payment_id": payment.id}
+    if not payment.receipt_email:
+        if not email:
+            raise ActionRefused(
+                _l("This payment has no e-mail address: enter the one the customer gives you.")
+            )
+        try:
+            payment.receipt_email = validate_email(
+                email, check_deliverability=False
+            ).normalized.lower()
+        except EmailNotValidError:
+            raise ActionRefused(_l("This e-mail address is not valid.")) from None
+        details["address_added"] = True
+    enqueue("send_receipt", {"payment_id": payment.id, "resend": True}, max_attempts=MAIL_ATTEMPTS)
+    return details
+
+
+def _redeliver_callback(pr: PaymentRequest, target: str, reason: str, email: str) -> dict[str, Any]:
+    deliveries = redeliver_event(pr.merchant_id, target)
+    return {"event_id": target, "deliveries": [d.id for d in deliveries]}
+
+
+def _void(pr: PaymentRequest, target: str, reason: str, email: str) -> dict[str, Any]:
+    void_request(db.session.get_one(Merchant, pr.merchant_id), pr.id)
+    return {}
+
+
+def _refund(pr: PaymentRequest, target: str, reason: str, email: str) -> dict[str, Any]:
+    merchant = db.session.get_one(Merchant, pr.merchant_id)
+    refund = refund_payment(
+        merchant, _payment_of(pr, target).id, None, reason, RefundSource.SUPPORT
+    )
+    return {"refund_id": refund.id, "amount": refund.amount}
+
+
+_RUNNERS: dict[str, Callable[[PaymentRequest, str, str, str], dict[str, Any]]] = {
+    "resend_link": _resend_link,
+    "resend_receipt": _resend_receipt,
+    "redeliver_callback": _redeliver_callback,
+    "void": _void,
+    "refund": _refund,
+}
+
+
 def _payment_of(pr: PaymentRequest, payment_id: str) -> Payment:
     payment = db.session.get(Payment, payment_id)
     if payment is None or payment.request_id != pr.id:
-        raise ActionRefused("no such payment on this request")
+        raise ActionRefused(_l("No such payment on this request."))
     return payment
 
 

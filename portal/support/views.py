@@ -230,11 +230,13 @@ def confirm(request_id: str, action: str) -> Response:
         abort(404)
     if action in actions.ADMIN_ACTIONS and not g.staff.is_admin:
         abort(403)
+    target = request.args.get("target", "")
     return make_response(
         render_template(
-            "support/confirm.html", pr=pr, action=action, target=request.args.get("target", "")
+            "support/confirm.html", pr=pr, action=action, target=target,
+            ask_email=action == "resend_receipt" and actions.needs_receipt_address(pr, target),
         )
-    )
+    )  # fmt: skip
 
 
 @bp.post("/requests/<request_id>/do/<action>")
@@ -243,13 +245,16 @@ def act(request_id: str, action: str) -> Response:
     if action in actions.ADMIN_ACTIONS and not g.staff.is_admin:
         abort(403)
     try:
-        actions.perform(g.staff, pr, action, request.form.get("reason", ""),
-                         request.form.get("target", ""))  # fmt: skip
+        form = request.form
+        actions.perform(g.staff, pr, action, form.get("reason", ""), form.get("target", ""),
+                        form.get("email", "")[:254])  # fmt: skip
     except actions.ActionRefused as refused:
+        target = request.form.get("target", "")
         return make_response(
             render_template(
-                "support/confirm.html", pr=pr, action=action,
-                target=request.form.get("target", ""), error=refused.message,
+                "support/confirm.html", pr=pr, action=action, target=target,
+                error=refused.message,
+                ask_email=action == "resend_receipt" and actions.needs_receipt_address(pr, target),
             ),
             422,
         )  # fmt: skip
