@@ -24,12 +24,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     config keys (``TESTING``).
     """
     settings = Settings.from_env()
-    extra: dict[str, Any] = {}
-    for key, value in (config or {}).items():
-        if hasattr(settings, key):
-            setattr(settings, key, value)
-        else:
-            extra[key] = value
+    config = config or {}
+    settings.override(**{k: v for k, v in config.items() if k in Settings.model_fields})
+    extra = {k: v for k, v in config.items() if k not in Settings.model_fields}
     settings.validate()
 
     app = Flask(

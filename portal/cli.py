@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
+from urllib.parse import urlsplit
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from portal.clitools import print_json
+from portal.demo import DEMO_LEDGER_SECRET, ensure_demo, ensure_demo_ledger
+from portal.errors import ApiError
 from portal.extensions import db
 from portal.jobs.cli import worker_command
 from portal.ledger.cli import endpoint_cli
@@ -17,6 +20,7 @@ from portal.merchants.services import (
     MerchantError,
     create_api_key,
     create_merchant,
+    normalise_origin,
     revoke_api_key,
 )
 from portal.money import to_major
@@ -118,7 +122,6 @@ def merchant_show(merchant_id: str) -> None:
 @click.argument("origins", nargs=-1)
 def merchant_embed_origins(merchant_id: str, origins: tuple[str, ...]) -> None:
     """Set the https origins allowed to frame the merchant's pages (none given: nobody)."""
-    from portal.merchants.services import normalise_origin
 
     merchant = _get_merchant(merchant_id)
     try:
@@ -165,10 +168,6 @@ KIND_NAMES = {"statement": "statement", "wallet_topup": "wallet top-up",
 def demo_command(ledger_url: str | None) -> None:
     """Create the demo merchant, its API key and one open link of each kind, or reuse
     them; a link that was paid, voided or expired gets a fresh one. Prints them."""
-    from urllib.parse import urlsplit
-
-    from portal.demo import DEMO_LEDGER_SECRET, ensure_demo, ensure_demo_ledger
-    from portal.errors import ApiError
 
     if current_app.config["PORTAL_ENV"] == "production":
         raise click.ClickException("the demo data is for development only")

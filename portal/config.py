@@ -9,9 +9,23 @@ secrets.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from limits import parse_many
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,30 +36,70 @@ class ConfigError(RuntimeError):
     """Raised when the settings are unusable (e.g. default secrets in production)."""
 
 
-def _bool(value: str | None, default: bool = False) -> bool:
-    if value is None or value == "":
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+def _comma_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
 
 
-def _list(value: str | None) -> list[str]:
-    return [item.strip() for item in (value or "").split(",") if item.strip()]
+def _rate_limit(value: str) -> str:
+    """Flask-Limiter's own parser: what it cannot read would limit nothing."""
+    try:
+        parse_many(value)
+    except ValueError as exc:
+        raise ValueError(f"not a rate limit such as '100 per second' ({exc})") from None
+    return value
 
 
-@dataclass
-class Settings:
-    env: str = "development"
+def _amount(value: str) -> str:
+    if not re.fullmatch(r"\d{1,12}(\.\d{1,3})?", value):
+        raise ValueError("not an amount such as 10000.00")
+    return value
+
+
+CommaList = Annotated[list[str], BeforeValidator(_comma_list)]
+RateLimit = Annotated[str, AfterValidator(_rate_limit)]
+# Variables whose name is not PORTAL_ + the field's name.
+ENV_NAMES = {
+    "debug": "FLASK_DEBUG",
+    **{
+        name: name.upper()
+        for name in (
+            "stripe_secret_key",
+            "stripe_publishable_key",
+            "stripe_webhook_secret",
+            "stripe_api_base",
+            "stripe_js_url",
+            "stripe_payment_method_types",
+        )
+    },
+}
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a setting (``proxy_hops`` → ``PORTAL_PROXY_HOPS``)."""
+    return ENV_NAMES.get(field, f"PORTAL_{field.upper()}")
+
+
+class Settings(BaseModel):
+    """Every setting, typed. Read from the environment by :meth:`from_env`, which stops
+    the process with the variable's name on a value it cannot read (``PORTAL_PROXY_HOPS=two``,
+    ``PORTAL_RATE_LIMITS=nope``, ``PORTAL_API_RATE_LIMIT=lots``)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    env: Literal["development", "test", "production"] = "development"
     database_url: str = f"sqlite:///{ROOT / 'instance' / 'portal.db'}"
     # Newest first: the first key signs, every key verifies (rotation).
-    secret_keys: list[str] = field(default_factory=lambda: [DEV_SECRET])
-    base_url: str = "http://127.0.0.1:5000"
-    payment_provider: str = "sandbox"
+    secret_keys: Annotated[CommaList, Field(min_length=1)] = [DEV_SECRET]
+    base_url: Annotated[str, AfterValidator(lambda v: v.rstrip("/"))] = "http://127.0.0.1:5000"
+    payment_provider: Literal["sandbox", "stripe"] = "sandbox"
     mail_url: str = f"file://{ROOT / 'var' / 'mail'}"
     mail_from: str = "payments@portal.localhost"
     sms_url: str = "console"
     # Where console SMS are kept for the start page ("" = var/sms.log in development only).
     sms_log: str = ""
-    default_ceiling: str = "10000.00"
+    default_ceiling: Annotated[str, AfterValidator(_amount)] = "10000.00"
     allow_private_callbacks: bool = False
     embedded_worker: bool = False
     redis_url: str = ""
@@ -53,148 +107,111 @@ class Settings:
     ratelimit_storage_url: str = ""
     rate_limits: bool = True
     # Reverse proxies in front of the portal that set X-Forwarded-For/-Proto/-Host.
-    proxy_hops: int = 0
-    log_format: str = ""  # text or json; json by default in production
+    proxy_hops: NonNegativeInt = 0
+    log_format: Literal["", "text", "json"] = ""  # json by default in production
     metrics_token: str = ""
-    ready_max_job_age: int = 600
+    ready_max_job_age: PositiveInt = 600  # seconds
     # Seconds a PostgreSQL statement may run (0: no limit); below gunicorn's 30 s timeout.
-    db_statement_timeout: int = 20
-    job_lease_seconds: int = 60
-    worker_threads: int = 4
-    callback_timeout: float = 15.0
+    db_statement_timeout: NonNegativeInt = 20
+    job_lease_seconds: PositiveInt = 60
+    worker_threads: PositiveInt = 4
+    callback_timeout: PositiveFloat = 15.0  # seconds
     # Seconds before each try: about 0 s, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h.
-    callback_schedule: list[int] = field(
-        default_factory=lambda: [0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]
+    callback_schedule: Annotated[list[NonNegativeInt], BeforeValidator(_comma_list)] = Field(
+        default=[0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400], min_length=1
     )
-    api_rate_limit: str = "100 per second"
-    link_rate_limit: str = "120 per minute"
-    pay_rate_limit: str = "20 per 10 minutes"
-    login_rate_limit: str = "10 per minute"
-    login_account_rate_limit: str = "20 per hour"
-    webhook_rate_limit: str = "600 per minute"
-    console_rate_limit: str = "300 per minute"
+    api_rate_limit: RateLimit = "100 per second"
+    link_rate_limit: RateLimit = "120 per minute"
+    pay_rate_limit: RateLimit = "20 per 10 minutes"
+    login_rate_limit: RateLimit = "10 per minute"
+    login_account_rate_limit: RateLimit = "20 per hour"
+    webhook_rate_limit: RateLimit = "600 per minute"
+    console_rate_limit: RateLimit = "300 per minute"
     # Seconds a form's CSRF token stays valid: the customer's pay forms (a tab left open
     # overnight still pays), the support console's forms (docs/security.md).
-    csrf_time_limit: int = 86400
-    console_csrf_time_limit: int = 3600
+    csrf_time_limit: PositiveInt = 86400
+    console_csrf_time_limit: PositiveInt = 3600
     stripe_secret_key: str = ""
     stripe_publishable_key: str = ""
     stripe_webhook_secret: str = ""
     stripe_api_base: str = ""
     # Seconds to wait for Stripe per try (read; connecting: at most 3 s). With the one
     # retry, a call gives up within about 2 x 8 s, below gunicorn's 30 s WEB_TIMEOUT.
-    stripe_timeout: float = 8.0
+    stripe_timeout: PositiveFloat = 8.0
     stripe_js_url: str = "https://js.stripe.com/v3/"
-    stripe_payment_method_types: list[str] = field(default_factory=list)
+    stripe_payment_method_types: CommaList = []
     debug: bool = False  # from FLASK_DEBUG; refused in production
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings from ``environ`` (the process environment by default); an empty
+        variable means its default."""
         env = os.environ if environ is None else environ
-        s = cls()
-        simple = {
-            "env": "PORTAL_ENV",
-            "database_url": "PORTAL_DATABASE_URL",
-            "base_url": "PORTAL_BASE_URL",
-            "payment_provider": "PORTAL_PAYMENT_PROVIDER",
-            "mail_url": "PORTAL_MAIL_URL",
-            "mail_from": "PORTAL_MAIL_FROM",
-            "sms_url": "PORTAL_SMS_URL",
-            "sms_log": "PORTAL_SMS_LOG",
-            "default_ceiling": "PORTAL_DEFAULT_CEILING",
-            "redis_url": "PORTAL_REDIS_URL",
-            "api_rate_limit": "PORTAL_API_RATE_LIMIT",
-            "link_rate_limit": "PORTAL_LINK_RATE_LIMIT",
-            "pay_rate_limit": "PORTAL_PAY_RATE_LIMIT",
-            "login_rate_limit": "PORTAL_LOGIN_RATE_LIMIT",
-            "login_account_rate_limit": "PORTAL_LOGIN_ACCOUNT_RATE_LIMIT",
-            "webhook_rate_limit": "PORTAL_WEBHOOK_RATE_LIMIT",
-            "console_rate_limit": "PORTAL_CONSOLE_RATE_LIMIT",
-            "ratelimit_storage_url": "PORTAL_RATELIMIT_STORAGE_URL",
-            "log_format": "PORTAL_LOG_FORMAT",
-            "metrics_token": "PORTAL_METRICS_TOKEN",
-            "stripe_secret_key": "STRIPE_SECRET_KEY",
-            "stripe_publishable_key": "STRIPE_PUBLISHABLE_KEY",
-            "stripe_webhook_secret": "STRIPE_WEBHOOK_SECRET",
-            "stripe_api_base": "STRIPE_API_BASE",
-            "stripe_js_url": "STRIPE_JS_URL",
-        }
-        for attr, name in simple.items():
-            if env.get(name):
-                setattr(s, attr, env[name])
-        if env.get("PORTAL_SECRET_KEYS"):
-            s.secret_keys = _list(env["PORTAL_SECRET_KEYS"])
-        if env.get("STRIPE_PAYMENT_METHOD_TYPES"):
-            s.stripe_payment_method_types = _list(env["STRIPE_PAYMENT_METHOD_TYPES"])
-        s.allow_private_callbacks = _bool(env.get("PORTAL_ALLOW_PRIVATE_CALLBACKS"))
-        s.embedded_worker = _bool(env.get("PORTAL_EMBEDDED_WORKER"))
-        s.rate_limits = _bool(env.get("PORTAL_RATE_LIMITS"), default=True)
-        for attr, name in (
-            ("proxy_hops", "PORTAL_PROXY_HOPS"),
-            ("ready_max_job_age", "PORTAL_READY_MAX_JOB_AGE"),
-            ("db_statement_timeout", "PORTAL_DB_STATEMENT_TIMEOUT"),
-            ("job_lease_seconds", "PORTAL_JOB_LEASE_SECONDS"),
-            ("worker_threads", "PORTAL_WORKER_THREADS"),
-            ("csrf_time_limit", "PORTAL_CSRF_TIME_LIMIT"),
-            ("console_csrf_time_limit", "PORTAL_CONSOLE_CSRF_TIME_LIMIT"),
-        ):
-            if env.get(name):
-                setattr(s, attr, int(env[name]))
-        if env.get("PORTAL_CALLBACK_TIMEOUT"):
-            s.callback_timeout = float(env["PORTAL_CALLBACK_TIMEOUT"])
-        if env.get("PORTAL_STRIPE_TIMEOUT"):
-            s.stripe_timeout = float(env["PORTAL_STRIPE_TIMEOUT"])
-        if env.get("PORTAL_CALLBACK_SCHEDULE"):
-            s.callback_schedule = [int(x) for x in _list(env["PORTAL_CALLBACK_SCHEDULE"])]
-        s.base_url = s.base_url.rstrip("/")
-        s.debug = _bool(env.get("FLASK_DEBUG"))
-        if not s.log_format:
-            s.log_format = "json" if s.env == "production" else "text"
-        return s
+        given = {f: env[env_name(f)] for f in cls.model_fields if env.get(env_name(f))}
+        try:
+            settings = cls.model_validate(given)
+        except ValidationError as exc:
+            raise ConfigError(_explain(exc)) from None
+        if not settings.log_format:
+            settings.log_format = "json" if settings.env == "production" else "text"
+        return settings
 
-    def validate(self) -> None:
-        """Fail fast on settings that would be unsafe or unusable."""
-        if self.env not in {"development", "test", "production"}:
-            raise ConfigError(
-                f"PORTAL_ENV must be development, test or production, not {self.env!r}"
-            )
-        if not self.secret_keys:
-            raise ConfigError("PORTAL_SECRET_KEYS is empty")
-        if self.log_format not in {"text", "json"}:
-            raise ConfigError("PORTAL_LOG_FORMAT must be text or json")
-        if self.proxy_hops < 0:
-            raise ConfigError("PORTAL_PROXY_HOPS must be 0 or more")
-        if self.db_statement_timeout < 0:
-            raise ConfigError("PORTAL_DB_STATEMENT_TIMEOUT must be 0 (no limit) or more")
-        if self.payment_provider not in {"sandbox", "stripe"}:
-            raise ConfigError("PORTAL_PAYMENT_PROVIDER must be 'sandbox' or 'stripe'")
+    def override(self, **values: Any) -> None:
+        """Set fields as ``create_app(config)`` does, each value checked like the
+        environment's."""
+        try:
+            for name, value in values.items():
+                setattr(self, name, value)
+        except ValidationError as exc:
+            raise ConfigError(_explain(exc)) from None
+
+    def validate(self) -> None:  # type: ignore[override]
+        """Fail fast on combinations that would be unsafe (each value is already typed)."""
         if self.env == "production":
-            if self.debug:
-                raise ConfigError("debug mode (FLASK_DEBUG) is not allowed in production")
-            if not self.base_url.startswith("https://"):
-                raise ConfigError("PORTAL_BASE_URL must be an https:// address in production")
-            weak = [k for k in self.secret_keys if k == DEV_SECRET or len(k) < 32]
-            if weak:
-                raise ConfigError(
-                    "PORTAL_SECRET_KEYS must be set in production, each key at least 32 "
-                    "characters and none the development default"
-                )
-            if self.payment_provider == "stripe" and not (
-                self.stripe_secret_key and self.stripe_webhook_secret
-            ):
-                raise ConfigError("STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET are required")
-            if self.allow_private_callbacks:
-                raise ConfigError("PORTAL_ALLOW_PRIVATE_CALLBACKS is not allowed in production")
-            if self.payment_provider == "sandbox":
-                # Fake cards would settle real requests and tell real ledgers they were paid.
-                raise ConfigError("the sandbox payment provider is not allowed in production")
-            if not self.database_url.startswith("postgresql"):
-                # SQLite serializes every writer in one file: right for development and
-                # tests, not for web and worker processes on several machines.
-                raise ConfigError("PORTAL_DATABASE_URL must be a PostgreSQL URL in production")
+            problem = next(iter(self._production_problems()), None)
+            if problem:
+                raise ConfigError(problem)
+
+    def _production_problems(self) -> list[str]:
+        weak = [k for k in self.secret_keys if k == DEV_SECRET or len(k) < 32]
+        checks = [
+            (self.debug, "debug mode (FLASK_DEBUG) is not allowed in production"),
+            (
+                not self.base_url.startswith("https://"),
+                "PORTAL_BASE_URL must be an https:// address in production",
+            ),
+            (
+                bool(weak),
+                "PORTAL_SECRET_KEYS must be set in production, each key at least 32 "
+                "characters and none the development default",
+            ),
+            (
+                self.payment_provider == "stripe"
+                and not (self.stripe_secret_key and self.stripe_webhook_secret),
+                "STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET are required",
+            ),
+            (
+                self.allow_private_callbacks,
+                "PORTAL_ALLOW_PRIVATE_CALLBACKS is not allowed in production",
+            ),
+            # Fake cards would settle real requests and tell real ledgers they were paid.
+            (
+                self.payment_provider == "sandbox",
+                "the sandbox payment provider is not allowed in production",
+            ),
+            # SQLite serializes every writer in one file: right for development and tests,
+            # not for web and worker processes on several machines.
+            (
+                not self.database_url.startswith("postgresql"),
+                "PORTAL_DATABASE_URL must be a PostgreSQL URL in production",
+            ),
+        ]
+        return [message for failed, message in checks if failed]
 
     def as_flask_config(self) -> dict[str, object]:
-        values = {f"PORTAL_{f.name.upper()}": getattr(self, f.name) for f in fields(self)}
+        values: dict[str, object] = {
+            f"PORTAL_{name.upper()}": getattr(self, name) for name in type(self).model_fields
+        }
         values.update(
             SECRET_KEY=self.secret_keys[0],
             # Rotation: the first key signs, the older ones still verify sessions and CSRF
@@ -229,6 +246,18 @@ class Settings:
             ),
         )
         return values
+
+
+def _explain(exc: ValidationError) -> str:
+    """``PORTAL_PROXY_HOPS: Input should be a valid integer (got 'two')`` for each error."""
+    lines = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        name = env_name(field) if field in Settings.model_fields else field
+        # Never echo what may hold a secret (keys, tokens, URLs with passwords).
+        shown = "" if re.search("key|secret|token|url", field) else f" (got {error['input']!r})"
+        lines.append(f"{name}: {error['msg']}{shown}")
+    return "; ".join(lines)
 
 
 def _ratelimit_storage_options(url: str) -> dict[str, object]:

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from portal.db_types import utcnow
 from portal.extensions import db
+from portal.ledger.callbacks import add_endpoint
 from portal.ledger.models import CallbackEndpoint
 from portal.links import link_url
 from portal.merchants.models import ApiKey, Merchant
@@ -182,7 +183,6 @@ def ensure_demo_ledger(url: str) -> CallbackEndpoint:
     with :data:`DEMO_LEDGER_SECRET`. Raises ``ApiError`` for a URL the callback rules
     refuse (http or loopback without PORTAL_ALLOW_PRIVATE_CALLBACKS); every send checks
     the URL again, as for any endpoint."""
-    from portal.ledger.callbacks import add_endpoint
 
     merchant = demo_merchant()
     if merchant is None:

@@ -85,13 +85,18 @@ class MaskSecrets(logging.Filter):
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = mask(record.exc_text)
-        if not hasattr(record, "request_id"):
-            record.request_id = g.get("request_id") if has_request_context() else None
-        if has_request_context():
-            for key in CALLER:
-                if not hasattr(record, key) and g.get(f"log_{key}"):
-                    setattr(record, key, g.get(f"log_{key}"))
+        _add_request_context(record)
         return True
+
+
+def _add_request_context(record: logging.LogRecord) -> None:
+    """The request id and, on an authenticated API call, the merchant and the key id."""
+    if not hasattr(record, "request_id"):
+        record.request_id = g.get("request_id") if has_request_context() else None
+    if has_request_context():
+        for key in CALLER:
+            if not hasattr(record, key) and g.get(f"log_{key}"):
+                setattr(record, key, g.get(f"log_{key}"))
 
 
 class JsonFormatter(logging.Formatter):
@@ -106,8 +111,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if getattr(record, "request_id", None):
-            entry["request_id"] = record.request_id
+        request_id = getattr(record, "request_id", None)
+        if request_id:
+            entry["request_id"] = request_id
         for key in self.extras:
             if hasattr(record, key):
                 entry[key] = getattr(record, key)

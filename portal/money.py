@@ -7,27 +7,13 @@ through floats.
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from functools import cache
 
 from babel import Locale
-from babel.numbers import format_currency, get_currency_precision, list_currencies
-
-# Historical and fund codes that CLDR still lists but no merchant charges in.
-_NOT_TENDER = {
-    "ADP", "AFA", "ALK", "AOK", "AON", "AOR", "ARA", "ARL", "ARM", "ARP", "ATS", "AZM", "BAD",
-    "BAN", "BEC", "BEF", "BEL", "BGL", "BGM", "BGO", "BOL", "BOP", "BOV", "BRB", "BRC", "BRE",
-    "BRN", "BRR", "BRZ", "BUK", "BYB", "BYR", "CHE", "CHW", "CLE", "CLF", "CNH", "CNX", "COU",
-    "CSD", "CSK", "CUC", "CYP", "DDM", "DEM", "ECS", "ECV", "EEK", "ESA", "ESB", "ESP", "FIM",
-    "FRF", "GEK", "GHC", "GNS", "GQE", "GRD", "GWE", "GWP", "HRD", "HRK", "IEP", "ILP", "ILR",
-    "ISJ", "ITL", "KRH", "KRO", "LTL", "LTT", "LUC", "LUF", "LUL", "LVL", "LVR", "MAF", "MCF",
-    "MDC", "MGF", "MKN", "MLF", "MRO", "MTL", "MTP", "MVP", "MXP", "MXV", "MZE", "MZM", "NIC",
-    "NLG", "PEI", "PES", "PLZ", "PTE", "RHD", "ROL", "RUR", "SDD", "SDP", "SIT", "SKK", "SLL",
-    "SRG", "STD", "SUR", "SVC", "TJR", "TMM", "TPE", "TRL", "UAK", "UGS", "USN", "USS", "UYI",
-    "UYP", "UYW", "VEB", "VEF", "VED", "VNN", "XAG", "XAU", "XBA", "XBB", "XBC", "XBD", "XDR",
-    "XEU", "XFO", "XFU", "XPD", "XPT", "XRE", "XSU", "XTS", "XUA", "XXX", "YDD", "YUD", "YUM",
-    "YUN", "YUR", "ZAL", "ZMK", "ZRN", "ZRZ", "ZWD", "ZWL", "ZWR",
-}  # fmt: skip
+from babel.core import get_global
+from babel.numbers import format_currency, get_currency_precision, get_territory_currencies
 
 
 class MoneyError(ValueError):
@@ -35,8 +21,15 @@ class MoneyError(ValueError):
 
 
 @cache
-def supported_currencies() -> frozenset[str]:
-    return frozenset(c for c in list_currencies() if c not in _NOT_TENDER)
+def supported_currencies(on: date | None = None) -> frozenset[str]:
+    """The currencies that are legal tender somewhere on ``on`` (today), from CLDR through
+    Babel: no historical or fund codes, and none a country left (BGN since 2026-01)."""
+    day = on or date.today()
+    return frozenset(
+        code
+        for territory in get_global("territory_currencies")
+        for code in get_territory_currencies(territory, day, tender=True)
+    )
 
 
 def is_supported_currency(code: str) -> bool:

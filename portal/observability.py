@@ -23,6 +23,7 @@ import secrets
 import time
 from collections.abc import Iterator
 
+from alembic.script import ScriptDirectory
 from flask import Flask, Response, abort, current_app, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client import generate_latest as render_metrics
@@ -32,7 +33,13 @@ from sqlalchemy import func, select, text
 from portal.config import ROOT
 from portal.db_types import utcnow
 from portal.extensions import db, limiter
+from portal.jobs.claims import oldest_due_at
+from portal.jobs.models import Job
+from portal.ledger.models import CallbackDelivery
 from portal.logs import mask, mask_path
+from portal.payments.models import Payment
+from portal.providers.circuit import circuits
+from portal.states import CallbackStatus, JobStatus
 
 access_log = logging.getLogger("portal.access")
 
@@ -102,9 +109,6 @@ class DatabaseCollector:
     """Gauges read from the database at scrape time."""
 
     def collect(self) -> Iterator[Metric]:
-        from portal.jobs.models import Job, JobStatus
-        from portal.ledger.models import CallbackDelivery, DeliveryState
-        from portal.payments.models import Payment
 
         payments = GaugeMetricFamily("portal_payments", "Payments by status.", labels=["status"])
         for status, count in db.session.execute(
@@ -122,12 +126,12 @@ class DatabaseCollector:
             "How long the oldest due job has waited, by kind.",
             labels=["kind"],
         )
-        rows = db.session.execute(
+        due = db.session.execute(
             select(Job.kind, func.count(), func.min(Job.run_at))
             .where(Job.status == JobStatus.QUEUED)
             .group_by(Job.kind)
         )
-        for kind, count, first_run_at in rows:
+        for kind, count, first_run_at in due:
             queued.add_metric([kind], count)
             wait = (now - first_run_at).total_seconds() if first_run_at else 0.0
             oldest.add_metric([kind], max(wait, 0.0))
@@ -162,25 +166,24 @@ class DatabaseCollector:
             "Callback deliveries out of retries (dead letters), by merchant.",
             labels=["merchant"],
         )
-        rows = db.session.execute(
+        deliveries = db.session.execute(
             select(CallbackDelivery.merchant_id, CallbackDelivery.status, func.count())
             .where(
-                (CallbackDelivery.status == DeliveryState.DEAD)
+                (CallbackDelivery.status == CallbackStatus.DEAD)
                 | (
-                    (CallbackDelivery.status == DeliveryState.PENDING)
+                    (CallbackDelivery.status == CallbackStatus.PENDING)
                     & (CallbackDelivery.attempts > 0)
                 )
             )
             .group_by(CallbackDelivery.merchant_id, CallbackDelivery.status)
         )
-        for merchant_id, status, count in rows:
-            (dead if status == DeliveryState.DEAD else failing).add_metric([merchant_id], count)
+        for merchant_id, status, count in deliveries:
+            (dead if status == CallbackStatus.DEAD else failing).add_metric([merchant_id], count)
         yield failing
         yield dead
 
 
 def _circuit_metrics() -> Iterator[Metric]:
-    from portal.providers.circuit import circuits
 
     open_ = GaugeMetricFamily(
         "portal_provider_circuit_open",
@@ -223,7 +226,6 @@ def _metrics_allowed() -> bool:
 
 
 def _migrations_head() -> str | None:
-    from alembic.script import ScriptDirectory
 
     head = current_app.extensions.get("portal_migrations_head")
     if head is None:
@@ -246,8 +248,6 @@ def ratelimit_storage_up() -> bool:
 def readiness() -> tuple[bool, dict[str, object]]:
     """Each readiness check with its outcome; ready only when all pass (the providers'
     circuits are shown, but decide nothing)."""
-    from portal.jobs.claims import oldest_due_at
-    from portal.providers.circuit import circuits
 
     checks: dict[str, object] = {}
     try:

@@ -7,9 +7,9 @@ callers ask :func:`can_transition` or call :func:`transition`, which raises
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, ClassVar, Protocol
 
 
 class RequestStatus(StrEnum):
@@ -45,6 +45,31 @@ class EventType(StrEnum):
     REQUEST_PAID = "payment_request.paid"
     REQUEST_EXPIRED = "payment_request.expired"
     REQUEST_VOIDED = "payment_request.voided"
+
+
+class JobStatus(StrEnum):
+    """A job of the queue (portal/jobs/)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"  # gave up after its last attempt (dead letter)
+
+
+class LinkDeliveryStatus(StrEnum):
+    """A link sent to the customer by e-mail or SMS (portal/delivery/)."""
+
+    QUEUED = "queued"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class CallbackStatus(StrEnum):
+    """One event's delivery to one ledger endpoint (portal/ledger/callbacks.py)."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    DEAD = "dead"  # out of retries or endpoint gone: visible to support, replayable
 
 
 class RefundSource(StrEnum):
@@ -116,29 +141,29 @@ class DoublePayment(InvalidTransition):
     """A payment for a request that is already paid."""
 
 
-class _HasStatus(Protocol):
+# The transition table of each status type; a model names its status type in
+# ``statuses`` (``PaymentRequest.statuses = RequestStatus``) and the table follows.
+TRANSITIONS: dict[type[StrEnum], Mapping[Any, frozenset[Any]]] = {
+    RequestStatus: REQUEST_TRANSITIONS,
+    PaymentStatus: PAYMENT_TRANSITIONS,
+}
+
+
+class Stateful(Protocol):
+    statuses: ClassVar[type[StrEnum]]
     status: str
 
 
-def _table(obj: _HasStatus) -> tuple[str, dict]:
-    name = type(obj).__name__
-    if name == "PaymentRequest":
-        return name, REQUEST_TRANSITIONS
-    if name == "Payment":
-        return name, PAYMENT_TRANSITIONS
-    raise TypeError(f"no transition table for {name}")
+def can_transition(obj: Stateful, new: str) -> bool:
+    statuses = type(obj).statuses
+    return new in TRANSITIONS[statuses][statuses(obj.status)]
 
 
-def can_transition(obj: _HasStatus, new: str) -> bool:
-    _, table = _table(obj)
-    return new in table[type(next(iter(table)))(obj.status)]
-
-
-def transition(obj: _HasStatus, new: str) -> None:
+def transition(obj: Stateful, new: str) -> None:
     """Move ``obj`` to ``new`` or raise :class:`InvalidTransition`."""
-    entity, _ = _table(obj)
     if not can_transition(obj, new):
-        if entity == "PaymentRequest" and obj.status == RequestStatus.PAID:
+        entity = type(obj).__name__
+        if type(obj).statuses is RequestStatus and obj.status == RequestStatus.PAID:
             raise DoublePayment(entity, obj.status, new)
         raise InvalidTransition(entity, obj.status, new)
     obj.status = new

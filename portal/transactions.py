@@ -22,6 +22,7 @@ from flask import Flask, Response
 from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
 
 from portal.extensions import db
+from portal.web import error_response
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,6 @@ def init_app(app: Flask) -> None:
 
 
 def commit_request(response: Response) -> Response:
-    from portal.web import error_response
 
     try:
         db.session.commit()

@@ -6,12 +6,16 @@ import contextlib
 import re
 
 import flask_babel
+from babel.numbers import format_decimal
 from flask import Flask, Response, abort, g, make_response, render_template, request
 from flask_babel import get_locale
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
+from portal.api.views import error_response as api_error_response
+from portal.extensions import db
+from portal.money import format_money, precision, to_major
 from portal.payments.methods import method_label
 from portal.states import InvalidTransition
 
@@ -28,17 +32,11 @@ def select_locale() -> str:
 
 def format_money_here(amount: int, currency: str) -> str:
     """Money formatted for the request's locale (``€ 12,50`` in nl)."""
-    from portal.money import format_money
-
     return format_money(amount, currency, str(get_locale() or "en"))
 
 
 def format_amount_here(amount: int, currency: str) -> str:
     """A plain number for an input field (``128,40`` in fr/nl), without the currency sign."""
-    from babel.numbers import format_decimal
-
-    from portal.money import precision, to_major
-
     digits = precision(currency)
     pattern = "#,##0" + ("." + "0" * digits if digits else "")
     return format_decimal(to_major(amount, currency), pattern, locale=str(get_locale() or "en"))
@@ -97,8 +95,6 @@ def init_app(app: Flask) -> None:
         # A status change the table refuses that no service turned into an outcome: nothing
         # is written, the caller is told plainly (services flag what support must see).
         app.logger.warning("refused status change: %s", exc)
-        from portal.extensions import db
-
         db.session.rollback()
         message = "This change is not possible in the object's current state."
         return _error(409, "invalid_state", message, "Conflict")
@@ -108,8 +104,6 @@ def init_app(app: Flask) -> None:
         # A value the database cannot store (out of range, bad encoding) that validation
         # let through: the client's mistake, refused whole; nothing was written.
         app.logger.warning("value refused by the database: %s", type(exc.orig).__name__)
-        from portal.extensions import db
-
         db.session.rollback()
         return _error(400, "invalid_value", "A value in the request is not valid.", "Bad request")
 
@@ -136,8 +130,6 @@ def init_app(app: Flask) -> None:
         # The database is restarting or unreachable: a 503 the client (or Stripe) retries;
         # the pool's pre-ping replaces dead connections once it is back.
         app.logger.warning("database unavailable: %s", type(exc).__name__)
-        from portal.extensions import db
-
         with contextlib.suppress(Exception):  # the connection may already be gone
             db.session.rollback()
         message = "Temporarily unavailable; retry shortly."
@@ -146,8 +138,6 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
         app.logger.exception("unhandled error")
-        from portal.extensions import db
-
         db.session.rollback()
         return _error(500, "internal_error", "Something went wrong on our side.", "Error")
 
@@ -174,9 +164,7 @@ def _error(
     """An error as the caller reads it: JSON with a code for the API, the localized error
     page for everyone else."""
     if request.path.startswith("/api/"):
-        from portal.api.views import error_response
-
-        return error_response(status, api_code, message, None, headers)
+        return api_error_response(status, api_code, message, None, headers)
     return render_template("error.html", code=status, title=title), status, headers or {}
 
 

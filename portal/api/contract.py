@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from flask import Blueprint, current_app
 from pydantic import BaseModel, ValidationError
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from portal.api import schemas
 from portal.errors import Invalid
@@ -226,7 +226,7 @@ def _operation(op: Operation, defs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _components() -> dict[str, Any]:
-    models: list[tuple[type[BaseModel], str]] = [(schemas.Error, "serialization")]
+    models: list[tuple[type[BaseModel], JsonSchemaMode]] = [(schemas.Error, "serialization")]
     for op in OPERATIONS:
         if op.body is not None:
             models.append((op.body, "validation"))

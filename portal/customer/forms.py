@@ -68,45 +68,60 @@ def parse_amount(text: str, currency: str, locale: str | None = None) -> int | N
     text = _strip_currency(text, currency, locale)
     if not _NUMBER.fullmatch(text):
         return None
-    separators = {c for c in text if c in ".,"}
-    grouping_only = {c for c in text if c in "' "}
     digits = precision(currency)
-    decimal_mark: str | None = None
-    if len(separators) == 2:
-        decimal_mark = "," if text.rfind(",") > text.rfind(".") else "."
-    elif separators:
-        (mark,) = separators
-        after = len(text) - text.rfind(mark) - 1
-        if text.count(mark) == 1 and after <= digits:
-            decimal_mark = mark
-            if after == 3 and locale and mark != _decimal_symbol(locale):
-                decimal_mark = None  # "1.234" in Dutch: grouping
-        elif locale and mark == _decimal_symbol(locale):
-            return None  # "12.345" in English: three decimals, not a thousand separator
-        elif not locale and text.count(mark) == 1:
-            return None  # "1.005": grouping or a typo? Without a locale, ask again.
+    try:
+        decimal_mark = _decimal_mark(text, digits, locale)
+    except ValueError:
+        return None
     whole, fraction = text, ""
     if decimal_mark:
         whole, _, fraction = text.rpartition(decimal_mark)
         if not fraction or len(fraction) > digits or not fraction.isdigit():
             return None
-    group_marks = (separators | grouping_only) - {decimal_mark}
-    if len(group_marks) > 1:
-        return None  # "1.234 567": two ways of grouping
-    if group_marks:
-        (group,) = group_marks
-        if not re.fullmatch(rf"[1-9]\d{{0,2}}(?:{re.escape(group)}\d{{3}})+", whole):
-            return None
-        whole = whole.replace(group, "")
-    if not ascii_digits(whole):
+    integer = _ungrouped(whole, text, decimal_mark)
+    if integer is None or not ascii_digits(integer):
         return None
     try:
-        value = Decimal(f"{whole}.{fraction}" if fraction else whole)
+        value = Decimal(f"{integer}.{fraction}" if fraction else integer)
         if value <= 0:
             return None
         return to_minor(value, currency)
     except (InvalidOperation, MoneyError):
         return None
+
+
+def _decimal_mark(text: str, digits: int, locale: str | None) -> str | None:
+    """The decimal mark of ``text`` (a plain number), None when it has none; ValueError
+    when it cannot be read without guessing."""
+    separators = {c for c in text if c in ".,"}
+    if len(separators) == 2:
+        return "," if text.rfind(",") > text.rfind(".") else "."
+    if not separators:
+        return None
+    (mark,) = separators
+    after = len(text) - text.rfind(mark) - 1
+    if text.count(mark) == 1 and after <= digits:
+        if after == 3 and locale and mark != _decimal_symbol(locale):
+            return None  # "1.234" in Dutch: grouping
+        return mark
+    if locale and mark == _decimal_symbol(locale):
+        raise ValueError("three decimals")  # "12.345" in English, not a thousand separator
+    if not locale and text.count(mark) == 1:
+        raise ValueError("ambiguous")  # "1.005": grouping or a typo? Without a locale, ask.
+    return None
+
+
+def _ungrouped(whole: str, text: str, decimal_mark: str | None) -> str | None:
+    """``whole`` without its group marks, None when they are not groups of three."""
+    group_marks = {c for c in text if c in ".,' "} - {decimal_mark}
+    if len(group_marks) > 1:
+        return None  # "1.234 567": two ways of grouping
+    if not group_marks:
+        return whole
+    (group,) = group_marks
+    if not re.fullmatch(rf"[1-9]\d{{0,2}}(?:{re.escape(group)}\d{{3}})+", whole):
+        return None
+    return whole.replace(group, "")
 
 
 def _decimal_symbol(locale: str) -> str:

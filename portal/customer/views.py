@@ -15,7 +15,6 @@ from typing import Any
 import segno
 from flask import (
     Blueprint,
-    Response,
     abort,
     current_app,
     g,
@@ -26,8 +25,9 @@ from flask import (
     url_for,
 )
 from flask_babel import refresh
-from sqlalchemy import select, text, update
+from sqlalchemy import Table, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.wrappers import Response
 
 from portal.customer import forms
 from portal.db_types import utcnow
@@ -114,6 +114,7 @@ def record_open(request_id: str) -> None:
         # A visit counter need not wait for the WAL flush; payments and events still do.
         db.session.execute(text("SET LOCAL synchronous_commit TO OFF"))
     table = PaymentRequest.__table__  # Core: no ORM objects to synchronise with a counter
+    assert isinstance(table, Table)
     db.session.execute(
         update(table)
         .where(table.c.id == request_id)
@@ -151,7 +152,7 @@ def _token_page_headers(response: Response) -> Response:
 
 
 def _render(template: str, pr: PaymentRequest, status: int = 200, **context: Any) -> Response:
-    token = request.view_args["token"]
+    token = (request.view_args or {})["token"]
     response = make_response(
         render_template(
             template,
@@ -178,7 +179,7 @@ def _payments(pr: PaymentRequest) -> tuple[list[Payment], Payment | None]:
     rows = db.session.scalars(
         select(Payment).where(Payment.request_id == pr.id).order_by(Payment.created_at)
     ).all()
-    applied = sorted((p for p in rows if p.applied), key=lambda p: p.succeeded_at)
+    applied = sorted((p for p in rows if p.applied), key=lambda p: p.succeeded_at or p.created_at)
     processing = next((p for p in rows if p.status == PaymentStatus.PROCESSING), None)
     return applied, processing
 
@@ -309,7 +310,7 @@ def result(token: str, payment_id: str) -> Response:
     payment = _payment_of(pr, payment_id)
     if payment.status in OPEN_ATTEMPT:
         refresh_for_customer(payment)
-        pr, payment = db.session.get(PaymentRequest, pr.id), _payment_of(pr, payment_id)
+        pr, payment = db.session.get_one(PaymentRequest, pr.id), _payment_of(pr, payment_id)
     return _render("customer/result.html", pr, payment=payment)
 
 

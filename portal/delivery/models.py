@@ -8,17 +8,12 @@ from sqlalchemy import ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.db_types import UTCDateTime, utcnow
-from portal.extensions import db
+from portal.extensions import Model
 from portal.ids import new_id
+from portal.states import LinkDeliveryStatus
 
 
-class DeliveryStatus:
-    QUEUED = "queued"
-    SENT = "sent"
-    FAILED = "failed"
-
-
-class LinkDelivery(db.Model):
+class LinkDelivery(Model):
     __tablename__ = "link_deliveries"
     __table_args__ = (Index("ix_link_deliveries_request", "request_id", "created_at"),)
 
@@ -29,7 +24,7 @@ class LinkDelivery(db.Model):
     # Only a masked form is kept here; the full address lives in the job until it is cleaned.
     destination: Mapped[str] = mapped_column(String(254))
     locale: Mapped[str] = mapped_column(String(10))
-    status: Mapped[str] = mapped_column(String(10), default=DeliveryStatus.QUEUED)
+    status: Mapped[str] = mapped_column(String(10), default=LinkDeliveryStatus.QUEUED)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     provider_message_id: Mapped[str | None] = mapped_column(String(200))
     error: Mapped[str | None] = mapped_column(String(500))

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from portal.api.schemas import normalise_email, normalise_phone
 from portal.db_types import utcnow
-from portal.delivery.models import DeliveryStatus, LinkDelivery
+from portal.delivery.models import LinkDelivery
 from portal.delivery.sms import gsm7_length, send_sms, sms_log_file
 from portal.errors import Conflict, Invalid
 from portal.extensions import db
@@ -20,7 +20,7 @@ from portal.links import link_url
 from portal.money import format_money
 from portal.notifications.mail import send_merchant_mail
 from portal.payment_requests.models import PaymentRequest
-from portal.states import RequestStatus
+from portal.states import LinkDeliveryStatus, RequestStatus
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def send_link(pr: PaymentRequest, channel: Any, to: Any = None) -> LinkDelivery:
         channel=channel,
         destination=mask(channel, destination),
         locale=pr.customer_locale or pr.merchant.default_locale or "en",
-        status=DeliveryStatus.QUEUED,
+        status=LinkDeliveryStatus.QUEUED,
         attempts=0,
     )
     db.session.add(delivery)
@@ -127,7 +127,7 @@ def sms_text(pr: PaymentRequest, locale: str, url: str) -> str:
 
 
 def _send(delivery: LinkDelivery, to: str) -> str:
-    pr = db.session.get(PaymentRequest, delivery.request_id)
+    pr = db.session.get_one(PaymentRequest, delivery.request_id)
     url = link_url(pr.id)
     locale = delivery.locale
     merchant = pr.merchant
@@ -155,25 +155,25 @@ def _send(delivery: LinkDelivery, to: str) -> str:
 def send_link_job(payload: dict[str, Any]) -> None:
     """Send one link; a failure is recorded on the delivery and retried, then marked failed."""
     delivery = db.session.get(LinkDelivery, payload["delivery_id"])
-    if delivery is None or delivery.status != DeliveryStatus.QUEUED:
+    if delivery is None or delivery.status != LinkDeliveryStatus.QUEUED:
         return
     delivery_id = delivery.id
     try:
         message_id = _send(delivery, payload["to"])
     except Exception as exc:  # any transport failure: record, then retry or give up
         db.session.rollback()
-        delivery = db.session.get(LinkDelivery, delivery_id)
+        delivery = db.session.get_one(LinkDelivery, delivery_id)
         delivery.attempts += 1
         delivery.error = f"{type(exc).__name__}: {exc}"[:500]
         final = delivery.attempts >= MAX_ATTEMPTS
         if final:
-            delivery.status = DeliveryStatus.FAILED
+            delivery.status = LinkDeliveryStatus.FAILED
         log.warning("link delivery %s failed (attempt %s): %s", delivery_id, delivery.attempts, exc)
         if not final:
             raise RetryLater(delivery.error) from exc
         return
     delivery.attempts += 1
-    delivery.status = DeliveryStatus.SENT
+    delivery.status = LinkDeliveryStatus.SENT
     delivery.provider_message_id = message_id
     delivery.sent_at = utcnow()
     delivery.error = None

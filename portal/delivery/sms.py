@@ -62,7 +62,7 @@ def sms_log_file(config: Mapping[str, Any]) -> Path | None:
     return path if path.is_absolute() else ROOT / path
 
 
-def _remember(path: Path, entry: dict[str, str]) -> None:
+def _remember(path: Path, entry: dict[str, str | None]) -> None:
     line = json.dumps(entry, ensure_ascii=False) + "\n"
     with _log_lock:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,7 +100,12 @@ def send_sms(url: str, to: str, body: str, *, log_file: Path | None = None) -> s
         message_id = f"console-{uuid.uuid4().hex[:12]}"
         log.info("SMS to %s (%s): %s", to, message_id, body)
         if log_file is not None:
-            entry = {"sent_at": isoformat(utcnow()), "id": message_id, "to": to, "body": body}
+            entry: dict[str, str | None] = {
+                "sent_at": isoformat(utcnow()),
+                "id": message_id,
+                "to": to,
+                "body": body,
+            }
             _remember(log_file, entry)
         return message_id
     parts = urlsplit(url)

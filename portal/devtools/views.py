@@ -13,6 +13,7 @@ from pathlib import Path
 from flask import Blueprint, Flask, Response, abort, current_app, g, render_template, request
 
 from portal.delivery.sms import recent_sms, sms_log_file
+from portal.demo import DEMO_LEDGER_SECRET, demo_overview, test_cards
 from portal.devtools import mailbox
 from portal.notifications.mail import mail_folder
 
@@ -43,7 +44,6 @@ def _folder() -> Path | None:
 
 @bp.get("/")
 def start() -> str:
-    from portal.demo import DEMO_LEDGER_SECRET, demo_overview, test_cards
 
     mails, mail_count = mailbox.recent(_folder(), limit=5)
     config = current_app.config

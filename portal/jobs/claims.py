@@ -38,8 +38,9 @@ from sqlalchemy import Select, bindparam, func, or_, select, text, update
 from sqlalchemy.orm import aliased
 
 from portal.db_types import UTCDateTime, utcnow
-from portal.extensions import db
-from portal.jobs.models import Job, JobStatus
+from portal.extensions import db, execute_count
+from portal.jobs.models import Job
+from portal.states import JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -129,12 +130,12 @@ def recover_leases(now: datetime, exclude: Collection[int] = ()) -> int:
         expired = expired.where(Job.id.not_in(list(exclude)))
     if _postgresql():
         expired = expired.with_for_update(skip_locked=True)
-    recovered = db.session.execute(
+    recovered = execute_count(
         update(Job)
         .where(Job.id.in_(expired.scalar_subquery()))
         .values(status=JobStatus.QUEUED, locked_by=None, locked_until=None)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    )
     if recovered:
         log.warning("%s job(s) outlived their lease; queued again", recovered)
     return recovered
@@ -290,7 +291,7 @@ def _ranked_due(now: datetime, exclude: Collection[int], after: str, fetch: int)
     )
 
 
-def _in_flight() -> Select[Any]:
+def _in_flight() -> Select[str | None, int]:
     return (
         select(Job.queue_key, func.count().label("n"))
         .where(Job.status == JobStatus.RUNNING, Job.queue_key.is_not(None))
@@ -346,7 +347,7 @@ def _take_one(job_id: int, values: dict[str, Any]) -> bool:
         .where(other.status == JobStatus.RUNNING, other.queue_key == Job.queue_key)
         .scalar_subquery()
     )
-    result = db.session.execute(
+    taken = execute_count(
         update(Job)
         .where(
             Job.id == job_id,
@@ -356,4 +357,4 @@ def _take_one(job_id: int, values: dict[str, Any]) -> bool:
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return taken == 1

@@ -10,23 +10,17 @@ from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.db_types import UTCDateTime, utcnow
-from portal.extensions import db
+from portal.extensions import Model
+from portal.states import JobStatus
 
 
-class JobStatus:
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"  # gave up after its last attempt (dead letter)
-
-
-def _where(status: str) -> dict[str, object]:
-    """A partial index's predicate, the same on both engines."""
+def _partial(name: str, *columns: str, status: str) -> Index:
+    """An index over the jobs of one status (a partial index, the same on both engines)."""
     predicate = text(f"status = '{status}'")
-    return {"sqlite_where": predicate, "postgresql_where": predicate}
+    return Index(name, *columns, sqlite_where=predicate, postgresql_where=predicate)
 
 
-class Job(db.Model):
+class Job(Model):
     """A unit of work. Finished jobs stay for a week (support looks at them), so every
     index the worker reads is partial: the claim never walks past done rows."""
 
@@ -36,11 +30,11 @@ class Job(db.Model):
         # claim and /readyz read the head of every queue from here. No index on run_at
         # alone: PostgreSQL's planner would prefer it for a queue's head and filter
         # through every other queue's jobs.
-        Index("ix_jobs_queued_lane", "queue_key", "run_at", "id", **_where(JobStatus.QUEUED)),
+        _partial("ix_jobs_queued_lane", "queue_key", "run_at", "id", status=JobStatus.QUEUED),
         # Jobs in flight: leases to recover and the count per queue key.
-        Index("ix_jobs_running_locked_until", "locked_until", **_where(JobStatus.RUNNING)),
+        _partial("ix_jobs_running_locked_until", "locked_until", status=JobStatus.RUNNING),
         # The week-old finished jobs that the clean-up forgets.
-        Index("ix_jobs_done_finished_at", "finished_at", **_where(JobStatus.DONE)),
+        _partial("ix_jobs_done_finished_at", "finished_at", status=JobStatus.DONE),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

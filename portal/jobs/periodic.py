@@ -22,8 +22,13 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from portal.db_types import utcnow
-from portal.extensions import db
-from portal.jobs.models import Job, JobStatus
+from portal.extensions import db, execute_count
+from portal.jobs.models import Job
+from portal.payment_requests.services import expire_overdue
+from portal.payments.services import mark_asked, refresh_payment, stuck_payments
+from portal.providers.base import ProviderError
+from portal.providers.circuit import ProviderGuard
+from portal.states import JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +40,6 @@ CLEANUP_BATCHES = 20  # statements per run (100,000 jobs a minute at most)
 
 
 def expire_links() -> None:
-    from portal.payment_requests.services import expire_overdue
 
     expired = expire_overdue()
     db.session.commit()  # a periodic duty is its own boundary
@@ -48,9 +52,6 @@ def reconcile_payments(budget: float | None = None) -> None:
     no lock for longer than one of its answers). The guard (time budget and circuit
     breakers) is asked before each call and told how it went; an attempt it holds back
     waits, unasked, for the next run."""
-    from portal.payments.services import mark_asked, refresh_payment, stuck_payments
-    from portal.providers.base import ProviderError
-    from portal.providers.circuit import ProviderGuard
 
     guard = ProviderGuard(RECONCILE_BUDGET if budget is None else budget)
     checked = 0
@@ -85,7 +86,7 @@ def forget_finished_jobs() -> None:
         .scalar_subquery()
     )
     for _ in range(CLEANUP_BATCHES):
-        deleted = db.session.execute(delete(Job).where(Job.id.in_(old))).rowcount
+        deleted = execute_count(delete(Job).where(Job.id.in_(old)))
         db.session.commit()
         if deleted < CLEANUP_BATCH:
             break

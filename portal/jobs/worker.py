@@ -30,9 +30,10 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from portal.db_types import utcnow
 from portal.extensions import db
 from portal.jobs.claims import PER_KEY_LIMIT, Claimed, claim, claim_jobs
-from portal.jobs.models import Job, JobStatus
+from portal.jobs.models import Job
 from portal.jobs.periodic import run_periodic, start_duties
 from portal.jobs.queue import HANDLERS, RetryLater
+from portal.states import JobStatus
 
 log = logging.getLogger(__name__)
 

@@ -37,11 +37,10 @@ from portal.ledger.models import (
     CallbackAttempt,
     CallbackDelivery,
     CallbackEndpoint,
-    DeliveryState,
     Event,
     event_body,
 )
-from portal.states import EventType
+from portal.states import CallbackStatus, EventType
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,7 @@ def resolve_callback_url(url: str, *, allow_private: bool) -> tuple[str, str, in
         infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise UnsafeURL(f"cannot resolve {parts.hostname}") from exc
-    addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     if not addresses:
         raise UnsafeURL(f"cannot resolve {parts.hostname}")
     if not allow_private:
@@ -134,7 +133,7 @@ def _wants(endpoint: CallbackEndpoint, event_type: str) -> bool:
 
 
 def _queue(delivery: CallbackDelivery, endpoint_id: str) -> None:
-    delivery.status = DeliveryState.PENDING
+    delivery.status = CallbackStatus.PENDING
     delivery.next_attempt_at = utcnow()
     enqueue(
         "deliver_callback",
@@ -260,7 +259,7 @@ def deliver_callback(payload: dict[str, Any]) -> None:
         # One query for what the delivery needs, instead of one per relationship.
         options=(joinedload(CallbackDelivery.endpoint), joinedload(CallbackDelivery.event)),
     )
-    if delivery is None or delivery.status != DeliveryState.PENDING:
+    if delivery is None or delivery.status != CallbackStatus.PENDING:
         return
     endpoint, event = delivery.endpoint, delivery.event
     attempt = CallbackAttempt(delivery_id=delivery.id, attempted_at=utcnow())
@@ -297,7 +296,7 @@ def deliver_callback(payload: dict[str, Any]) -> None:
     ok = status is not None and 200 <= status < 300
     delivery.last_error = attempt.error or (None if ok else f"HTTP {status}")
     if ok:
-        delivery.status = DeliveryState.SUCCEEDED
+        delivery.status = CallbackStatus.SUCCEEDED
         delivery.delivered_at = attempt.attempted_at
         delivery.next_attempt_at = None
         db.session.add(attempt)
@@ -309,7 +308,7 @@ def deliver_callback(payload: dict[str, Any]) -> None:
     if delay is not None and retry_after is not None:
         delay = min(max(delay, retry_after), 86400)
     if delay is None:
-        delivery.status = DeliveryState.DEAD
+        delivery.status = CallbackStatus.DEAD
         delivery.next_attempt_at = None
         db.session.add(attempt)
         log.warning("callback %s dead-lettered after %s attempts", delivery.id, delivery.attempts)

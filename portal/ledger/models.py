@@ -18,11 +18,12 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.db_types import UTCDateTime, isoformat, unique_where, utcnow
-from portal.extensions import db
+from portal.extensions import Model
 from portal.ids import new_id
+from portal.states import CallbackStatus
 
 
-class Event(db.Model):
+class Event(Model):
     __tablename__ = "events"
     __table_args__ = (
         UniqueConstraint("merchant_id", "seq", name="uq_events_merchant_seq"),
@@ -45,7 +46,7 @@ class Event(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class CallbackEndpoint(db.Model):
+class CallbackEndpoint(Model):
     """A merchant's ledger URL; each has its own ``whsec_`` signing secret."""
 
     __tablename__ = "callback_endpoints"
@@ -64,13 +65,7 @@ class CallbackEndpoint(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class DeliveryState:
-    PENDING = "pending"
-    SUCCEEDED = "succeeded"
-    DEAD = "dead"  # out of retries or endpoint gone: visible to support, replayable
-
-
-class CallbackDelivery(db.Model):
+class CallbackDelivery(Model):
     """One event for one endpoint: retried on its schedule until it succeeds or is dead."""
 
     __tablename__ = "callback_deliveries"
@@ -83,7 +78,7 @@ class CallbackDelivery(db.Model):
     event_id: Mapped[str] = mapped_column(ForeignKey("events.id"), index=True)
     endpoint_id: Mapped[str] = mapped_column(ForeignKey("callback_endpoints.id"), index=True)
     merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"), index=True)
-    status: Mapped[str] = mapped_column(String(20), default=DeliveryState.PENDING)
+    status: Mapped[str] = mapped_column(String(20), default=CallbackStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_status_code: Mapped[int | None] = mapped_column(Integer)
@@ -95,7 +90,7 @@ class CallbackDelivery(db.Model):
     event: Mapped[Event] = relationship()
 
 
-class CallbackAttempt(db.Model):
+class CallbackAttempt(Model):
     """Every HTTP try, for support: when, what came back, how long it took."""
 
     __tablename__ = "callback_attempts"

@@ -8,11 +8,11 @@ from sqlalchemy import JSON, BigInteger, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.db_types import UTCDateTime, utcnow
-from portal.extensions import db
+from portal.extensions import Model
 from portal.ids import new_id
 
 
-class Merchant(db.Model):
+class Merchant(Model):
     __tablename__ = "merchants"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("mer"))
@@ -43,7 +43,7 @@ class Merchant(db.Model):
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="merchant")
 
 
-class ApiKey(db.Model):
+class ApiKey(Model):
     __tablename__ = "api_keys"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("key"))

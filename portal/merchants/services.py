@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import phonenumbers
 from sqlalchemy import select, update
@@ -28,7 +29,6 @@ class MerchantError(ValueError):
 
 def normalise_origin(origin: str) -> str:
     """``https://shop.example.com`` (scheme and host, optional port), for ``frame-ancestors``."""
-    from urllib.parse import urlsplit
 
     parts = urlsplit(origin.strip())
     if parts.scheme != "https" or not parts.hostname or parts.path not in ("", "/"):

@@ -96,13 +96,18 @@ def mail_folder(url: str) -> Path | None:
     return folder if folder.is_absolute() else ROOT / folder
 
 
+def _plain_text(message: EmailMessage) -> str:
+    body = message.get_body(("plain",))
+    return "" if body is None else str(body.get_content())
+
+
 def deliver(message: EmailMessage, url: str) -> None:
     if url == "console":
         log.info(
             "mail to %s: %s\n%s",
             message["To"],
             message["Subject"],
-            message.get_body(("plain",)).get_content(),
+            _plain_text(message),
         )
         return
     folder = mail_folder(url)

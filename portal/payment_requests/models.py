@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -20,7 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.db_types import UTCDateTime, utcnow
-from portal.extensions import db
+from portal.extensions import Model
 from portal.ids import new_id
 from portal.merchants.models import Merchant
 from portal.states import Kind, RequestStatus, sql_in
@@ -33,8 +34,9 @@ PAYABLE_CAP = (
 )
 
 
-class PaymentRequest(db.Model):
+class PaymentRequest(Model):
     __tablename__ = "payment_requests"
+    statuses: ClassVar[type[StrEnum]] = RequestStatus
     __table_args__ = (
         Index("ix_payment_requests_merchant_created", "merchant_id", "created_at", "id"),
         Index("ix_payment_requests_merchant_reference", "merchant_id", "reference"),
@@ -139,7 +141,7 @@ class PaymentRequest(db.Model):
         return self.status == RequestStatus.OPEN and self.expires_at <= (now or utcnow())
 
 
-class StatementLine(db.Model):
+class StatementLine(Model):
     __tablename__ = "statement_lines"
     __table_args__ = (
         # What payments settled on the line (netted, for a credit), never past the line.
@@ -165,7 +167,7 @@ class StatementLine(db.Model):
         return self.amount_settled == self.amount
 
 
-class OrderLine(db.Model):
+class OrderLine(Model):
     __tablename__ = "order_lines"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
+from typing import ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -19,7 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.db_types import UTCDateTime, unique_where, utcnow
-from portal.extensions import db
+from portal.extensions import Model
 from portal.ids import new_id
 from portal.payment_requests.models import PaymentRequest
 from portal.states import OPEN_ATTEMPT, SETTLED, PaymentStatus, RefundSource, sql_in
@@ -29,8 +31,9 @@ from portal.states import OPEN_ATTEMPT, SETTLED, PaymentStatus, RefundSource, sq
 _OPEN = sql_in("status", OPEN_ATTEMPT)
 
 
-class Payment(db.Model):
+class Payment(Model):
     __tablename__ = "payments"
+    statuses: ClassVar[type[StrEnum]] = PaymentStatus
     __table_args__ = (
         Index("ix_payments_request", "request_id", "created_at"),
         Index("ix_payments_status_updated", "status", "updated_at"),
@@ -94,7 +97,7 @@ class Payment(db.Model):
         return self.status in SETTLED
 
 
-class Refund(db.Model):
+class Refund(Model):
     __tablename__ = "refunds"
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
@@ -122,7 +125,7 @@ class Refund(db.Model):
     payment: Mapped[Payment] = relationship(back_populates="refunds")
 
 
-class Allocation(db.Model):
+class Allocation(Model):
     """What one payment settled (or one refund undid) on one statement line."""
 
     __tablename__ = "payment_allocations"

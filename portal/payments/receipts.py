@@ -26,13 +26,13 @@ def _locale(payment: Payment) -> str:
     return payment.locale or pr.customer_locale or merchant.default_locale or "en"
 
 
-def _send(payment: Payment, template: str, locale: str, **context: Any) -> None:
+def _send(payment: Payment, to: str, template: str, locale: str, **context: Any) -> None:
     """One of the payment's emails, in ``locale``, with its method in words."""
     pr = payment.request
     with force_locale(locale):
         context.update(method=method_label(payment), text_method=method_label(payment, "****"))
     send_merchant_mail(
-        pr.merchant, payment.receipt_email, template, locale, payment=payment, pr=pr,
+        pr.merchant, to, template, locale, payment=payment, pr=pr,
         url=f"{link_url(pr.id)}/receipt/{payment.id}", **context,
     )  # fmt: skip
 
@@ -51,6 +51,7 @@ def send_receipt(payload: dict[str, Any]) -> None:
     refunded = payment.amount_refunded
     _send(
         payment,
+        payment.receipt_email,
         "receipt",
         locale,
         amount=format_money(payment.amount, payment.currency, locale),
@@ -76,6 +77,7 @@ def send_refund_notice(payload: dict[str, Any]) -> None:
     locale = _locale(payment)
     _send(
         payment,
+        payment.receipt_email,
         "refund",
         locale,
         refund=refund,

@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.db_types import UTCDateTime, isoformat, utcnow
-from portal.extensions import db
+from portal.extensions import Model, db, execute_count
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ COOL_DOWN = timedelta(seconds=30)
 MAX_COOL_DOWN = timedelta(minutes=10)
 
 
-class ProviderCircuit(db.Model):
+class ProviderCircuit(Model):
     """A provider's health as the workers last saw it."""
 
     __tablename__ = "provider_circuits"
@@ -96,12 +96,12 @@ class CircuitBreaker:
             db.session.commit()
             return False
         # Nobody else probes while this probe may still be waiting for its answer.
-        probe = db.session.execute(
+        probe = execute_count(
             update(ProviderCircuit)
             .where(ProviderCircuit.provider == self.provider, ProviderCircuit.retry_at <= now)
             .values(retry_at=now + cool_down(row.failures))
             .execution_options(synchronize_session=False)
-        ).rowcount
+        )
         db.session.commit()
         if probe:
             log.info("%s: circuit half open, one probe goes out", self.provider)
@@ -110,12 +110,12 @@ class CircuitBreaker:
     def succeeded(self) -> None:
         if self._clean:
             return
-        closed = db.session.execute(
+        closed = execute_count(
             update(ProviderCircuit)
             .where(ProviderCircuit.provider == self.provider)
             .values(failures=0, opened_at=None, retry_at=None, last_success_at=utcnow())
             .execution_options(synchronize_session=False)
-        ).rowcount
+        )
         db.session.commit()
         self._clean = True
         if closed:

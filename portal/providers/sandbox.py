@@ -96,7 +96,7 @@ def parse_card_form(data: Mapping[str, str]) -> tuple[str, dict[str, str]]:
 
 class SandboxProvider:
     name = "sandbox"
-    test_cards = TEST_CARDS
+    test_cards: tuple[tuple[str, str], ...] = TEST_CARDS
     webhooks = False  # it settles in the page's own request
 
     def verify_webhook(self, payload: bytes, headers: Mapping[str, str]) -> dict[str, Any]:

@@ -15,11 +15,12 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 from urllib.parse import urlsplit
 
 import stripe
 from flask import current_app
+from flask_babel import get_locale
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 from sqlalchemy import or_, select
 
@@ -181,9 +182,20 @@ def checked_event(event: Any) -> dict[str, Any]:
     return dict(event)
 
 
-def _options(payment: Payment, **extra: Any) -> dict[str, Any]:
+def _options(payment: Payment, idempotency_key: str | None = None) -> stripe.RequestOptions:
+    options: stripe.RequestOptions = {}
     account = payment.request.merchant.stripe_account
-    return {**({"stripe_account": account} if account else {}), **extra}
+    if account:
+        options["stripe_account"] = account
+    if idempotency_key:
+        options["idempotency_key"] = idempotency_key
+    return options
+
+
+def _intent_id(payment: Payment) -> str:
+    if not payment.provider_payment_id:
+        raise ProviderError("this attempt has no PaymentIntent yet")
+    return payment.provider_payment_id
 
 
 def _card(charge: Any) -> dict[str, str | None]:
@@ -207,7 +219,7 @@ def state_from_intent(intent: dict[str, Any]) -> ProviderPayment:
         "processing": "processing",
         "canceled": "canceled",
         "requires_action": "requires_action",
-    }.get(status, "pending")
+    }.get(str(status), "pending")
     if status == "requires_payment_method" and error:
         mapped = "failed"
     charge = intent.get("latest_charge")
@@ -243,7 +255,6 @@ class StripeProvider:
     ) -> CheckoutPage:
         """Stripe's Payment Element on the portal's page; Stripe.js from its own origin,
         never bundled. The browser confirms with Stripe and comes back to the result page."""
-        from flask_babel import get_locale
 
         js_url = prepared["js_url"]
         api_base = current_app.config["PORTAL_STRIPE_API_BASE"]
@@ -299,7 +310,7 @@ class StripeProvider:
                 else:
                     params["automatic_payment_methods"] = {"enabled": True}
                 intent = client().v1.payment_intents.create(
-                    params=params,
+                    params=cast("stripe.params.PaymentIntentCreateParams", params),
                     options=_options(payment, idempotency_key=f"portal-pi-{payment.id}"),
                 )
         except stripe.StripeError as exc:
@@ -340,7 +351,7 @@ class StripeProvider:
     def retrieve(self, payment: Payment) -> ProviderPayment:
         try:
             intent = client().v1.payment_intents.retrieve(
-                payment.provider_payment_id,
+                _intent_id(payment),
                 params={"expand": ["latest_charge"]},
                 options=_options(payment),
             )
@@ -356,7 +367,7 @@ class StripeProvider:
         processing) is answered with its state, for the caller to apply."""
         intents = client().v1.payment_intents
         try:
-            intent = intents.cancel(payment.provider_payment_id, options=_options(payment))
+            intent = intents.cancel(_intent_id(payment), options=_options(payment))
         except stripe.InvalidRequestError as exc:
             # Stripe says payment_intent_unexpected_state: already canceled, succeeded or
             # processing. Its state is the answer; anything else is an error.
@@ -374,7 +385,7 @@ class StripeProvider:
     def refund(self, payment: Payment, amount: int, idempotency_key: str) -> str:
         try:
             refund = client().v1.refunds.create(
-                params={"payment_intent": payment.provider_payment_id, "amount": amount},
+                params={"payment_intent": _intent_id(payment), "amount": amount},
                 options=_options(payment, idempotency_key=idempotency_key),
             )
         except stripe.StripeError as exc:
@@ -406,7 +417,7 @@ def _payment_for(intent_id: str | None, charge_id: str | None = None) -> Payment
 
 def _account_matches(payment: Payment, account: str | None) -> bool:
     """A Connect event must come from the merchant's own connected account."""
-    merchant = db.session.get(Merchant, payment.merchant_id)
+    merchant = db.session.get_one(Merchant, payment.merchant_id)
     return (merchant.stripe_account or None) == (account or None)
 
 

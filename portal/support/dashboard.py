@@ -14,6 +14,7 @@ from portal.ledger.models import CallbackDelivery, Event
 from portal.merchants.models import Merchant
 from portal.payment_requests.models import PaymentRequest
 from portal.payments.models import Payment, Refund
+from portal.states import OPEN_ATTEMPT, CallbackStatus, PaymentStatus
 from portal.support.models import StaffUser
 from portal.support.search import scoped
 
@@ -53,7 +54,9 @@ def stats(user: StaffUser, since: datetime) -> Stats:
     if user.merchant_ids:
         payments = payments.where(Payment.merchant_id.in_(user.merchant_ids))
     failed = db.session.scalar(
-        select(func.count()).select_from(payments.where(Payment.status == "failed").subquery())
+        select(func.count()).select_from(
+            payments.where(Payment.status == PaymentStatus.FAILED).subquery()
+        )
     )
     collected_rows = db.session.execute(
         select(Payment.currency, func.sum(Payment.amount))
@@ -102,11 +105,15 @@ def callbacks_per_merchant(user: StaffUser) -> list[tuple[str, int, int]]:
             Merchant.name,
             func.sum(
                 db.case(
-                    ((CallbackDelivery.status == "pending") & (CallbackDelivery.attempts > 0), 1),
+                    (
+                        (CallbackDelivery.status == CallbackStatus.PENDING)
+                        & (CallbackDelivery.attempts > 0),
+                        1,
+                    ),
                     else_=0,
                 )
             ),
-            func.sum(db.case((CallbackDelivery.status == "dead", 1), else_=0)),
+            func.sum(db.case((CallbackDelivery.status == CallbackStatus.DEAD, 1), else_=0)),
         )
         .join(Merchant, Merchant.id == CallbackDelivery.merchant_id)
         .group_by(Merchant.name)
@@ -122,7 +129,7 @@ def needs_attention(user: StaffUser) -> list[tuple[str, str, str]]:
     dead = (
         select(CallbackDelivery, Event)
         .join(Event, Event.id == CallbackDelivery.event_id)
-        .where(CallbackDelivery.status == "dead")
+        .where(CallbackDelivery.status == CallbackStatus.DEAD)
     )
     if user.merchant_ids:
         dead = dead.where(CallbackDelivery.merchant_id.in_(user.merchant_ids))
@@ -132,7 +139,7 @@ def needs_attention(user: StaffUser) -> list[tuple[str, str, str]]:
     payments = select(Payment).where(
         or_(
             Payment.flagged.is_(True),
-            Payment.status.in_(["pending", "processing"])
+            Payment.status.in_(OPEN_ATTEMPT)
             & (Payment.updated_at < stuck_before)
             & (Payment.provider != "sandbox"),
         ),

@@ -9,11 +9,11 @@ from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.db_types import UTCDateTime, utcnow
-from portal.extensions import db
+from portal.extensions import Model
 from portal.ids import new_id
 
 
-class StaffUser(db.Model):
+class StaffUser(Model):
     __tablename__ = "staff_users"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("stf"))
@@ -37,7 +37,7 @@ class StaffUser(db.Model):
         return self.role == "admin"
 
 
-class StaffSession(db.Model):
+class StaffSession(Model):
     """A login; deleting the row ends it, whatever cookie is replayed later."""
 
     __tablename__ = "staff_sessions"
@@ -50,7 +50,7 @@ class StaffSession(db.Model):
     user: Mapped[StaffUser] = relationship(lazy="joined")
 
 
-class AuditLog(db.Model):
+class AuditLog(Model):
     """Who did what, when and why. The app only ever inserts rows."""
 
     __tablename__ = "audit_log"

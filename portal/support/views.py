@@ -12,7 +12,6 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_datetime
 from flask import (
     Blueprint,
-    Response,
     abort,
     current_app,
     g,
@@ -24,11 +23,12 @@ from flask import (
 )
 from flask_babel import get_locale, refresh
 from flask_wtf.csrf import CSRFError, validate_csrf
+from werkzeug.wrappers import Response
 from wtforms import ValidationError
 
 from portal.db_types import utcnow
 from portal.extensions import db, limiter
-from portal.ledger.models import Event
+from portal.ledger.models import Event, event_body
 from portal.states import RequestStatus
 from portal.support import actions, auth, timeline
 from portal.support import dashboard as board
@@ -280,8 +280,6 @@ def audit() -> Response:
 @bp.get("/events/<event_id>.json")
 def event_json(event_id: str) -> Response:
     """The raw JSON of an event, as the merchant's ledger receives it."""
-    from portal.ledger.models import event_body
-
     event = db.session.get(Event, event_id)
     if event is None or not finder.in_scope(g.staff, event.merchant_id):
         abort(404)

@@ -8,10 +8,10 @@ from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.db_types import UTCDateTime, utcnow
-from portal.extensions import db
+from portal.extensions import Model
 
 
-class StripeEvent(db.Model):
+class StripeEvent(Model):
     __tablename__ = "stripe_events"
 
     id: Mapped[str] = mapped_column(String(100), primary_key=True)

@@ -21,5 +21,5 @@ def _refused(exc: ApiError) -> tuple[Response, int]:
 
 @bp.post("/<provider>")
 def provider_webhook(provider: str) -> tuple[Response, int]:
-    status, body = receive(provider, request.get_data(), request.headers)
+    status, body = receive(provider, request.get_data(), dict(request.headers))
     return jsonify(body), status

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
+from pathlib import Path
 
 import pytest
 from flask_migrate import check, downgrade, upgrade
@@ -157,3 +159,19 @@ def test_an_upgrade_stops_on_rows_that_break_an_invariant(empty_database, caplog
         with db.engine.connect() as conn:
             assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
         db.engine.dispose()
+
+
+# Released revisions never change: a database that ran one must stay what it says.
+RELEASED = {
+    "0001_initial.py": "9103d0fb3a847045c40ec050e52ebdd67285a92684617a7756bfeb28c3894bd0",
+    "0002_money_invariants.py": "4f6b9684f57cc7a54edc97a89974532e14fe3a7b57d419ac8e3185a1508bd1f9",
+    "0003_jobs_claim.py": "a4d0f5bae2befdb6ba5c3991b31caffb87dd91a663c6abdeb6244c35ab094023",
+}
+
+
+@pytest.mark.parametrize("name", sorted(RELEASED))
+def test_released_revisions_are_frozen(name):
+    path = Path(__file__).resolve().parents[2] / "migrations" / "versions" / name
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == RELEASED[name], (
+        f"{name} is released: add a new revision instead of editing it"
+    )

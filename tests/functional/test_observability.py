@@ -9,8 +9,9 @@ from flask_migrate import upgrade
 from portal.db_types import utcnow
 from portal.extensions import db
 from portal.jobs.queue import enqueue
-from portal.ledger.models import CallbackDelivery, CallbackEndpoint, DeliveryState, Event
+from portal.ledger.models import CallbackDelivery, CallbackEndpoint, Event
 from portal.links import link_token
+from portal.states import CallbackStatus
 from tests.conftest import make_app
 from tests.factories import make_merchant, make_request
 
@@ -80,9 +81,9 @@ def test_metrics_count_requests_and_read_the_database(app, client, merchant):
     client.get("/no/such/page")
     other = make_merchant(name="Other")
     for owner, status, attempts in (
-        (merchant.id, DeliveryState.PENDING, 2),  # failing, retrying
-        (merchant.id, DeliveryState.PENDING, 0),  # not tried yet: not failing
-        (other.id, DeliveryState.DEAD, 10),
+        (merchant.id, CallbackStatus.PENDING, 2),  # failing, retrying
+        (merchant.id, CallbackStatus.PENDING, 0),  # not tried yet: not failing
+        (other.id, CallbackStatus.DEAD, 10),
     ):
         endpoint = CallbackEndpoint(merchant_id=owner, url="https://l.example/h", secret="whsec_x")
         event = Event(merchant_id=owner, seq=attempts, type="payment.succeeded", data={})

@@ -103,3 +103,59 @@ def test_create_app_refuses_production_default_secret(monkeypatch):
     monkeypatch.delenv("PORTAL_SECRET_KEYS", raising=False)
     with pytest.raises(ConfigError):
         create_app()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        # Each of these used to start quietly with the setting off or unread.
+        ("PORTAL_RATE_LIMITS", "nope"),
+        ("PORTAL_API_RATE_LIMIT", "lots"),
+        ("PORTAL_LINK_RATE_LIMIT", "120 per fortnight"),
+        ("PORTAL_PROXY_HOPS", "two"),
+        ("PORTAL_EMBEDDED_WORKER", "maybe"),
+        ("PORTAL_WORKER_THREADS", "0"),
+        ("PORTAL_CALLBACK_TIMEOUT", "fast"),
+        ("PORTAL_CALLBACK_SCHEDULE", "0,5,soon"),
+        ("PORTAL_READY_MAX_JOB_AGE", "10m"),
+        ("PORTAL_DEFAULT_CEILING", "1e6"),
+        ("PORTAL_LOG_FORMAT", "xml"),
+        ("FLASK_DEBUG", "sometimes"),
+    ],
+)
+def test_a_typo_stops_start_up_naming_the_variable(name, value):
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({name: value})
+    assert str(refused.value).startswith(f"{name}: ")
+    assert repr(value.split(",")[-1]) in str(refused.value)  # what could not be read
+
+
+def test_values_that_may_hold_secrets_are_not_echoed():
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({"PORTAL_SECRET_KEYS": " , "})
+    assert str(refused.value).startswith("PORTAL_SECRET_KEYS: ")
+    assert "got" not in str(refused.value)
+
+
+def test_typed_values_are_read():
+    s = Settings.from_env(
+        {
+            "PORTAL_RATE_LIMITS": "off",
+            "PORTAL_PROXY_HOPS": "2",
+            "PORTAL_API_RATE_LIMIT": "50/second;1000 per hour",
+            "PORTAL_CALLBACK_SCHEDULE": "0, 10, 60",
+            "PORTAL_CALLBACK_TIMEOUT": "2.5",
+            "STRIPE_PAYMENT_METHOD_TYPES": "card, bancontact",
+        }
+    )
+    assert s.rate_limits is False
+    assert s.proxy_hops == 2
+    assert s.api_rate_limit == "50/second;1000 per hour"
+    assert s.callback_schedule == [0, 10, 60]
+    assert s.callback_timeout == 2.5
+    assert s.stripe_payment_method_types == ["card", "bancontact"]
+
+
+def test_create_app_checks_its_overrides_like_the_environment():
+    with pytest.raises(ConfigError, match="PORTAL_PROXY_HOPS"):
+        create_app({"proxy_hops": -1, "env": "test"})

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 
 import pytest
@@ -10,6 +11,7 @@ from portal.money import (
     format_money,
     is_supported_currency,
     precision,
+    supported_currencies,
     to_major,
     to_minor,
 )
@@ -48,6 +50,17 @@ def test_currencies():
     assert not is_supported_currency("XYZ")
     assert not is_supported_currency("FRF")  # historical
     assert not is_supported_currency(978)
+
+
+def test_tender_currencies_come_from_babel_by_date():
+    # Bulgaria adopted the euro on 2026-01-01: the lev is no longer tender anywhere.
+    assert "BGN" in supported_currencies(date(2025, 6, 1))
+    assert "BGN" not in supported_currencies(date(2026, 6, 1))
+    assert not is_supported_currency("BGN")
+    for code in ("EUR", "USD", "JPY", "KWD", "CHF", "GBP"):
+        assert is_supported_currency(code), code
+    for code in ("XAU", "XTS", "HRK", "CHE", "USN"):  # a metal, a test code, gone, funds
+        assert not is_supported_currency(code), code
 
 
 def test_ids_are_prefixed_and_random():

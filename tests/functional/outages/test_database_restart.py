@@ -13,7 +13,7 @@ from sqlalchemy import func, select, text
 
 from portal.db_types import utcnow
 from portal.extensions import db
-from portal.jobs.models import Job, JobStatus
+from portal.jobs.models import Job
 from portal.jobs.queue import enqueue, job_handler
 from portal.jobs.worker import Worker
 from portal.ledger.models import Event
@@ -21,6 +21,7 @@ from portal.links import link_token
 from portal.payment_requests.models import PaymentRequest
 from portal.payments.models import Payment
 from portal.payments.services import start_payment
+from portal.states import JobStatus
 from tests.conftest import _empty, make_app
 from tests.factories import make_merchant, make_request
 from tests.functional.outages.conftest import traffic

@@ -8,10 +8,11 @@ from sqlalchemy import update
 
 from portal.db_types import utcnow
 from portal.extensions import db
-from portal.jobs.models import Job, JobStatus
+from portal.jobs.models import Job
 from portal.jobs.queue import MAIL_ATTEMPTS
 from portal.jobs.worker import run_due_jobs
 from portal.payments.models import Payment
+from portal.states import JobStatus
 from tests.factories import make_request
 from tests.functional.customer.test_pages import follow, pay
 from tests.servers import SMTPRecorder

@@ -13,9 +13,10 @@ from sqlalchemy import select, text, update
 
 from portal.db_types import utcnow
 from portal.extensions import db
-from portal.jobs.models import Job, JobStatus
+from portal.jobs.models import Job
 from portal.jobs.queue import enqueue, job_handler
 from portal.jobs.worker import Worker, claim
+from portal.states import JobStatus
 from tests.conftest import _empty, make_app
 
 LEASE = 2  # seconds: the outage outlasts it, as a long one outlasts the real 60 s
