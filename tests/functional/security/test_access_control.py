@@ -454,7 +454,8 @@ def test_api_routes_without_an_id_never_show_or_touch_another_merchant(
                 resp = client.open(
                     rule.rule, method=method, query_string=query, headers=b.merchant.headers
                 )
-                assert resp.status_code in (200, 422), (rule.rule, query, resp.status_code)
+                # 400: a parameter this listing does not know (``type`` on payment requests).
+                assert resp.status_code in (200, 400, 422), (rule.rule, query, resp.status_code)
                 assert not leaked(resp.get_data(as_text=True), hidden), (rule.rule, query)
     listed = client.get("/api/v1/payment-requests", headers=b.merchant.headers).json
     assert {pr["id"] for pr in listed["data"]} == {b.ids["open"], b.ids["paid"]}

@@ -5,7 +5,6 @@ page that leads back to a fresh one."""
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
 import pytest
 from flask import g
@@ -26,8 +25,8 @@ ROTATED = ("SECRET_KEY", "SECRET_KEY_FALLBACKS", "WTF_CSRF_SECRET_KEY", "PORTAL_
 
 def use_keys(app, *keys: str) -> None:
     """What a restart with ``PORTAL_SECRET_KEYS=<keys>`` gives the app."""
-    flask_config = replace(app.extensions["portal_settings"], secret_keys=list(keys))
-    values = flask_config.as_flask_config()
+    settings = app.extensions["portal_settings"].model_copy(update={"secret_keys": list(keys)})
+    values = settings.as_flask_config()
     for name in ROTATED:
         app.config[name] = values[name]
 
