@@ -116,3 +116,15 @@ ID = "pr_5kWqAbCdEfGhIjKlMnOpQr"
 def test_every_link_path_is_masked_whatever_it_contains(path, expected):
     assert logs.mask_path(path) == expected
     assert logs.mask(f'"GET {path}" 404') == f'"GET {expected}" 404' or " " in path
+
+
+def test_text_lines_name_the_caller_on_their_first_line():
+    record = _record("refund %s", "pay_1")
+    record.merchant, record.api_key = "mer_1", "key_1"
+    record.exc_text = "Traceback (most recent call last):\nValueError: x"
+    line = logs.TextFormatter(logs.TEXT_FORMAT).format(record)
+    first, _, rest = line.partition("\n")
+    assert first.endswith("refund pay_1 merchant=mer_1 api_key=key_1")
+    assert rest.startswith("Traceback") and "merchant=" not in rest
+    plain = logs.TextFormatter(logs.TEXT_FORMAT).format(_record("no caller"))
+    assert "merchant=" not in plain

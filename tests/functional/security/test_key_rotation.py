@@ -117,3 +117,22 @@ def test_pay_forms_live_a_day_but_not_forever(client, merchant, monkeypatch):
     later(monkeypatch, 3 * 3600)  # an hour is nothing for a customer's tab
     resp = client.post(f"/p/{link_token(pr.id)}/pay", data={"csrf_token": form})
     assert resp.status_code == 303
+
+
+@pytest.mark.parametrize(
+    ("path", "back", "signed_in"),
+    [("/support/login", "/support/login", False), ("/support/language", "/support/", True),
+     ("/support/logout", "/support/", True)],
+)  # fmt: skip
+def test_the_expired_page_leads_to_the_page_that_shows_the_form(
+    app, monkeypatch, path, back, signed_in
+):
+    https = https_client(app)
+    if signed_in:
+        assert login(https, staff()).status_code == 303
+    form = CSRF.search(https.get("/support/" if signed_in else "/support/login").text).group(1)
+    later(monkeypatch, 3601)
+    resp = https.post(path, data={"csrf_token": form, "email": "a@b.c", "password": "x"})
+    assert resp.status_code == 400
+    assert any(text in resp.text for text in EXPIRED)
+    assert f'href="{back}"' in resp.text
