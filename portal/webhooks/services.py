@@ -51,12 +51,6 @@ def _handle(
             update(StripeEvent).where(StripeEvent.id == event["id"]).values(outcome=outcome[:300])
         )
         db.session.flush()  # a constraint fails here, inside the handling, not at the commit
-    except WebhookRefused as refused:
-        # Signed but not something the portal can read: a retry would not change it, so a
-        # 400 (logged, without a traceback), never a 503 the provider would retry forever.
-        log.warning("%s event %s refused: %s", name, event["id"], refused.message)
-        db.session.rollback()
-        return 400, {"error": {"code": refused.code, "message": refused.message}}
     except Exception:
         # Any other failure, a constraint included, is not a duplicate: let the provider
         # retry. The rollback forgets the event id too, so the retry is handled.

@@ -306,6 +306,8 @@ def _object_of(payment, **changes) -> dict:
         lambda p: {"id": "evt_no_data", "type": "payment_intent.succeeded"},
         lambda p: {"id": 42, "type": "payment_intent.succeeded", "data": {"object": {}}},
         lambda p: {"id": "evt_" + "x" * 200, "type": "ping", "data": {"object": {}}},
+        lambda p: {"id": "evt_acct", "type": "ping", "account": "acct_" + "x" * 64,
+                   "data": {"object": {}}},
         lambda p: {"id": "evt_s", "type": "payment_intent.succeeded", "data": {"object": "pi_1"}},
         lambda p: {"id": "evt_l", "type": "payment_intent.succeeded", "data": {"object": [p.id]}},
         lambda p: {"id": "evt_d", "type": "payment_intent.succeeded", "data": "nothing"},

@@ -122,6 +122,7 @@ def test_a_totp_code_is_accepted_once(app, https):
     )
     assert login(https, admin, code=code).status_code == 401
     assert sign_ins(admin.email)[-1] == ("sign_in_failed", "wrong or reused code")
+    assert login(https, admin, code="abcdef").status_code == 401  # not even digits
 
 
 def test_two_sign_ins_racing_with_one_code_let_one_in(app):
