@@ -110,8 +110,8 @@ def support_search(ctx: Context) -> dict[str, Any]:
 
     with ctx.app.app_context():
         from portal.extensions import db
+        from portal.support.auth import create_staff
         from portal.support.models import StaffSession
-        from portal.support.services import create_staff
 
         user, _ = create_staff(
             f"bench-{secrets.token_hex(4)}@bench.test", "support", [], secrets.token_urlsafe(16)

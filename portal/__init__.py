@@ -54,6 +54,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     babel.init_app(app, locale_selector=web.select_locale)
     csrf.init_app(app)
+    app.after_request(web.retry_after_only_when_waiting)  # before the limiter: runs after it
     limiter.init_app(app)
 
     import portal.jobs.handlers

@@ -51,7 +51,10 @@ def _get_merchant(merchant_id: str) -> Merchant:
     default=None,
     help="Smallest partial or chosen amount, in major units (the provider's minimum if lower).",
 )
-@click.option("--country", default="BE", show_default=True, help="Two letters: how dates read.")
+@click.option(
+    "--country", default="BE", show_default=True,
+    help="ISO 3166-1 alpha-2: how dates read and phone numbers typed the national way.",
+)  # fmt: skip
 @click.option("--time-zone", default="Europe/Brussels", show_default=True)
 @click.option("--legal-details", default=None, help="Printed on PDFs: legal name, address, VAT.")
 def merchant_create(

@@ -125,10 +125,19 @@ class Settings(BaseModel):
     pay_rate_limit: RateLimit = "20 per 10 minutes"
     login_rate_limit: RateLimit = "10 per minute"
     login_account_rate_limit: RateLimit = "20 per hour"
+    webhook_rate_limit: RateLimit = "600 per minute"
+    console_rate_limit: RateLimit = "300 per minute"
+    # Seconds a form's CSRF token stays valid: the customer's pay forms (a tab left open
+    # overnight still pays), the support console's forms (docs/security.md).
+    csrf_time_limit: PositiveInt = 86400
+    console_csrf_time_limit: PositiveInt = 3600
     stripe_secret_key: str = ""
     stripe_publishable_key: str = ""
     stripe_webhook_secret: str = ""
     stripe_api_base: str = ""
+    # Seconds to wait for Stripe per try (read; connecting: at most 3 s). With the one
+    # retry, a call gives up within about 2 x 8 s, below gunicorn's 30 s WEB_TIMEOUT.
+    stripe_timeout: PositiveFloat = 8.0
     stripe_js_url: str = "https://js.stripe.com/v3/"
     stripe_payment_method_types: CommaList = []
     # Apple Pay's domain association file (as Stripe hands it out), or ``@/path/to/file``.
@@ -207,10 +216,15 @@ class Settings(BaseModel):
         }
         values.update(
             SECRET_KEY=self.secret_keys[0],
+            # Rotation: the first key signs, the older ones still verify sessions and CSRF
+            # tokens until they are removed from the list.
+            SECRET_KEY_FALLBACKS=self.secret_keys[1:],
+            # itsdangerous signs with the last key of a list and verifies with them all.
+            WTF_CSRF_SECRET_KEY=list(reversed(self.secret_keys)),
             SQLALCHEMY_DATABASE_URI=self.database_url,
             SQLALCHEMY_ENGINE_OPTIONS=_engine_options(self.database_url, self.db_statement_timeout),
             TESTING=self.env == "test",
-            WTF_CSRF_TIME_LIMIT=None,
+            WTF_CSRF_TIME_LIMIT=self.csrf_time_limit,
             # Pages send Referrer-Policy: strict-origin, so browsers send our origin as
             # Referer and Flask-WTF's https check (origins only) passes.
             WTF_CSRF_SSL_STRICT=True,
@@ -224,6 +238,14 @@ class Settings(BaseModel):
             RATELIMIT_ENABLED=self.rate_limits and self.env != "test",
             RATELIMIT_STORAGE_URI=self.ratelimit_storage_url or self.redis_url or "memory://",
             RATELIMIT_HEADERS_ENABLED=True,
+            # Redis unreachable: fail open to this process's own counters (every limit
+            # still applies, per process), log it once, retry Redis with a backoff
+            # (docs/deploy.md). A dead Redis costs at most the short timeouts below.
+            RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
+            RATELIMIT_SWALLOW_ERRORS=True,
+            RATELIMIT_STORAGE_OPTIONS=_ratelimit_storage_options(
+                self.ratelimit_storage_url or self.redis_url
+            ),
         )
         return values
 
@@ -238,6 +260,12 @@ def _explain(exc: ValidationError) -> str:
         shown = "" if re.search("key|secret|token|url", field) else f" (got {error['input']!r})"
         lines.append(f"{name}: {error['msg']}{shown}")
     return "; ".join(lines)
+
+
+def _ratelimit_storage_options(url: str) -> dict[str, object]:
+    if not url.startswith(("redis://", "rediss://")):
+        return {}
+    return {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}
 
 
 def _engine_options(url: str, statement_timeout: int = 0) -> dict[str, object]:

@@ -8,14 +8,18 @@ Expiry and voiding are decided by the database, not by the token.
 from __future__ import annotations
 
 import hashlib
+import re
 
 from flask import current_app
-from itsdangerous import BadSignature, Signer
+from itsdangerous import BadSignature, SignatureExpired, Signer, TimestampSigner
 
 LINK_SALT = "portal.payment-link.v1"
 # The customer's forms carry a token bound to their link instead of a session cookie's:
 # it works inside a merchant's frame, where a browser sends no cookie of ours.
 FORM_SALT = "portal.customer-form.v1"
+# A token as the portal writes it. base64 decoding skips characters outside its alphabet,
+# so a zero-width space or an accent inside the signature would still verify: refused.
+_TOKEN = re.compile(r"[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+")
 
 
 def _signer(salt: str) -> Signer:
@@ -30,7 +34,7 @@ def sign(value: str, salt: str) -> str:
 
 def unsign(token: str, salt: str) -> str | None:
     """The signed value, or None for anything tampered, truncated or foreign."""
-    if not token or len(token) > 200:
+    if not token or len(token) > 200 or not _TOKEN.fullmatch(token):
         return None
     try:
         return _signer(salt).unsign(token.encode()).decode()
@@ -38,19 +42,34 @@ def unsign(token: str, salt: str) -> str | None:
         return None
 
 
+# A pay form lives a day (docs/security.md): open longer, it is sent again from a fresh copy.
+FORM_MAX_AGE = 24 * 3600
+
+
+def _form_signer() -> TimestampSigner:
+    keys = current_app.config["PORTAL_SECRET_KEYS"]
+    return TimestampSigner(list(reversed(keys)), salt=FORM_SALT, digest_method=hashlib.sha256)
+
+
 def form_token(request_id: str) -> str:
-    """The CSRF token of a link's forms: only who can read the link's page has it."""
-    return _signer(FORM_SALT).get_signature(request_id.encode()).decode()
+    """The CSRF token of a link's forms (``<time>.<signature>``): only who can read the
+    link's page has it, and it expires after :data:`FORM_MAX_AGE`."""
+    signed = _form_signer().sign(request_id.encode()).decode()
+    return signed[len(request_id) + 1 :]
 
 
-def check_form_token(request_id: str, token: str | None) -> bool:
-    """Whether ``token`` is this link's form token (under any configured key)."""
-    if not token or len(token) > 200:
-        return False
+def check_form_token(request_id: str, token: str | None) -> str | None:
+    """None when ``token`` is this link's form token under any configured key; else why
+    not: ``"expired"`` (a fresh copy of the form helps) or ``"invalid"``."""
+    if not token or len(token) > 200 or not _TOKEN.fullmatch(token):
+        return "invalid"
     try:
-        return _signer(FORM_SALT).verify_signature(request_id.encode(), token.encode())
-    except UnicodeError:
-        return False
+        _form_signer().unsign(f"{request_id}.{token}".encode(), max_age=FORM_MAX_AGE)
+    except SignatureExpired:
+        return "expired"
+    except (BadSignature, UnicodeError):
+        return "invalid"
+    return None
 
 
 def link_token(request_id: str) -> str:

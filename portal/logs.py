@@ -22,8 +22,6 @@ HANDLER_NAME = "portal"
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # A link token is "pr_<id>.<signature>": the signature is the secret part.
     (re.compile(r"\b(pr_[A-Za-z0-9]+)\.[A-Za-z0-9_\-]{6,}"), r"\1.…"),
-    # Any other /p/<token> path (tampered or foreign tokens too).
-    (re.compile(r"(/p/)(?!pr_[A-Za-z0-9]+\.…)[A-Za-z0-9_.\-]{12,}"), r"\1…"),
     (re.compile(r"\b(sk_portal_|sk_live_|sk_test_|rk_live_|rk_test_)[A-Za-z0-9_\-]+"), r"\1…"),
     (re.compile(r"\bwhsec_[A-Za-z0-9+/=_\-]+"), "whsec_…"),
     (re.compile(r"\b(pi_[A-Za-z0-9]+)_secret_[A-Za-z0-9]+"), r"\1_secret_…"),
@@ -32,15 +30,40 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
+# A /p/ path in a line of text: up to a blank, a quote, an angle bracket or the query.
+_LINK_PATH = re.compile(r"/p/[^\s\"'<>?#]*")
+_MASKED_TOKEN = re.compile(r"pr_[A-Za-z0-9]+\.…")
+_LINK_ID = re.compile(r"pr_[A-Za-z0-9]{22}")
+# What may follow a link token in the clear: the customer pages' own words, payment ids.
+_LINK_WORDS = re.compile(r"pay|checkout|return|receipt|qr\.svg|qr\.png|3ds|pay_[A-Za-z0-9]{1,40}")
+
+
+def mask_path(path: str) -> str:
+    """A ``/p/…`` path with its token masked whatever it contains (a zero-width space, a
+    missing dot, a slash, blanks): only a request id and the pages' own words stay."""
+    if not path.startswith("/p/"):
+        return path
+    token, *rest = path[3:].split("/")
+    if _MASKED_TOKEN.fullmatch(token):
+        shown = token
+    else:
+        head = _LINK_ID.match(token)
+        shown = f"{head.group(0)}.…" if head else ("…" if token else "")
+    words = [word if _LINK_WORDS.fullmatch(word) or not word else "…" for word in rest]
+    return "/".join(["/p", shown, *words])
+
+
 def mask(text: str) -> str:
     """``text`` with every secret or personal value we know how to spot masked."""
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
-    return text
+    return _LINK_PATH.sub(lambda found: mask_path(found.group(0)), text)
 
 
 # Structured fields views may attach with ``extra=``; masked like the message.
-EXTRAS = ("method", "path", "status", "duration_ms", "client", "event")
+EXTRAS = ("method", "path", "status", "duration_ms", "client", "event", "merchant", "api_key")
+# Who is calling, set by the API's authentication (plain ids, never an ORM object).
+CALLER = ("merchant", "api_key")
 
 
 class MaskSecrets(logging.Filter):
@@ -62,9 +85,18 @@ class MaskSecrets(logging.Filter):
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = mask(record.exc_text)
-        if not hasattr(record, "request_id"):
-            record.request_id = g.get("request_id") if has_request_context() else None
+        _add_request_context(record)
         return True
+
+
+def _add_request_context(record: logging.LogRecord) -> None:
+    """The request id and, on an authenticated API call, the merchant and the key id."""
+    if not hasattr(record, "request_id"):
+        record.request_id = g.get("request_id") if has_request_context() else None
+    if has_request_context():
+        for key in CALLER:
+            if not hasattr(record, key) and g.get(f"log_{key}"):
+                setattr(record, key, g.get(f"log_{key}"))
 
 
 class JsonFormatter(logging.Formatter):
@@ -94,6 +126,18 @@ class JsonFormatter(logging.Formatter):
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
+class TextFormatter(logging.Formatter):
+    """The text line, with the calling merchant and API key appended when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        caller = [f"{key}={getattr(record, key)}" for key in CALLER if getattr(record, key, None)]
+        if not caller:
+            return line
+        first, newline, rest = line.partition("\n")
+        return f"{first} {' '.join(caller)}{newline}{rest}"
+
+
 def configure(log_format: str, level: int = logging.INFO, stream=None) -> logging.Handler:
     """Install (or re-shape) the portal's handler on the root logger; returns it."""
     root = logging.getLogger()
@@ -103,7 +147,7 @@ def configure(log_format: str, level: int = logging.INFO, stream=None) -> loggin
         handler.set_name(HANDLER_NAME)
         handler.addFilter(MaskSecrets())
         root.addHandler(handler)
-    text = logging.Formatter(TEXT_FORMAT)
+    text = TextFormatter(TEXT_FORMAT)
     handler.setFormatter(JsonFormatter() if log_format == "json" else text)
     root.setLevel(level)
     # Library loggers that keep their own handlers: route them through ours.

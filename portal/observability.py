@@ -4,8 +4,9 @@
   restart web processes because PostgreSQL is slow).
 - ``/readyz``: the database answers, its schema is at the migrations' head, and the
   oldest due job waited less than ``PORTAL_READY_MAX_JOB_AGE`` seconds. Each payment
-  provider's circuit is shown too (``provider:stripe``), without deciding readiness: an
-  unreachable Stripe must not take the pages and the API out of the load balancer.
+  provider's circuit is shown too (``provider:stripe``), and the rate-limit storage
+  (``ratelimit``), without deciding readiness: an unreachable Stripe or Redis must not
+  take the pages and the API out of the load balancer.
 - ``/metrics``: Prometheus text format. Request counts and latencies come from this
   process (or, under gunicorn with ``PROMETHEUS_MULTIPROC_DIR``, from every worker);
   payments, jobs and callbacks are read from the database at scrape time, so they
@@ -31,17 +32,20 @@ from sqlalchemy import func, select, text
 
 from portal.config import ROOT
 from portal.db_types import utcnow
-from portal.extensions import db
+from portal.extensions import db, limiter
 from portal.jobs.claims import oldest_due_at
 from portal.jobs.models import Job
 from portal.ledger.models import CallbackDelivery
+from portal.logs import mask, mask_path
 from portal.payments.models import Payment
 from portal.providers.circuit import circuits
 from portal.states import CallbackStatus, JobStatus
 
 access_log = logging.getLogger("portal.access")
 
-REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{8,64}")
+# A caller's request id is kept only in a shape no secret has: letters, digits and dashes
+# (UUIDs, hex trace ids). An API key, a link token or anything else is replaced.
+REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]{7,63}")
 # Process-local series live in their own registry: several apps in one process (tests)
 # share them, and the default registry stays free for whoever embeds the portal.
 REQUESTS_REGISTRY = CollectorRegistry(auto_describe=True)
@@ -63,8 +67,14 @@ QUIET_PATHS = ("/healthz", "/readyz", "/metrics", "/static/")
 
 def _start_request() -> None:
     g.started = time.perf_counter()
+    g.pop("log_merchant", None)  # set again by the API's authentication, for this request
+    g.pop("log_api_key", None)
     asked = request.headers.get("X-Request-Id", "")
-    g.request_id = asked if REQUEST_ID.fullmatch(asked) else secrets.token_hex(8)
+    g.request_id = asked if _safe_request_id(asked) else secrets.token_hex(8)
+
+
+def _safe_request_id(asked: str) -> bool:
+    return bool(REQUEST_ID.fullmatch(asked)) and mask(asked) == asked
 
 
 def _finish_request(response: Response) -> Response:
@@ -81,12 +91,12 @@ def _finish_request(response: Response) -> Response:
             '%s "%s %s" %s %.1fms',
             request.remote_addr,
             request.method,
-            request.path,
+            mask_path(request.path),
             response.status_code,
             elapsed * 1000,
             extra={
                 "method": request.method,
-                "path": request.path,
+                "path": mask_path(request.path),
                 "status": response.status_code,
                 "duration_ms": round(elapsed * 1000, 1),
                 "client": request.remote_addr,
@@ -139,6 +149,12 @@ class DatabaseCollector:
             running.add_metric([kind], count)
         yield running
         yield from _circuit_metrics()
+        storage = GaugeMetricFamily(
+            "portal_ratelimit_storage_up",
+            "1 while the rate-limit storage (Redis) answers; 0: limits count per process.",
+        )
+        storage.add_metric([], 1.0 if ratelimit_storage_up() else 0.0)
+        yield storage
 
         failing = GaugeMetricFamily(
             "portal_callback_deliveries_failing",
@@ -218,6 +234,17 @@ def _migrations_head() -> str | None:
     return head
 
 
+def ratelimit_storage_up() -> bool:
+    """Whether the rate-limit storage answers a ping (memory:// always does; with limits
+    off there is nothing to be down)."""
+    if not current_app.config.get("RATELIMIT_ENABLED", True):
+        return True
+    try:
+        return bool(limiter.storage.check())
+    except Exception:
+        return False
+
+
 def readiness() -> tuple[bool, dict[str, object]]:
     """Each readiness check with its outcome; ready only when all pass (the providers'
     circuits are shown, but decide nothing)."""
@@ -248,6 +275,13 @@ def readiness() -> tuple[bool, dict[str, object]]:
     ready = all(value == "ok" for value in checks.values())
     for circuit in circuits():
         checks[f"provider:{circuit.provider}"] = circuit.describe()
+    # Shown, never deciding: with Redis away the portal fails open to per-process limits.
+    if not current_app.config.get("RATELIMIT_ENABLED", True):
+        checks["ratelimit"] = "off"
+    elif ratelimit_storage_up():
+        checks["ratelimit"] = "ok"
+    else:
+        checks["ratelimit"] = "unreachable: limits count per process (in memory)"
     return ready, checks
 
 

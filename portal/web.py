@@ -20,8 +20,9 @@ from flask import (
     request,
 )
 from flask_babel import get_locale
+from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from portal.api.views import error_response as api_error_response
 from portal.dates import formatting_locale, local_day, local_moment
@@ -133,6 +134,14 @@ def _refuse_nul_characters() -> None:
         abort(400, description="Text may not contain NUL characters.")
 
 
+def retry_after_only_when_waiting(response: Response) -> Response:
+    """Flask-Limiter adds ``Retry-After`` to every limited response; it means "wait" on a
+    429 or a 503 only, so nowhere else (registered before the limiter: runs after it)."""
+    if response.status_code not in (429, 503):
+        response.headers.pop("Retry-After", None)
+    return response
+
+
 def init_app(app: Flask) -> None:
     app.jinja_env.globals["format_money"] = format_money_here
     app.jinja_env.globals["accent_colours"] = accent_colours
@@ -164,6 +173,14 @@ def init_app(app: Flask) -> None:
         db.session.rollback()
         return _error(400, "invalid_value", "A value in the request is not valid.", "Bad request")
 
+    @app.errorhandler(CSRFError)
+    def form_expired(exc: CSRFError):
+        # A form kept open too long (or sent without its token, or signed with a key
+        # since removed): say so, and lead back to a fresh copy of the form.
+        db.session.rollback()
+        page = render_template("error.html", code=400, expired_form=_form_again(app))
+        return page, 400
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         # Keep what the exception says about itself (Allow on a 405, Retry-After…).
@@ -187,6 +204,22 @@ def init_app(app: Flask) -> None:
         app.logger.exception("unhandled error")
         db.session.rollback()
         return _error(500, "internal_error", "Something went wrong on our side.", "Error")
+
+
+def _form_again(app: Flask) -> str:
+    """Where a fresh copy of the refused form is: the page that shows it."""
+    path = request.path
+    if path.startswith("/p/") and path.endswith("/pay"):
+        return path.removesuffix("/pay")
+    if path.startswith("/support/") and "/do/" in path:
+        return path.replace("/do/", "/confirm/", 1)
+    try:
+        app.url_map.bind("localhost").match(path, method="GET")
+    except (NotFound, MethodNotAllowed):
+        return "/support/" if path.startswith("/support/") else "/"
+    except HTTPException:  # a redirect: the same page under its canonical address
+        pass
+    return path
 
 
 def _error(

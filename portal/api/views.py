@@ -43,7 +43,9 @@ def _api_key_identity() -> str:
     return "api:" + hashlib.sha256(header.encode()).hexdigest()[:24]
 
 
-limiter.limit(lambda: current_app.config["PORTAL_API_RATE_LIMIT"], key_func=_api_key_identity)(bp)
+limiter.shared_limit(
+    lambda: current_app.config["PORTAL_API_RATE_LIMIT"], scope="api", key_func=_api_key_identity
+)(bp)
 
 PUBLIC_ENDPOINTS = {"api.openapi"}
 REQUEST_ID = {"request_id": "A payment request id (pr_…)."}
@@ -82,6 +84,7 @@ def _authenticate() -> Response | None:
         )
     g.api_key = key
     g.merchant = key.merchant
+    g.log_merchant, g.log_api_key = key.merchant_id, key.id  # on every log line from here
     return None
 
 
@@ -114,7 +117,14 @@ def json_body() -> dict[str, Any]:
 
 
 def query(model: type[schemas.Query]) -> Any:
-    """The query string as ``model``; an empty value is as if it were absent."""
+    """The query string as ``model``; an empty value is as if it were absent. A parameter
+    the operation does not know is refused (400 ``unknown_field``), as unknown body
+    fields are: a typo (``?statuss=open``) never silently widens a listing."""
+    unknown = sorted(set(request.args) - set(model.model_fields))
+    if unknown:
+        raise ApiError(
+            400, "unknown_field", f"{unknown[0]} is not a known query parameter.", unknown[0]
+        )
     return parse(model, {k: v for k, v in request.args.items() if v != ""})
 
 

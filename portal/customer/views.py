@@ -25,6 +25,7 @@ from flask import (
     url_for,
 )
 from flask_babel import refresh
+from flask_wtf.csrf import CSRFError
 from sqlalchemy import Table, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.wrappers import Response
@@ -57,8 +58,9 @@ bp = Blueprint("customer", __name__, url_prefix="/p")
 # The session's CSRF token needs our cookie, which a browser never sends inside a
 # merchant's frame: these forms carry a token bound to their link (docs/embedding.md).
 csrf.exempt(bp)
-# Per client address (shared through Redis when PORTAL_REDIS_URL is set).
-limiter.limit(lambda: current_app.config["PORTAL_LINK_RATE_LIMIT"])(bp)
+# Per client address, one budget for every link page and QR code (shared through Redis
+# when PORTAL_REDIS_URL is set).
+limiter.shared_limit(lambda: current_app.config["PORTAL_LINK_RATE_LIMIT"], scope="links")(bp)
 
 
 def _pay_attempt_key() -> str:
@@ -127,8 +129,11 @@ def _check_form() -> None:
     origin = request.headers.get("Origin")
     if origin and origin != request.host_url.rstrip("/"):
         abort(400, description="The form did not come from this site.")
-    if not check_form_token(request_id, request.form.get("csrf_token")):
-        abort(400, description="The form is out of date; reload the page.")
+    problem = check_form_token(request_id, request.form.get("csrf_token"))
+    if problem:
+        # Open more than a day, signed with a key since removed, or no token of this link:
+        # nothing is done, and the localized "form has expired" page leads to a fresh copy.
+        raise CSRFError(f"The form's token is {problem}.")
 
 
 def choose_locale(pr: PaymentRequest) -> None:

@@ -9,6 +9,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import phonenumbers
 from sqlalchemy import select, update
 from sqlalchemy.orm import joinedload
 
@@ -43,8 +44,8 @@ def normalise_origin(origin: str) -> str:
 def check_place(country: str, time_zone: str) -> tuple[str, str]:
     """A two-letter country code (``BE``) and an IANA time zone (``Europe/Brussels``)."""
     country = country.strip().upper()
-    if not re.fullmatch(r"[A-Z]{2}", country):
-        raise MerchantError(f"{country!r} is not a two-letter country code such as BE")
+    if not re.fullmatch(r"[A-Z]{2}", country) or country not in phonenumbers.SUPPORTED_REGIONS:
+        raise MerchantError(f"unknown country {country!r} (ISO 3166-1 alpha-2, e.g. BE)")
     try:
         ZoneInfo(time_zone)
     except (ZoneInfoNotFoundError, ValueError):

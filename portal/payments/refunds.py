@@ -15,10 +15,11 @@ their caller commits.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from portal.errors import ApiError, Conflict, Invalid, NotFound
 from portal.extensions import db
@@ -45,7 +46,11 @@ def refund_payment(
     reason: str | None = None,
     source: RefundSource = RefundSource.MERCHANT,
 ) -> Refund:
-    """Refund all (``amount`` None) or part of what remains."""
+    """Refund all (``amount`` None) or part of what remains.
+
+    The provider is asked without the request's row lock (PostgreSQL): only refunds of
+    this payment wait, on a lock of their own, so the customer's pages, the webhooks and
+    the other payments of the request go on while the provider thinks."""
     request_id = db.session.scalar(
         select(Payment.request_id).where(
             Payment.id == payment_id, Payment.merchant_id == merchant.id
@@ -53,8 +58,7 @@ def refund_payment(
     )
     if request_id is None:
         raise NotFound("payment")
-    pr = lock_request(request_id)
-    payment = lock_payment(payment_id)
+    payment = _refunds_of(request_id, payment_id)
     if payment.status not in REFUNDABLE or not payment.applied:
         raise Conflict("payment_not_refundable", f"A {payment.status} payment cannot be refunded.")
     remaining = payment.amount - payment.amount_refunded
@@ -75,12 +79,36 @@ def refund_payment(
         raise ApiError(
             502, "provider_error", f"The payment provider refused the refund: {exc}"
         ) from None
+    pr, payment = lock_request(request_id), lock_payment(payment_id)
     return book_refund(pr, payment, amount, provider_id, reason, source)
+
+
+def _refunds_of(request_id: str, payment_id: str) -> Payment:
+    """The payment, read fresh, with the right to change what it has refunded: on
+    PostgreSQL a transaction-scoped advisory lock per payment (every path that books a
+    refund takes it first, before any row lock); on SQLite, whose writers go one at a
+    time anyway, the rows themselves."""
+    if db.session.get_bind().dialect.name != "postgresql":
+        lock_request(request_id)
+        return lock_payment(payment_id)
+    serialize_refunds(payment_id)
+    return db.session.scalars(
+        select(Payment).where(Payment.id == payment_id).execution_options(populate_existing=True)
+    ).one()
+
+
+def serialize_refunds(payment_id: str) -> None:
+    """Wait for any other refund of this payment to end (PostgreSQL; a no-op on SQLite)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        digest = hashlib.sha256(f"refund:{payment_id}".encode()).digest()
+        key = int.from_bytes(digest[:8], "big", signed=True)
+        db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 def record_provider_refunds(payment_id: str, total_refunded: int) -> Refund | None:
     """A refund made outside the portal (the provider's dashboard): book the difference,
     now or, when the payment's success has not arrived yet, with it."""
+    serialize_refunds(payment_id)  # a refund of ours still waiting for the provider ends first
     _, payment = lock_payment_and_request(payment_id)
     return note_provider_refunds(payment, total_refunded)
 
@@ -89,6 +117,7 @@ def record_provider_refunds(payment_id: str, total_refunded: int) -> Refund | No
 def refund_unapplied(payload: dict[str, Any]) -> None:
     """Give back money the portal could not apply (its reason is the payment's refund_due).
     The provider's idempotency key makes a retried job refund once."""
+    serialize_refunds(payload["payment_id"])
     pr, payment = lock_payment_and_request(payload["payment_id"])
     if payment.applied or not payment.refund_due or payment.status not in REFUNDABLE:
         return

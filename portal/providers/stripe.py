@@ -10,14 +10,18 @@ connected account (``Stripe-Account``).
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
+import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 from urllib.parse import urlsplit
 
 import stripe
 from flask import current_app
 from flask_babel import get_locale
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 from sqlalchemy import or_, select
 
 from portal.extensions import db
@@ -43,21 +47,139 @@ log = logging.getLogger(__name__)
 SignatureError = stripe.SignatureVerificationError
 
 
+# A call that failed on the network (or a 409/5xx Stripe marks retryable) is tried once
+# more, with the SDK's back-off and the same idempotency key; then ProviderError.
+STRIPE_RETRIES = 1
+_clients: dict[tuple[str, str, float], stripe.StripeClient] = {}
+_clients_lock = threading.Lock()
+
+
 def client() -> stripe.StripeClient:
-    base = current_app.config["PORTAL_STRIPE_API_BASE"]
-    return stripe.StripeClient(
-        current_app.config["PORTAL_STRIPE_SECRET_KEY"] or "sk_test_unset",
-        base_addresses={"api": base} if base else {},
-        max_network_retries=2,
-    )
+    """The process's one configured client (one per key, API base and timeout): its
+    connection pool is reused, its timeout stays below the web timeout, its retries
+    are bounded."""
+    config = current_app.config
+    secret = config["PORTAL_STRIPE_SECRET_KEY"] or "sk_test_unset"
+    base, timeout = config["PORTAL_STRIPE_API_BASE"], float(config["PORTAL_STRIPE_TIMEOUT"])
+    with _clients_lock:
+        found = _clients.get((secret, base, timeout))
+        if found is None:
+            found = _clients[(secret, base, timeout)] = stripe.StripeClient(
+                secret,
+                base_addresses={"api": base} if base else {},
+                max_network_retries=STRIPE_RETRIES,
+                http_client=stripe.new_default_http_client(timeout=(min(3.0, timeout), timeout)),
+            )
+    return found
+
+
+# A signature's timestamp may be this far from now, either way (Standard Webhooks: 5 min).
+TOLERANCE = 300
 
 
 def construct_event(payload: bytes, signature: str | None) -> dict[str, Any]:
-    """The verified event (raises ``SignatureError``/``ValueError`` when forged or stale)."""
-    event = stripe.Webhook.construct_event(
-        payload, signature, current_app.config["PORTAL_STRIPE_WEBHOOK_SECRET"]
-    )
-    return event.to_dict()
+    """The verified event as a plain dict; :class:`WebhookRefused` when forged, stale,
+    dated in the future or not an event of the shape the handlers read."""
+    _check_signature(payload, signature)
+    try:
+        event = json.loads(payload)
+    except (ValueError, RecursionError):
+        raise WebhookRefused("invalid_event", "Not an event.") from None
+    return checked_event(event)
+
+
+def _check_signature(payload: bytes, signature: str | None) -> None:
+    refused = WebhookRefused("invalid_signature", "Signature check failed.")
+    if not signature or not signature.isascii() or len(signature) > 4096:
+        raise refused
+    stamps = [part[2:] for part in signature.split(",") if part.startswith("t=")]
+    if len(stamps) != 1 or not stamps[0].isdigit() or len(stamps[0]) > 12:
+        raise refused
+    if int(stamps[0]) > time.time() + TOLERANCE:  # the SDK refuses only the past
+        raise refused
+    try:
+        stripe.WebhookSignature.verify_header(
+            payload, signature, current_app.config["PORTAL_STRIPE_WEBHOOK_SECRET"], TOLERANCE
+        )
+    except (SignatureError, ValueError, TypeError):
+        raise refused from None
+
+
+Count = Annotated[int, Field(strict=True, ge=0)]
+
+
+class _Loose(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class _Error(_Loose):
+    code: StrictStr | None = None
+    decline_code: StrictStr | None = None
+    message: StrictStr | None = None
+
+
+class _Card(_Loose):
+    brand: StrictStr | None = None
+    last4: StrictStr | None = None
+
+
+class _MethodDetails(_Loose):
+    type: StrictStr | None = None
+    card: _Card | None = None
+
+
+class _Charge(_Loose):
+    id: StrictStr | None = None
+    payment_method_details: _MethodDetails | None = None
+
+
+class _Intent(_Loose):
+    id: StrictStr
+    amount: Count | None = None
+    currency: StrictStr | None = None
+    status: StrictStr | None = None
+    client_secret: StrictStr | None = None
+    metadata: dict[str, StrictStr] | None = None
+    last_payment_error: _Error | None = None
+    latest_charge: StrictStr | _Charge | None = None
+
+
+class _ChargeEvent(_Loose):
+    id: StrictStr | None = None
+    charge: StrictStr | None = None
+    payment_intent: StrictStr | None = None
+    amount_refunded: Count | None = None
+    reason: StrictStr | None = None
+
+
+class _Data(_Loose):
+    object: dict[str, Any]
+
+
+class _Event(_Loose):
+    id: StrictStr
+    type: StrictStr
+    account: StrictStr | None = None
+    data: _Data
+
+
+def checked_event(event: Any) -> dict[str, Any]:
+    """``event`` when it is an object with an id, a type and an object, and the fields the
+    handlers read have their types; otherwise :class:`WebhookRefused` (a 400)."""
+    try:
+        parsed = _Event.model_validate(event)
+        if not (0 < len(parsed.id) <= 100 and len(parsed.type) <= 100):
+            raise WebhookRefused("invalid_event", "Not an event.")
+        if len(parsed.account or "") > 64:
+            raise WebhookRefused("invalid_event", "Not an event.")
+        if parsed.type in INTENT_EVENTS:
+            _Intent.model_validate(parsed.data.object)
+        elif parsed.type.startswith("charge."):
+            _ChargeEvent.model_validate(parsed.data.object)
+    except ValidationError as exc:
+        where = ".".join(str(part) for part in exc.errors()[0]["loc"])
+        raise WebhookRefused("invalid_event", f"Not an event ({where or 'body'}).") from None
+    return dict(event)
 
 
 def _options(payment: Payment, idempotency_key: str | None = None) -> stripe.RequestOptions:
@@ -159,13 +281,7 @@ class StripeProvider:
     webhooks = True
 
     def verify_webhook(self, payload: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
-        try:
-            event = construct_event(payload, headers.get("Stripe-Signature"))
-        except (SignatureError, ValueError, KeyError):
-            raise WebhookRefused("invalid_signature", "Signature check failed.") from None
-        if not isinstance(event.get("id"), str) or "data" not in event:
-            raise WebhookRefused("invalid_event", "Not an event.")
-        return event
+        return construct_event(payload, headers.get("Stripe-Signature"))
 
     def handle_webhook(self, event: dict[str, Any]) -> str:
         return handle_event(event)

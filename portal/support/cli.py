@@ -1,4 +1,4 @@
-"""``flask --app portal staff create|totp``."""
+"""``flask --app portal staff create|list|disable|enable|reset-totp``."""
 
 from __future__ import annotations
 
@@ -9,8 +9,16 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 
 from portal.extensions import db
+from portal.support.auth import (
+    StaffError,
+    create_staff,
+    enable_totp,
+    find_staff,
+    reset_totp,
+    set_disabled,
+    totp_uri,
+)
 from portal.support.models import StaffUser
-from portal.support.services import StaffError, create_staff, enable_totp, totp_uri
 
 staff_cli = AppGroup("staff", help="Support console accounts.")
 
@@ -50,13 +58,61 @@ def staff_create(
     )
 
 
-@staff_cli.command("totp")
+def _account(email: str) -> StaffUser:
+    try:
+        return find_staff(email)
+    except StaffError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@staff_cli.command("list")
+def staff_list() -> None:
+    """Every account, one JSON object a line: role, scope, TOTP, disabled or locked."""
+    for user in db.session.scalars(select(StaffUser).order_by(StaffUser.email)):
+        click.echo(
+            json.dumps(
+                {
+                    "id": user.id,
+                    "email": user.email,
+                    "role": user.role,
+                    "merchants": user.merchant_ids or "all",
+                    "totp": bool(user.totp_secret),
+                    "disabled": user.disabled_at.isoformat() if user.disabled_at else None,
+                    "locked_until": user.locked_until.isoformat() if user.locked_until else None,
+                }
+            )
+        )
+
+
+@staff_cli.command("disable")
+@click.argument("email")
+def staff_disable(email: str) -> None:
+    """Disable an account: no sign-in, and its open sessions end at once."""
+    set_disabled(_account(email), True)
+    db.session.commit()
+    click.echo(f"{email} disabled")
+
+
+@staff_cli.command("enable")
+@click.argument("email")
+def staff_enable(email: str) -> None:
+    """Enable a disabled account again (and lift a lockout)."""
+    set_disabled(_account(email), False)
+    db.session.commit()
+    click.echo(f"{email} enabled")
+
+
+@staff_cli.command("reset-totp")
+@click.argument("email")
+def staff_reset_totp(email: str) -> None:
+    """A new TOTP secret (a lost phone): ends the sessions, prints the provisioning URI."""
+    uri = reset_totp(_account(email))
+    db.session.commit()
+    click.echo(uri)
+
+
+@staff_cli.command("totp", hidden=True)
 @click.argument("email")
 def staff_totp(email: str) -> None:
-    """Set up (or reset) TOTP for an account; prints the provisioning URI."""
-    user = db.session.scalars(select(StaffUser).where(StaffUser.email == email.lower())).first()
-    if user is None:
-        raise click.ClickException(f"no staff account {email}")
-    enable_totp(user)
-    db.session.commit()
-    click.echo(totp_uri(user))
+    """Older name of ``reset-totp``."""
+    staff_reset_totp.callback(email)  # type: ignore[misc]

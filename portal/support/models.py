@@ -27,6 +27,10 @@ class StaffUser(Model):
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set by ``flask staff disable``: no sign-in, and every session stops at its next request.
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The TOTP time step (30 s) of the last code accepted: a code is good once.
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
 
     @property
     def is_admin(self) -> bool:

@@ -1,4 +1,4 @@
-"""The support console, ``/support``: thin views over :mod:`portal.support.services`."""
+"""The support console, ``/support``: thin views over the services of :mod:`portal.support`."""
 
 from __future__ import annotations
 
@@ -22,15 +22,21 @@ from flask import (
     url_for,
 )
 from flask_babel import get_locale, refresh
+from flask_wtf.csrf import CSRFError, validate_csrf
 from werkzeug.wrappers import Response
+from wtforms import ValidationError
 
 from portal.db_types import utcnow
 from portal.extensions import db, limiter
 from portal.ledger.models import Event, event_body
 from portal.states import RequestStatus
-from portal.support import services
+from portal.support import actions, auth, timeline
+from portal.support import dashboard as board
+from portal.support import search as finder
 
 bp = Blueprint("support", __name__, url_prefix="/support")
+# Every console page, per client address; sign-in has its own, stricter limits.
+limiter.shared_limit(lambda: current_app.config["PORTAL_CONSOLE_RATE_LIMIT"], scope="console")(bp)
 
 SECURE_COOKIE = "__Host-portal_support"
 # Plain-http development servers (make run, the browser tests) cannot set a __Host- cookie.
@@ -63,7 +69,7 @@ def _load_staff() -> Response | None:
     g.locale = request.cookies.get("portal_support_locale") or None
     refresh()  # the locale is decided per request, never taken from an earlier one
     g.staff = None
-    session = services.load_session(request.cookies.get(_cookie_name()))
+    session = auth.load_session(request.cookies.get(_cookie_name()))
     if session is not None:
         g.staff, g.staff_session = session.user, session.id
     if request.endpoint in ("support.login", "support.static"):
@@ -71,6 +77,21 @@ def _load_staff() -> Response | None:
     if g.staff is None:
         return redirect(url_for("support.login"))
     return None
+
+
+@bp.before_request
+def _fresh_forms_only() -> None:
+    """Console forms live an hour (``PORTAL_CONSOLE_CSRF_TIME_LIMIT``), pay forms longer:
+    the app-wide check has run with the longer limit, this one adds the console's."""
+    if request.method != "POST" or not current_app.config.get("WTF_CSRF_ENABLED", True):
+        return
+    try:
+        validate_csrf(
+            request.form.get("csrf_token"),
+            time_limit=current_app.config["PORTAL_CONSOLE_CSRF_TIME_LIMIT"],
+        )
+    except ValidationError as refused:
+        raise CSRFError(refused.args[0]) from None
 
 
 @bp.after_request
@@ -106,16 +127,17 @@ def login() -> Response:
     error = False
     if request.method == "POST":
         try:
-            user = services.authenticate(
+            user = auth.authenticate(
                 request.form.get("email", ""),
                 request.form.get("password", ""),
                 request.form.get("code") or None,
+                request.remote_addr or "",
             )
-        except services.LoginFailed:
+        except auth.LoginFailed:
             error = True
         else:
-            services.end_session(request.cookies.get(_cookie_name()))  # never reuse a session
-            session_id = services.start_session(user)
+            auth.end_session(request.cookies.get(_cookie_name()))  # never reuse a session
+            session_id = auth.start_session(user)
             response = redirect(url_for("support.dashboard"), 303)
             response.set_cookie(
                 _cookie_name(), session_id, path="/", httponly=True, samesite="Lax",
@@ -127,7 +149,7 @@ def login() -> Response:
 
 @bp.post("/logout")
 def logout() -> Response:
-    services.end_session(g.staff_session)
+    auth.end_session(g.staff_session)
     response = redirect(url_for("support.login"), 303)
     response.delete_cookie(_cookie_name(), path="/")
     return response
@@ -153,11 +175,11 @@ def dashboard() -> Response:
     return make_response(
         render_template(
             "support/dashboard.html",
-            today=services.stats(g.staff, today),
-            month=services.stats(g.staff, now - timedelta(days=30)),
-            daily=services.daily_paid(g.staff),
-            callbacks=services.callbacks_per_merchant(g.staff),
-            attention=services.needs_attention(g.staff),
+            today=board.stats(g.staff, today),
+            month=board.stats(g.staff, now - timedelta(days=30)),
+            daily=board.daily_paid(g.staff),
+            callbacks=board.callbacks_per_merchant(g.staff),
+            attention=board.needs_attention(g.staff),
         )
     )
 
@@ -171,14 +193,14 @@ def _date(name: str) -> date | None:
 
 @bp.get("/search")
 def search() -> Response:
-    query = services.SearchQuery(
+    query = finder.SearchQuery(
         text=request.args.get("q", "")[:200],
         status=request.args.get("status", "") if request.args.get("status") in {
             s.value for s in RequestStatus} else "",
         date_from=_date("from"),
         date_to=_date("to"),
     )  # fmt: skip
-    results = services.search(g.staff, query)
+    results = finder.search(g.staff, query)
     return make_response(
         render_template(
             "support/search.html", query=query, results=results, statuses=list(RequestStatus)
@@ -187,7 +209,7 @@ def search() -> Response:
 
 
 def _request_or_404(request_id: str):
-    pr = services.get_request(g.staff, request_id)
+    pr = finder.get_request(g.staff, request_id)
     if pr is None:
         abort(404)
     return pr
@@ -196,7 +218,7 @@ def _request_or_404(request_id: str):
 @bp.get("/requests/<request_id>")
 def request_detail(request_id: str) -> Response:
     pr = _request_or_404(request_id)
-    entries = services.timeline(pr)
+    entries = timeline.timeline(pr)
     return make_response(render_template("support/request.html", pr=pr, entries=entries, json=json))
 
 
@@ -204,30 +226,35 @@ def request_detail(request_id: str) -> Response:
 def confirm(request_id: str, action: str) -> Response:
     """Asks before acting: what will happen, and why (GET changes nothing)."""
     pr = _request_or_404(request_id)
-    if action not in services.ACTIONS:
+    if action not in actions.ACTIONS:
         abort(404)
-    if action in services.ADMIN_ACTIONS and not g.staff.is_admin:
+    if action in actions.ADMIN_ACTIONS and not g.staff.is_admin:
         abort(403)
+    target = request.args.get("target", "")
     return make_response(
         render_template(
-            "support/confirm.html", pr=pr, action=action, target=request.args.get("target", "")
+            "support/confirm.html", pr=pr, action=action, target=target,
+            ask_email=action == "resend_receipt" and actions.needs_receipt_address(pr, target),
         )
-    )
+    )  # fmt: skip
 
 
 @bp.post("/requests/<request_id>/do/<action>")
 def act(request_id: str, action: str) -> Response:
     pr = _request_or_404(request_id)
-    if action in services.ADMIN_ACTIONS and not g.staff.is_admin:
+    if action in actions.ADMIN_ACTIONS and not g.staff.is_admin:
         abort(403)
     try:
-        services.perform(g.staff, pr, action, request.form.get("reason", ""),
-                         request.form.get("target", ""))  # fmt: skip
-    except services.ActionRefused as refused:
+        form = request.form
+        actions.perform(g.staff, pr, action, form.get("reason", ""), form.get("target", ""),
+                        form.get("email", "")[:254])  # fmt: skip
+    except actions.ActionRefused as refused:
+        target = request.form.get("target", "")
         return make_response(
             render_template(
-                "support/confirm.html", pr=pr, action=action,
-                target=request.form.get("target", ""), error=refused.message,
+                "support/confirm.html", pr=pr, action=action, target=target,
+                error=refused.message,
+                ask_email=action == "resend_receipt" and actions.needs_receipt_address(pr, target),
             ),
             422,
         )  # fmt: skip
@@ -237,14 +264,16 @@ def act(request_id: str, action: str) -> Response:
 @bp.get("/audit")
 @admin_only
 def audit() -> Response:
-    entries = services.audit_entries(
+    entries = actions.audit_entries(
         g.staff,
         action=request.args.get("action", ""),
         staff=request.args.get("staff", ""),
         target=request.args.get("target", ""),
     )
     return make_response(
-        render_template("support/audit.html", entries=entries, actions=services.ACTIONS)
+        render_template(
+            "support/audit.html", entries=entries, actions=(*actions.ACTIONS, *auth.ACCOUNT_EVENTS)
+        )
     )
 
 
@@ -252,7 +281,7 @@ def audit() -> Response:
 def event_json(event_id: str) -> Response:
     """The raw JSON of an event, as the merchant's ledger receives it."""
     event = db.session.get(Event, event_id)
-    if event is None or not services.in_scope(g.staff, event.merchant_id):
+    if event is None or not finder.in_scope(g.staff, event.merchant_id):
         abort(404)
     response = make_response(json.dumps(event_body(event), indent=2, ensure_ascii=False))
     response.mimetype = "application/json"

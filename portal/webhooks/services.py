@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from portal.errors import NotFound
 from portal.extensions import db
-from portal.providers.base import NAMES, WebhookRefused, get_provider
+from portal.providers.base import NAMES, PaymentProvider, WebhookRefused, get_provider
 from portal.webhooks.models import StripeEvent
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,12 @@ def receive(name: str, payload: bytes, headers: Mapping[str, str]) -> tuple[int,
     except IntegrityError:
         db.session.rollback()
         return 200, {"received": True, "duplicate": True}
+    return _handle(provider, name, event)
+
+
+def _handle(
+    provider: PaymentProvider, name: str, event: dict[str, Any]
+) -> tuple[int, dict[str, Any]]:
     try:
         outcome = provider.handle_webhook(event)
         db.session.execute(

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from portal.errors import ApiError
-from portal.extensions import csrf
+from portal.extensions import csrf, limiter
 from portal.webhooks.services import receive
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 csrf.exempt(bp)
+# Per client address: a provider's bursts fit, a flood of forged bodies does not.
+limiter.shared_limit(lambda: current_app.config["PORTAL_WEBHOOK_RATE_LIMIT"], scope="webhooks")(bp)
 
 
 @bp.errorhandler(ApiError)

@@ -10,7 +10,7 @@ from portal.jobs.worker import run_due_jobs
 from portal.ledger.callbacks import add_endpoint
 from portal.ledger.models import CallbackAttempt
 from portal.payments.services import fulfil_payment, start_payment
-from portal.support.services import create_staff
+from portal.support.auth import create_staff
 from tests.factories import make_merchant, make_request, statement_body
 from tests.servers import HTTPRecorder
 

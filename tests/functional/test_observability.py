@@ -55,7 +55,8 @@ def test_readyz_checks_migrations_and_the_job_backlog(tmp_path):
     ready = client.get("/readyz")
     assert ready.status_code == 200, ready.json
     assert ready.json == {
-        "status": "ready", "checks": {"database": "ok", "migrations": "ok", "jobs": "ok"}
+        "status": "ready", "checks": {"database": "ok", "migrations": "ok", "jobs": "ok",
+                                      "ratelimit": "off"}
     }  # fmt: skip
     with app.app_context():
         enqueue("expire_links", {}, run_at=utcnow() - timedelta(seconds=30))

@@ -95,3 +95,36 @@ def test_text_lines_carry_masked_exceptions():
     text = stream.getvalue()
     assert "ValueError" in text and "failed for" in text
     assert "jeanne@example.be" not in text and "+32470123467" not in text
+
+
+ID = "pr_5kWqAbCdEfGhIjKlMnOpQr"
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/p/pr_5kWqAbCdEfGhIjKlMnOpQr.sigSIGsig-_x/pay", "/p/pr_5kWqAbCdEfGhIjKlMnOpQr.…/pay"),
+        ("/p/pr_5kWqAbCdEf\u200bGhIjKlMnOpQr.sigSIGsig/qr.svg", "/p/…/qr.svg"),
+        ("/p/pr_5kWqAbCdEfGhIjKlMnOpQr.sigSIG\u200bsig-_x", "/p/pr_5kWqAbCdEfGhIjKlMnOpQr.…"),
+        ("/p/pr_5kWqAbCdEfGhIjKlMnOpQrsigSIGsig", "/p/pr_5kWqAbCdEfGhIjKlMnOpQr.…"),
+        (f"/p/{ID} sig SIG/receipt/pay_1", f"/p/{ID}.…/receipt/pay_1"),
+        (f"/p/{ID}/sigSIGsig/checkout", f"/p/{ID}.…/…/checkout"),
+        ("/p/short", "/p/…"),
+        ("/pay/x", "/pay/x"),
+    ],
+)  # fmt: skip
+def test_every_link_path_is_masked_whatever_it_contains(path, expected):
+    assert logs.mask_path(path) == expected
+    assert logs.mask(f'"GET {path}" 404') == f'"GET {expected}" 404' or " " in path
+
+
+def test_text_lines_name_the_caller_on_their_first_line():
+    record = _record("refund %s", "pay_1")
+    record.merchant, record.api_key = "mer_1", "key_1"
+    record.exc_text = "Traceback (most recent call last):\nValueError: x"
+    line = logs.TextFormatter(logs.TEXT_FORMAT).format(record)
+    first, _, rest = line.partition("\n")
+    assert first.endswith("refund pay_1 merchant=mer_1 api_key=key_1")
+    assert rest.startswith("Traceback") and "merchant=" not in rest
+    plain = logs.TextFormatter(logs.TEXT_FORMAT).format(_record("no caller"))
+    assert "merchant=" not in plain

@@ -170,3 +170,118 @@ def test_client_address_comes_from_the_proxy_only_when_configured(database_url):
         else:  # forwarded headers are ignored: one client, and a spoofed header is no escape
             assert statuses == [200, 429, 429]
         _empty(app)
+
+
+def _port_where_nothing_listens() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_redis_down_fails_open_to_per_process_limits(database_url, caplog):
+    """Redis unreachable: pages and API answer (no 500), limits still count in this
+    process, one log line without a traceback says so, /readyz and /metrics show it."""
+    import logging
+
+    from portal.extensions import limiter
+    from portal.links import link_token
+    from tests.conftest import _empty
+    from tests.factories import make_request
+
+    dead = f"redis://127.0.0.1:{_port_where_nothing_listens()}/0"
+    app = _limited(
+        database_url, ratelimit_storage_url=dead, link_rate_limit="3 per minute",
+        api_rate_limit="100 per minute",
+    )  # fmt: skip
+    try:
+        with app.app_context():
+            m = make_merchant()
+            path = f"/p/{link_token(make_request(m).id)}"
+            db.session.remove()
+        client = app.test_client()
+        with caplog.at_level(logging.INFO):
+            assert client.get("/api/v1/payment-requests", headers=m.headers).status_code == 200
+            statuses = [client.get(path).status_code for _ in range(4)]
+        assert statuses == [200, 200, 200, 429]  # the link limit still holds, per process
+        warnings = [r for r in caplog.records if "unreachable" in r.getMessage()]
+        assert warnings and warnings[0].levelno == logging.WARNING
+        assert not [r for r in caplog.records if r.exc_info]
+        ready = client.get("/readyz")
+        checks = ready.json["checks"]
+        assert checks["ratelimit"].startswith("unreachable")
+        # Fail-open: Redis does not decide readiness, the database and its schema do.
+        deciding = [checks[name] for name in ("database", "migrations", "jobs")]
+        assert (ready.status_code == 200) == (deciding == ["ok"] * 3)
+        metrics = client.get("/metrics").text
+        assert "portal_ratelimit_storage_up 0.0" in metrics
+    finally:
+        limiter._storage_dead = False  # the limiter is one object for every app in this process
+        _empty(app)
+
+
+def test_readyz_and_metrics_show_a_live_rate_limit_storage(limited_app):
+    client = limited_app.test_client()
+    assert client.get("/readyz").json["checks"]["ratelimit"] == "ok"
+    assert "portal_ratelimit_storage_up 1.0" in client.get("/metrics").text
+
+
+def test_qr_codes_count_against_the_link_limit(database_url):
+    from portal.links import link_token
+    from tests.conftest import _empty
+    from tests.factories import make_request
+
+    app = _limited(database_url, link_rate_limit="2 per minute")
+    with app.app_context():
+        token = link_token(make_request(make_merchant()).id)
+        db.session.remove()
+    client = app.test_client()
+    ip = {"REMOTE_ADDR": "10.7.7.7"}
+    assert client.get(f"/p/{token}/qr.svg", environ_base=ip).status_code == 200
+    assert client.get(f"/p/{token}/qr.png", environ_base=ip).status_code == 200
+    assert client.get(f"/p/{token}/qr.png", environ_base=ip).status_code == 429
+    assert client.get(f"/p/{token}/qr.svg", environ_base=ip).status_code == 429
+    _empty(app)
+
+
+def test_provider_webhooks_are_rate_limited(database_url):
+    from tests.conftest import _empty
+
+    app = _limited(database_url, webhook_rate_limit="2 per minute")
+    client = app.test_client()
+    ip = {"REMOTE_ADDR": "10.6.6.6"}
+    statuses = [
+        client.post("/webhooks/stripe", data=b"{}", environ_base=ip).status_code for _ in range(3)
+    ]
+    assert statuses[:2] != [429, 429] and statuses[2] == 429
+    _empty(app)
+
+
+def test_every_console_page_is_rate_limited(database_url):
+    from tests.conftest import _empty
+
+    app = _limited(database_url, console_rate_limit="3 per minute")
+    client = app.test_client()
+    ip = {"REMOTE_ADDR": "10.5.5.5"}
+    for path in ("/support/", "/support/search?q=x", "/support/audit"):
+        assert client.get(path, environ_base=ip).status_code == 302  # to the sign-in page
+    limited = client.get("/support/requests/pr_x", environ_base=ip)
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 0
+    _empty(app)
+
+
+def test_retry_after_only_on_429_and_503(limited_app):
+    client = limited_app.test_client()
+    m = make_merchant()
+    from tests.factories import statement_body
+
+    created = client.post("/api/v1/payment-requests", json=statement_body(), headers=m.headers)
+    assert created.status_code == 201
+    assert "Retry-After" not in created.headers
+    assert "X-RateLimit-Limit" in created.headers  # the limiter's own headers stay
+    listed = client.get("/api/v1/payment-requests", headers=m.headers)
+    assert listed.status_code == 200 and "Retry-After" not in listed.headers
+    limited = client.get("/api/v1/payment-requests", headers=m.headers)
+    limited = client.get("/api/v1/payment-requests", headers=m.headers)
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 0

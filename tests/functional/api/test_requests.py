@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from portal.db_types import utcnow
 from portal.extensions import db
 from portal.ledger.models import Event
@@ -175,3 +177,20 @@ def test_oversized_body_is_413_json(client, merchant):
     )  # fmt: skip
     assert resp.status_code == 413
     assert resp.json["error"]["code"] == "payload_too_large"
+
+
+@pytest.mark.parametrize(
+    ("path", "param"),
+    [("/api/v1/events", "startingafter"), ("/api/v1/events", "types"),
+     ("/api/v1/payment-requests", "statuss")],
+)  # fmt: skip
+def test_unknown_query_parameters_are_refused_like_unknown_body_fields(
+    client, merchant, path, param
+):
+    resp = client.get(path, query_string={param: "x"}, headers=merchant.headers)
+    assert resp.status_code == 400
+    assert resp.json["error"]["code"] == "unknown_field"
+    assert resp.json["error"]["field"] == param
+    # The known ones still work, empty values included.
+    assert client.get(path, query_string={"limit": "5", "starting_after": ""},
+                      headers=merchant.headers).status_code == 200  # fmt: skip

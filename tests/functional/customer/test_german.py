@@ -79,7 +79,9 @@ def test_a_german_amount_error_states_the_limits(client, merchant):
 def test_german_error_pages(client, merchant):
     pr = make_request(merchant, _german())
     refused = client.post(f"/p/{link_token(pr.id)}/pay", data={}, headers={"Accept-Language": "en"})
-    assert refused.status_code == 400 and "Etwas ist schiefgelaufen" in refused.text
+    # A form without its link's token: nothing done, the way back to a fresh form in German.
+    assert refused.status_code == 400 and "Dieses Formular ist abgelaufen" in refused.text
+    assert f'href="/p/{link_token(pr.id)}"' in refused.text
     page(client, pr, "?lang=de")
     gone = client.get("/p/nonsense", headers={"Accept-Language": "en"})
     assert gone.status_code == 404 and "Dieser Link ist nicht verfügbar" in gone.text

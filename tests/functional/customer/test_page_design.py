@@ -179,7 +179,7 @@ def test_the_csrf_error_page_speaks_the_chosen_language(client, merchant):
     page(client, pr, "?lang=nl", headers={"Accept-Language": "fr"})  # chosen: Dutch
     resp = client.post(f"/p/{link_token(pr.id)}/pay", data={}, headers={"Accept-Language": "fr"})
     assert resp.status_code == 400
-    assert 'lang="nl"' in resp.text and "Er ging iets mis" in resp.text
+    assert 'lang="nl"' in resp.text and "Dit formulier is verlopen" in resp.text
 
 
 def test_an_error_page_without_a_choice_speaks_the_customers_locale(client, merchant):

@@ -262,7 +262,8 @@ def test_a_refund_shows_on_the_page_the_receipt_the_console_and_in_an_email(clie
 
 
 def test_the_dashboard_shows_money_net_of_refunds(app, merchant):
-    from portal.support.services import create_staff, stats
+    from portal.support.auth import create_staff
+    from portal.support.dashboard import stats
 
     pr = make_request(merchant)
     payment = start_payment(pr, None)

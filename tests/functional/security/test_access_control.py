@@ -44,7 +44,7 @@ from portal.payments.models import Payment
 from portal.payments.refunds import refund_payment
 from portal.payments.services import fulfil_payment, prepare_payment, start_payment
 from portal.states import RequestStatus
-from portal.support import services as support
+from portal.support import actions as support
 from portal.support.models import StaffUser
 from tests.factories import MerchantWithKey, make_merchant, make_request, statement_body
 from tests.functional.support.test_console import PASSWORD, https_client, login, staff, token
@@ -456,7 +456,8 @@ def test_api_routes_without_an_id_never_show_or_touch_another_merchant(
                 resp = client.open(
                     rule.rule, method=method, query_string=query, headers=b.merchant.headers
                 )
-                assert resp.status_code in (200, 422), (rule.rule, query, resp.status_code)
+                # 400: a parameter this listing does not know (``type`` on payment requests).
+                assert resp.status_code in (200, 400, 422), (rule.rule, query, resp.status_code)
                 assert not leaked(resp.get_data(as_text=True), hidden), (rule.rule, query)
     listed = client.get("/api/v1/payment-requests", headers=b.merchant.headers).json
     assert {pr["id"] for pr in listed["data"]} == {b.ids["open"], b.ids["paid"]}

@@ -272,3 +272,97 @@ def test_a_refund_event_before_the_success_event_ends_in_the_same_books(
 def test_only_a_provider_with_webhooks_has_a_webhook_endpoint(stripe_app, client, name):
     resp = client.post(f"/webhooks/{name}", data=b"{}", content_type="application/json")
     assert resp.status_code == 404 and resp.json["error"]["code"] == "not_found"
+
+
+# --- hostile input: a 4xx (or a 200 "ignored"), never a 5xx nor a retry loop ----------
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        "t=1,v1=caf\u00e9",
+        "t=\u00e9\u00e9,v1=abc",
+        "t=1,v1=abc\u00ff",
+        "t=99999999999999999999,v1=ab",
+    ],
+)
+def test_a_signature_with_non_ascii_or_absurd_parts_is_400(stripe_app, client, merchant, signature):
+    payment = stripe_payment(merchant)
+    resp = post(client, intent_event(payment), signature)
+    assert resp.status_code == 400
+    assert resp.json["error"]["code"] == "invalid_signature"
+
+
+def _object_of(payment, **changes) -> dict:
+    return json.loads(intent_event(payment))["data"]["object"] | changes
+
+
+@pytest.mark.parametrize(
+    "make_body",
+    [
+        lambda p: [1, 2, 3],
+        lambda p: ["evt_1", {"type": "payment_intent.succeeded"}],
+        lambda p: {"id": "evt_no_type", "object": "event", "data": {"object": {}}},
+        lambda p: {"id": "evt_no_data", "type": "payment_intent.succeeded"},
+        lambda p: {"id": 42, "type": "payment_intent.succeeded", "data": {"object": {}}},
+        lambda p: {"id": "evt_" + "x" * 200, "type": "ping", "data": {"object": {}}},
+        lambda p: {"id": "evt_acct", "type": "ping", "account": "acct_" + "x" * 64,
+                   "data": {"object": {}}},
+        lambda p: {"id": "evt_s", "type": "payment_intent.succeeded", "data": {"object": "pi_1"}},
+        lambda p: {"id": "evt_l", "type": "payment_intent.succeeded", "data": {"object": [p.id]}},
+        lambda p: {"id": "evt_d", "type": "payment_intent.succeeded", "data": "nothing"},
+        lambda p: {"id": "evt_i", "type": "payment_intent.succeeded",
+                   "data": {"object": _object_of(p, id=["pi_1"])}},
+        lambda p: {"id": "evt_m", "type": "payment_intent.succeeded",
+                   "data": {"object": _object_of(p, metadata="pr_1")}},
+        lambda p: {"id": "evt_e", "type": "payment_intent.payment_failed",
+                   "data": {"object": _object_of(p, last_payment_error="declined")}},
+        lambda p: {"id": "evt_a", "type": "payment_intent.succeeded",
+                   "data": {"object": _object_of(p, amount="1000")}},
+        lambda p: {"id": "evt_c", "type": "payment_intent.succeeded",
+                   "data": {"object": _object_of(p, latest_charge={"payment_method_details": 7})}},
+        lambda p: {"id": "evt_r", "type": "charge.refunded",
+                   "data": {"object": {"id": "ch_1", "payment_intent": p.provider_payment_id,
+                                       "amount_refunded": -5}}},
+        lambda p: {"id": "evt_q", "type": "charge.refunded",
+                   "data": {"object": {"id": {"$ne": 1}, "amount_refunded": 1}}},
+    ],
+)  # fmt: skip
+def test_signed_bodies_that_are_not_events_are_400_and_change_nothing(
+    stripe_app, client, merchant, make_body, caplog
+):
+    payment = stripe_payment(merchant)
+    body = json.dumps(make_body(payment)).encode()
+    resp = post(client, body)
+    assert resp.status_code == 400, resp.json
+    assert resp.json["error"]["code"] == "invalid_event"
+    assert post(client, body).status_code == 400  # the same answer again: no state kept
+    db.session.expire_all()
+    assert db.session.get(Payment, payment.id).status == "pending"
+    assert not [r for r in caplog.records if r.exc_info], "no traceback for a client's input"
+
+
+def test_deeply_nested_signed_json_is_400(stripe_app, client):
+    body = b"[" * 100_000 + b"]" * 100_000
+    resp = post(client, body)
+    assert resp.status_code == 400
+
+
+def test_an_unknown_event_type_is_a_logged_200_ignored(stripe_app, client):
+    body = json.dumps({"id": "evt_new", "type": "customer.created", "data": {"object": {}}})
+    resp = post(client, body.encode())
+    assert resp.status_code == 200 and resp.json["outcome"] == "ignored"
+
+
+def test_a_timestamp_more_than_five_minutes_ahead_is_refused(stripe_app, client, merchant):
+    payment = stripe_payment(merchant)
+    body = intent_event(payment)
+    for ahead in (3600, 301 + 30):
+        resp = post(client, body, sign(body, timestamp=int(time.time()) + ahead))
+        assert resp.status_code == 400 and resp.json["error"]["code"] == "invalid_signature"
+    assert db.session.get(Payment, payment.id).status == "pending"
+    # A clock a little ahead (within the five minutes) is accepted.
+    resp = post(client, body, sign(body, timestamp=int(time.time()) + 240))
+    assert resp.status_code == 200, resp.json
+    db.session.expire_all()
+    assert db.session.get(Payment, payment.id).status == "succeeded"

@@ -19,8 +19,8 @@ from portal.ledger.models import CallbackAttempt, Event
 from portal.payment_requests.models import PaymentRequest
 from portal.payments.models import Payment, Refund
 from portal.payments.services import fulfil_payment, start_payment
+from portal.support.auth import create_staff
 from portal.support.models import AuditLog, StaffSession
-from portal.support.services import create_staff
 from tests.factories import make_merchant, make_request, statement_body
 from tests.servers import HTTPRecorder
 
@@ -328,7 +328,8 @@ def test_each_action_writes_its_audit_entry(https, app):
         assert db.session.query(Refund).one().amount == 12500
         assert db.session.query(LinkDelivery).count() == 1
         assert db.session.query(Job).filter_by(kind="send_receipt").count() == 2
-        log = db.session.query(AuditLog).order_by(AuditLog.id).all()
+        log = db.session.query(AuditLog).filter(AuditLog.action != "sign_in")
+        log = log.order_by(AuditLog.id).all()
         assert [a.action for a in log] == [
             "resend_link",
             "resend_receipt",
@@ -352,7 +353,7 @@ def test_actions_need_a_reason_and_never_happen_on_get(https):
     assert db.session.query(LinkDelivery).count() == 0
     https.get(f"/support/requests/{pr.id}/confirm/resend_link?target=email")
     assert db.session.query(LinkDelivery).count() == 0
-    assert db.session.query(AuditLog).count() == 0
+    assert db.session.query(AuditLog).filter(AuditLog.action != "sign_in").count() == 0
 
 
 def test_dashboard(https):
