@@ -42,10 +42,6 @@ def unsign(token: str, salt: str) -> str | None:
         return None
 
 
-# A pay form lives a day (docs/security.md): open longer, it is sent again from a fresh copy.
-FORM_MAX_AGE = 24 * 3600
-
-
 def _form_signer() -> TimestampSigner:
     keys = current_app.config["PORTAL_SECRET_KEYS"]
     return TimestampSigner(list(reversed(keys)), salt=FORM_SALT, digest_method=hashlib.sha256)
@@ -53,7 +49,7 @@ def _form_signer() -> TimestampSigner:
 
 def form_token(request_id: str) -> str:
     """The CSRF token of a link's forms (``<time>.<signature>``): only who can read the
-    link's page has it, and it expires after :data:`FORM_MAX_AGE`."""
+    link's page has it, and it expires after ``PORTAL_CSRF_TIME_LIMIT`` (a day)."""
     signed = _form_signer().sign(request_id.encode()).decode()
     return signed[len(request_id) + 1 :]
 
@@ -64,7 +60,8 @@ def check_form_token(request_id: str, token: str | None) -> str | None:
     if not token or len(token) > 200 or not _TOKEN.fullmatch(token):
         return "invalid"
     try:
-        _form_signer().unsign(f"{request_id}.{token}".encode(), max_age=FORM_MAX_AGE)
+        max_age = current_app.config["PORTAL_CSRF_TIME_LIMIT"]
+        _form_signer().unsign(f"{request_id}.{token}".encode(), max_age=max_age)
     except SignatureExpired:
         return "expired"
     except (BadSignature, UnicodeError):
