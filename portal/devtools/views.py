@@ -43,13 +43,22 @@ def _folder() -> Path | None:
 
 @bp.get("/")
 def start() -> str:
-    from portal.demo import DEMO_LEDGER_SECRET, demo_overview, test_cards
+    from portal.demo import (
+        DEMO_LEDGER_SECRET,
+        DEMO_OWNER_EMAIL,
+        DEMO_OWNER_PASSWORD,
+        DEMO_OWNER_TOTP,
+        demo_overview,
+        test_cards,
+    )
 
     mails, mail_count = mailbox.recent(_folder(), limit=5)
     config = current_app.config
     return render_template(
         "devtools/start.html",
         demo=demo_overview(),
+        demo_owner={"email": DEMO_OWNER_EMAIL, "password": DEMO_OWNER_PASSWORD,
+                    "totp_secret": DEMO_OWNER_TOTP},  # fmt: skip
         cards=test_cards(),
         mails=mails,
         mail_count=mail_count,

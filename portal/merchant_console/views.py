@@ -1,0 +1,321 @@
+"""The merchant console, ``/merchant/``: thin views over the console's services.
+
+Sign-in, invitations and password resets are open pages; everything else needs a
+merchant user's session, and every query is scoped to that user's merchant (another
+merchant's object is a 404).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from functools import wraps
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_datetime
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_babel import get_locale, refresh
+
+from portal import credentials
+from portal.customer.forms import parse_amount
+from portal.extensions import limiter
+from portal.merchant_console import accounts
+from portal.merchant_console.models import MerchantUser
+
+bp = Blueprint("merchant_console", __name__, url_prefix="/merchant")
+
+SECURE_COOKIE = "__Host-portal_merchant"
+# Plain-http development servers (make run, the browser tests) cannot set a __Host- cookie.
+DEV_COOKIE = "portal_merchant_dev"
+LOCALE_COOKIE = "portal_merchant_locale"
+LOCALES = ("en", "fr", "nl")
+OPEN_ENDPOINTS = frozenset(
+    {"merchant_console.login", "merchant_console.invitation", "merchant_console.reset_request",
+     "merchant_console.reset", "merchant_console.language"}
+)  # fmt: skip
+
+
+def _cookie_name() -> str:
+    """``__Host-`` (Secure) whenever the portal is served over https, as in production."""
+    public_https = current_app.config["PORTAL_BASE_URL"].startswith("https://")
+    if request.is_secure or public_https or current_app.config["PORTAL_ENV"] == "production":
+        return SECURE_COOKIE
+    return DEV_COOKIE
+
+
+def _set_session_cookie(response: Response, session_id: str) -> None:
+    response.set_cookie(
+        _cookie_name(), session_id, path="/", httponly=True, samesite="Lax",
+        secure=_cookie_name() == SECURE_COOKIE,
+    )  # fmt: skip
+
+
+@bp.before_request
+def _load_user() -> Response | None:
+    g.locale = request.cookies.get(LOCALE_COOKIE) or None
+    refresh()  # the locale is decided per request, never taken from an earlier one
+    g.merchant_user = None
+    session = accounts.load_session(request.cookies.get(_cookie_name()))
+    if session is not None:
+        g.merchant_user, g.merchant_session = session.user, session.id
+    if request.endpoint in OPEN_ENDPOINTS:
+        return None
+    if g.merchant_user is None:
+        return redirect(url_for("merchant_console.login"))
+    return None
+
+
+@bp.after_request
+def _no_store(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def owner_only(view: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not g.merchant_user.is_owner:
+            abort(403)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+@bp.app_template_filter("merchant_time")
+def merchant_time(value: datetime | None) -> str:
+    """A time in the merchant's zone (UTC until the merchant sets one)."""
+    if value is None:
+        return "—"
+    user = getattr(g, "merchant_user", None)
+    zone = ZoneInfo(getattr(user.merchant, "time_zone", None) or "UTC") if user else ZoneInfo("UTC")
+    return format_datetime(value, "medium", tzinfo=zone, locale=_locale())
+
+
+def _locale() -> str:
+    return str(get_locale() or "en")
+
+
+def _account_key() -> str:
+    return "merchant-login:" + request.form.get("email", "").strip().lower()[:254]
+
+
+def _rate() -> str:
+    return str(current_app.config["PORTAL_LOGIN_RATE_LIMIT"])
+
+
+def _account_rate() -> str:
+    return str(current_app.config["PORTAL_LOGIN_ACCOUNT_RATE_LIMIT"])
+
+
+# --- signing in -------------------------------------------------------------------------
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(_rate, methods=["POST"])
+# Per account too: a password guessed slowly from many addresses still hits a wall.
+@limiter.limit(_account_rate, key_func=_account_key, methods=["POST"], scope="merchant-account")
+def login() -> Response:
+    if request.method == "GET" and g.merchant_user is not None:
+        return redirect(url_for("merchant_console.home"), 303)
+    error = False
+    if request.method == "POST":
+        try:
+            user = accounts.authenticate(
+                request.form.get("email", ""),
+                request.form.get("password", ""),
+                request.form.get("code") or None,
+            )
+        except accounts.LoginFailed:
+            error = True
+        else:
+            return _signed_in(user)
+    return make_response(render_template("merchant/login.html", error=error), 401 if error else 200)
+
+
+def _signed_in(user: MerchantUser) -> Response:
+    accounts.end_session(request.cookies.get(_cookie_name()))  # never reuse a session
+    response = redirect(url_for("merchant_console.home"), 303)
+    _set_session_cookie(response, accounts.start_session(user))
+    return response
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    accounts.sign_out(g.merchant_user, g.merchant_session)
+    response = redirect(url_for("merchant_console.login"), 303)
+    response.delete_cookie(_cookie_name(), path="/")
+    return response
+
+
+@bp.post("/language")
+def language() -> Response:
+    target = request.form.get("next", "")
+    if not target.startswith("/merchant") or "//" in target or "\\" in target:
+        target = url_for("merchant_console.home")  # never an open redirect
+    response = redirect(target, 303)
+    if request.form.get("lang") in LOCALES:
+        response.set_cookie(LOCALE_COOKIE, request.form["lang"], path="/merchant",
+                            httponly=True, samesite="Lax",
+                            secure=_cookie_name() == SECURE_COOKIE)  # fmt: skip
+    return response
+
+
+@bp.route("/invitations/<token>", methods=["GET", "POST"])
+@limiter.limit(_rate, methods=["POST"])
+def invitation(token: str) -> Response:
+    """Accept an invitation: choose a password and (owners always) set up TOTP."""
+    user = accounts.user_from_token(token, "invite")
+    if user is None:
+        return make_response(render_template("merchant/link_invalid.html"), 404)
+    error = None
+    if request.method == "POST":
+        try:
+            accounts.accept_invitation(
+                user,
+                request.form.get("password", ""),
+                request.form.get("confirm", ""),
+                request.form.get("totp_token", "") if request.form.get("use_totp") else "",
+                request.form.get("code", ""),
+            )
+        except accounts.AccountError as exc:
+            error = exc.code
+        else:
+            return _signed_in(user)
+    secret = credentials.new_totp_secret()
+    return make_response(
+        render_template(
+            "merchant/invitation.html",
+            user=user,
+            error=error,
+            secret=secret,
+            totp_token=accounts.totp_setup_token(user, secret),
+            totp_uri=credentials.totp_uri(secret, user.email, user.merchant.display_name),
+        ),
+        422 if error else 200,
+    )
+
+
+@bp.route("/reset", methods=["GET", "POST"])
+@limiter.limit(_rate, methods=["POST"])
+@limiter.limit(_account_rate, key_func=_account_key, methods=["POST"], scope="merchant-reset")
+def reset_request() -> Response:
+    """Ask for a reset link; the answer is the same whether the address is known or not."""
+    sent = False
+    if request.method == "POST":
+        accounts.request_reset(request.form.get("email", ""), _locale())
+        sent = True
+    return make_response(render_template("merchant/reset_request.html", sent=sent))
+
+
+@bp.route("/reset/<token>", methods=["GET", "POST"])
+@limiter.limit(_rate, methods=["POST"])
+def reset(token: str) -> Response:
+    user = accounts.user_from_token(token, "reset")
+    if user is None:
+        return make_response(render_template("merchant/link_invalid.html"), 404)
+    error = None
+    if request.method == "POST":
+        try:
+            accounts.reset_password(
+                user,
+                request.form.get("password", ""),
+                request.form.get("confirm", ""),
+                request.form.get("code", ""),
+            )
+        except accounts.AccountError as exc:
+            error = exc.code
+        else:
+            return redirect(url_for("merchant_console.login", reset="1"), 303)
+    return make_response(
+        render_template("merchant/reset.html", user=user, error=error), 422 if error else 200
+    )
+
+
+# --- signed in --------------------------------------------------------------------------
+
+
+@bp.get("/")
+def home() -> Response:
+    return make_response(render_template("merchant/home.html"))
+
+
+@bp.get("/users")
+@owner_only
+def users() -> Response:
+    return _users_page()
+
+
+def _users_page(error: str | None = None, status: int = 200) -> Response:
+    return make_response(
+        render_template(
+            "merchant/users.html",
+            users=accounts.users_of(g.merchant_user),
+            error=error,
+            done=request.args.get("done", ""),
+        ),
+        status,
+    )
+
+
+def _limit_field() -> int | None:
+    text = request.form.get("refund_limit", "").strip()
+    if not text:
+        return 0
+    return parse_amount(text, g.merchant_user.merchant.currency, _locale())
+
+
+@bp.post("/users")
+@owner_only
+def invite() -> Response:
+    limit = _limit_field()
+    if limit is None:
+        return _users_page("invalid_refund_limit", 422)
+    try:
+        accounts.invite_user(
+            g.merchant_user.merchant,
+            request.form.get("email", ""),
+            request.form.get("role", ""),
+            refund_limit=limit,
+            invited_by=g.merchant_user,
+            locale=_locale(),
+        )
+    except accounts.AccountError as exc:
+        return _users_page(exc.code, 422)
+    return redirect(url_for("merchant_console.users", done="invited"), 303)
+
+
+@bp.post("/users/<user_id>")
+@owner_only
+def update_user(user_id: str) -> Response:
+    other = accounts.colleague(g.merchant_user, user_id)
+    if other is None:
+        abort(404)
+    limit = _limit_field() if "refund_limit" in request.form else None
+    if "refund_limit" in request.form and limit is None:
+        return _users_page("invalid_refund_limit", 422)
+    disabled = {"disable": True, "enable": False}.get(request.form.get("state", ""))
+    try:
+        accounts.update_user(g.merchant_user, other, refund_limit=limit, disabled=disabled)
+    except accounts.AccountError as exc:
+        return _users_page(exc.code, 422)
+    return redirect(url_for("merchant_console.users", done="updated"), 303)
+
+
+@bp.get("/audit")
+@owner_only
+def audit() -> Response:
+    return make_response(
+        render_template("merchant/audit.html", entries=accounts.audit_entries(g.merchant_user))
+    )
