@@ -57,8 +57,11 @@ def start() -> str:
     return render_template(
         "devtools/start.html",
         demo=demo_overview(),
-        demo_owner={"email": DEMO_OWNER_EMAIL, "password": DEMO_OWNER_PASSWORD,
-                    "totp_secret": DEMO_OWNER_TOTP},  # fmt: skip
+        demo_owner={
+            "email": DEMO_OWNER_EMAIL,
+            "password": DEMO_OWNER_PASSWORD,
+            "totp_secret": DEMO_OWNER_TOTP,
+        },
         cards=test_cards(),
         mails=mails,
         mail_count=mail_count,
