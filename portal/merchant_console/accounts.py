@@ -25,7 +25,13 @@ from flask import current_app
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import delete, select
 
-from portal import credentials
+from portal.credentials import (
+    MIN_PASSWORD,
+    hash_password,
+    needs_rehash,
+    verify_password,
+    verify_totp,
+)
 from portal.db_types import utcnow
 from portal.extensions import db
 from portal.jobs.queue import enqueue, job_handler
@@ -235,7 +241,7 @@ def totp_secret_from(user: MerchantUser, token: str) -> str | None:
 
 
 def _check_password(password: str, confirm: str) -> None:
-    if len(password or "") < credentials.MIN_PASSWORD:
+    if len(password or "") < MIN_PASSWORD:
         raise AccountError("password_too_short")
     if len(password) > 200:
         raise AccountError("password_too_long")
@@ -253,11 +259,11 @@ def accept_invitation(
     if user.is_owner and secret is None:
         raise AccountError("totp_required")
     if secret is not None:
-        step = credentials.verify_totp(secret, code, None)
+        step = verify_totp(secret, code, None)
         if step is None:
             raise AccountError("totp_invalid")
         user.totp_secret, user.totp_last_step = secret, step
-    user.password_hash = credentials.hash_password(password)
+    user.password_hash = hash_password(password)
     user.activated_at = utcnow()
     audit(user, "user.activated", totp=user.totp_secret is not None)
 
@@ -277,11 +283,11 @@ def reset_password(user: MerchantUser, password: str, confirm: str, code: str) -
     """A new password (with a TOTP code when the account has one); ends every session."""
     _check_password(password, confirm)
     if user.totp_secret:
-        step = credentials.verify_totp(user.totp_secret, code, user.totp_last_step)
+        step = verify_totp(user.totp_secret, code, user.totp_last_step)
         if step is None:
             raise AccountError("totp_invalid")
         user.totp_last_step = step
-    user.password_hash = credentials.hash_password(password)
+    user.password_hash = hash_password(password)
     user.failed_logins, user.locked_until = 0, None
     end_all_sessions(user)
     audit(user, "user.password_reset")
@@ -313,7 +319,7 @@ def authenticate(email: str, password: str, code: str | None) -> MerchantUser:
     user = db.session.scalars(
         select(MerchantUser).where(MerchantUser.email == (email or "").strip().lower()[:254])
     ).first()
-    password_ok = credentials.verify_password(user.password_hash if user else None, password)
+    password_ok = verify_password(user.password_hash if user else None, password)
     if user is None or not user.active:
         raise LoginFailed
     now = utcnow()
@@ -322,7 +328,7 @@ def authenticate(email: str, password: str, code: str | None) -> MerchantUser:
         raise LoginFailed
     step = None
     if user.totp_secret or user.is_owner:
-        step = credentials.verify_totp(user.totp_secret, code, user.totp_last_step)
+        step = verify_totp(user.totp_secret, code, user.totp_last_step)
     if not password_ok or ((user.totp_secret or user.is_owner) and step is None):
         user.failed_logins += 1
         if user.failed_logins >= MAX_FAILURES:
@@ -332,8 +338,8 @@ def authenticate(email: str, password: str, code: str | None) -> MerchantUser:
     if step is not None:
         user.totp_last_step = step
     user.failed_logins, user.locked_until = 0, None
-    if user.password_hash and credentials.needs_rehash(user.password_hash):
-        user.password_hash = credentials.hash_password(password)
+    if user.password_hash and needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
     audit(user, "signin")
     return user
 

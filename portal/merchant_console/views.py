@@ -28,7 +28,7 @@ from flask import (
 )
 from flask_babel import get_locale, refresh
 
-from portal import credentials
+from portal.credentials import new_totp_secret, totp_uri
 from portal.customer.forms import parse_amount
 from portal.extensions import limiter
 from portal.merchant_console import accounts
@@ -193,7 +193,7 @@ def invitation(token: str) -> Response:
             error = exc.code
         else:
             return _signed_in(user)
-    secret = credentials.new_totp_secret()
+    secret = new_totp_secret()
     return make_response(
         render_template(
             "merchant/invitation.html",
@@ -201,7 +201,7 @@ def invitation(token: str) -> Response:
             error=error,
             secret=secret,
             totp_token=accounts.totp_setup_token(user, secret),
-            totp_uri=credentials.totp_uri(secret, user.email, user.merchant.display_name),
+            totp_uri=totp_uri(secret, user.email, user.merchant.display_name),
         ),
         422 if error else 200,
     )
@@ -271,8 +271,8 @@ def _users_page(error: str | None = None, status: int = 200) -> Response:
 
 def _limit_field() -> int | None:
     text = request.form.get("refund_limit", "").strip()
-    if not text:
-        return 0
+    if not text.strip("0.,' "):
+        return 0  # empty, "0", "0,00": no refunds
     return parse_amount(text, g.merchant_user.merchant.currency, _locale())
 
 

@@ -40,6 +40,7 @@ def console_user(
 def fresh_code(user: MerchantUser) -> str:
     """A code the portal will take now: a step after the last one used. When the steps
     around now are all used, the account is set back as if 30 seconds had passed."""
+    user = db.session.get(MerchantUser, user.id)  # in this session, as stored now
     db.session.refresh(user)
     now = credentials.current_step()
     step = max(now - 1, (user.totp_last_step if user.totp_last_step is not None else -9) + 1)
