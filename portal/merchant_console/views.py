@@ -16,7 +16,6 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_datetime
 from flask import (
     Blueprint,
-    Response,
     abort,
     current_app,
     g,
@@ -27,6 +26,7 @@ from flask import (
     url_for,
 )
 from flask_babel import get_locale, refresh
+from werkzeug.wrappers import Response
 
 from portal.credentials import new_totp_secret, totp_uri
 from portal.customer.forms import parse_amount
