@@ -8,7 +8,7 @@ merchant's object is a 404).
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from functools import wraps
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -30,9 +30,15 @@ from werkzeug.wrappers import Response
 
 from portal.credentials import new_totp_secret, totp_uri
 from portal.customer.forms import parse_amount
-from portal.extensions import limiter
-from portal.merchant_console import accounts
+from portal.delivery.services import deliveries_for
+from portal.errors import ApiError, NotFound
+from portal.extensions import db, limiter
+from portal.links import link_token, link_url, qr_code_url
+from portal.merchant_console import accounts, forms, requests
 from portal.merchant_console.models import MerchantUser
+from portal.payment_requests.models import PaymentRequest
+from portal.payments.services import payable_range
+from portal.web import SUPPORTED_LOCALES
 
 bp = Blueprint("merchant_console", __name__, url_prefix="/merchant")
 
@@ -319,3 +325,106 @@ def audit() -> Response:
     return make_response(
         render_template("merchant/audit.html", entries=accounts.audit_entries(g.merchant_user))
     )
+
+
+# --- payment requests by hand -----------------------------------------------------------
+
+
+@bp.get("/requests/new")
+def new_request() -> Response:
+    kind = request.args.get("kind", "statement")
+    if kind not in forms.KINDS:
+        kind = "statement"
+    return _request_form(kind)
+
+
+def _request_form(kind: str, error: ApiError | forms.FormError | None = None) -> Response:
+    return make_response(
+        render_template(
+            "merchant/new_request.html",
+            kind=kind,
+            kinds=forms.KINDS,
+            form=request.form,
+            error_code=getattr(error, "code", None),
+            error_field=getattr(error, "field", None),
+            rows=max(5, len(request.form.getlist("line_description"))),
+        ),
+        422 if error else 200,
+    )
+
+
+@bp.post("/requests")
+def create_request() -> Response:
+    kind = request.form.get("kind", "")
+    if kind not in forms.KINDS:
+        abort(404)
+    merchant = g.merchant_user.merchant
+    try:
+        body = forms.request_body(request.form, kind, merchant.currency, _locale())
+        pr = requests.create_by_hand(g.merchant_user, body)
+    except (forms.FormError, ApiError) as exc:
+        db.session.rollback()
+        return _request_form(kind, exc)
+    return redirect(url_for("merchant_console.request_detail", request_id=pr.id), 303)
+
+
+def _own_request(request_id: str) -> PaymentRequest:
+    try:
+        return requests.request_of(g.merchant_user, request_id)
+    except NotFound:
+        abort(404)
+
+
+@bp.get("/requests/<request_id>")
+def request_detail(request_id: str) -> Response:
+    pr = _own_request(request_id)
+    return _detail_page(pr)
+
+
+def _detail_page(pr: PaymentRequest, error: ApiError | None = None) -> Response:
+    return make_response(
+        render_template(
+            "merchant/request.html",
+            pr=pr,
+            url=link_url(pr.id),
+            qr_url=qr_code_url(pr.id),
+            deliveries=deliveries_for(pr.id),
+            error=error,
+            sent=request.args.get("sent", ""),
+        ),
+        error.status if error else 200,
+    )
+
+
+@bp.post("/requests/<request_id>/send")
+def send_request(request_id: str) -> Response:
+    pr = _own_request(request_id)
+    channel = request.form.get("channel", "")
+    try:
+        requests.send_by_hand(g.merchant_user, pr, channel, request.form.get("to", "").strip())
+    except ApiError as exc:
+        db.session.rollback()
+        return _detail_page(_own_request(request_id), exc)
+    return redirect(url_for("merchant_console.request_detail", request_id=pr.id, sent=channel), 303)
+
+
+@bp.get("/requests/<request_id>/preview")
+def preview(request_id: str) -> Response:
+    """The customer's page for this request, in the customer's language (nothing counted,
+    nothing can be paid from here: the forms are shown, not wired)."""
+    pr = _own_request(request_id)
+    g.locale = pr.customer_locale or pr.merchant.default_locale or "en"
+    refresh()
+    bounds = payable_range(pr)
+    page = render_template(
+            "customer/request.html",
+            pr=pr, merchant=pr.merchant, token=link_token(pr.id), today=date.today(),
+            locales=SUPPORTED_LOCALES, paid_payments=[], processing=None, bounds=bounds,
+            full_bounds=payable_range(pr, full_order=True) if pr.allow_full_payment else None,
+            error=None, error_field=None, typed=None, limits={}, needs_email=not pr.customer_email,
+    )  # fmt: skip
+    # Shown, not wired: the pay form comes back here instead of starting a payment.
+    pay = f'method="post" action="{url_for("customer.pay", token=link_token(pr.id))}"'
+    here = f'method="get" action="{url_for("merchant_console.preview", request_id=pr.id)}"'
+    banner = render_template("merchant/_preview_banner.html", pr=pr)
+    return make_response(page.replace(pay, here).replace("<main", banner + "<main", 1))

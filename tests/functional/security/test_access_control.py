@@ -135,8 +135,15 @@ MERCHANT_OWN: dict[str, str] = {
 }
 # Merchant console forms without an object that change state: B's form, aimed at nothing
 # of A's (the new rows are B's own; see test_merchant_console_forms_without_an_id_...).
-MERCHANT_NO_ID_FORMS: dict[str, dict[str, str]] = {
+MERCHANT_NO_ID_FORMS: dict[str, dict[str, Any]] = {
     "/merchant/users": {"email": "bravo-new@shop.test", "role": "staff", "refund_limit": "5"},
+    "/merchant/requests": {
+        "kind": "statement",
+        "reference": "BRAVO-BY-HAND",
+        "customer_reference": "CUST-ALPHA",
+        "customer_name": "Bob Bravo",
+        "amount": "12,50",
+    },
 }
 # A merchant console path argument -> the kinds of merchant A's objects to put there.
 MERCHANT_OBJECTS: dict[str, tuple[str, ...]] = {
@@ -737,18 +744,22 @@ def test_merchant_users_get_404_on_another_merchants_objects(app: Flask, world: 
     before = rows_of(world.a.merchant.id)
     calls = merchant_calls(app, world.a)
     assert ("POST", f"/merchant/users/{world.a.ids['merchant_user']}") in calls
+    assert ("POST", f"/merchant/requests/{world.a.ids['open']}/send") in calls
+    assert ("GET", f"/merchant/requests/{world.a.ids['paid']}/preview") in calls
     with merchant_console(app, world.owner_b) as (client, csrf):
         for method, path in calls:
-            resp = client.open(path, method=method, data={**FORM, "csrf_token": csrf,
-                                                          "state": "disable"})  # fmt: skip
+            form = {**FORM, "csrf_token": csrf, "state": "disable", "channel": "email"}
+            resp = client.open(path, method=method, data=form)  # fmt: skip
             assert resp.status_code == 404, (method, path, resp.status_code)
     after = rows_of(world.a.merchant.id)
     assert after == before, "B's owner changed A's data:\n" + diff(before, after)
     # The control: A's own owner reaches every one of those objects.
     with merchant_console(app, world.owner_a) as (client, csrf):
         for method, path in calls:
-            resp = client.open(path, method=method, data={**FORM, "csrf_token": csrf})
-            assert resp.status_code in (200, 303), (method, path, resp.status_code)
+            form = {**FORM, "csrf_token": csrf, "channel": "email"}
+            resp = client.open(path, method=method, data=form)
+            # a 409 is a state the object is in (a paid request cannot be sent)
+            assert resp.status_code in (200, 303, 409), (method, path, resp.status_code)
 
 
 def test_merchant_console_forms_without_an_id_touch_only_their_merchant(
@@ -769,6 +780,10 @@ def test_merchant_console_forms_without_an_id_touch_only_their_merchant(
             assert not leaked(resp.get_data(as_text=True), hidden), rule.rule
     after = rows_of(world.a.merchant.id)
     assert after == before, "B's owner changed A's data:\n" + diff(before, after)
+    made = db.session.scalars(
+        select(PaymentRequest).where(PaymentRequest.reference == "BRAVO-BY-HAND")
+    ).one()
+    assert made.merchant_id == world.b.merchant.id
     invited = db.session.scalars(
         select(MerchantUser).where(MerchantUser.email == "bravo-new@shop.test")
     ).one()
