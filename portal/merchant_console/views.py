@@ -31,13 +31,14 @@ from werkzeug.wrappers import Response
 from portal.credentials import new_totp_secret, totp_uri
 from portal.customer.forms import parse_amount
 from portal.delivery.services import deliveries_for
-from portal.errors import ApiError, NotFound
+from portal.errors import ApiError, Invalid, NotFound
 from portal.extensions import db, limiter
 from portal.links import link_token, link_url, qr_code_url
-from portal.merchant_console import accounts, forms, requests
+from portal.merchant_console import accounts, activity, forms, requests
 from portal.merchant_console.models import MerchantUser
 from portal.payment_requests.models import PaymentRequest
 from portal.payments.services import payable_range
+from portal.states import PaymentStatus, RequestStatus
 from portal.web import SUPPORTED_LOCALES
 
 bp = Blueprint("merchant_console", __name__, url_prefix="/merchant")
@@ -389,8 +390,11 @@ def _detail_page(pr: PaymentRequest, error: ApiError | None = None) -> Response:
             url=link_url(pr.id),
             qr_url=qr_code_url(pr.id),
             deliveries=deliveries_for(pr.id),
+            timeline=activity.timeline(pr),
+            payments=activity.payments_of(pr),
             error=error,
             sent=request.args.get("sent", ""),
+            done=request.args.get("done", ""),
         ),
         error.status if error else 200,
     )
@@ -413,6 +417,7 @@ def preview(request_id: str) -> Response:
     """The customer's page for this request, in the customer's language (nothing counted,
     nothing can be paid from here: the forms are shown, not wired)."""
     pr = _own_request(request_id)
+    banner = render_template("merchant/_preview_banner.html", pr=pr)  # in the user's language
     g.locale = pr.customer_locale or pr.merchant.default_locale or "en"
     refresh()
     bounds = payable_range(pr)
@@ -426,5 +431,98 @@ def preview(request_id: str) -> Response:
     # Shown, not wired: the pay form comes back here instead of starting a payment.
     pay = f'method="post" action="{url_for("customer.pay", token=link_token(pr.id))}"'
     here = f'method="get" action="{url_for("merchant_console.preview", request_id=pr.id)}"'
-    banner = render_template("merchant/_preview_banner.html", pr=pr)
     return make_response(page.replace(pay, here).replace("<main", banner + "<main", 1))
+
+
+# --- find and act -----------------------------------------------------------------------
+
+
+def _filters() -> activity.Filters:
+    def day(name: str) -> date | None:
+        try:
+            return date.fromisoformat(request.args.get(name, ""))
+        except ValueError:
+            return None
+
+    def money(name: str) -> int | None:
+        text = request.args.get(name, "").strip()
+        return parse_amount(text, g.merchant_user.merchant.currency, _locale()) if text else None
+
+    return activity.Filters(
+        status=request.args.get("status", "")[:20],
+        text=request.args.get("q", "")[:200],
+        date_from=day("from"),
+        date_to=day("to"),
+        amount_min=money("min"),
+        amount_max=money("max"),
+    )
+
+
+@bp.get("/requests")
+def request_list() -> Response:
+    filters = _filters()
+    return make_response(
+        render_template(
+            "merchant/requests.html",
+            rows=activity.find_requests(g.merchant_user, filters),
+            statuses=[s.value for s in RequestStatus],
+        )
+    )
+
+
+@bp.get("/payments")
+def payment_list() -> Response:
+    filters = _filters()
+    return make_response(
+        render_template(
+            "merchant/payments.html",
+            rows=activity.find_payments(g.merchant_user, filters),
+            statuses=[s.value for s in PaymentStatus],
+        )
+    )
+
+
+@bp.post("/requests/<request_id>/void")
+def void(request_id: str) -> Response:
+    pr = _own_request(request_id)
+    try:
+        activity.void_one(g.merchant_user, pr.id, request.form.get("reason", "")[:500])
+    except ApiError as exc:
+        db.session.rollback()
+        return _detail_page(_own_request(request_id), exc)
+    return redirect(url_for("merchant_console.request_detail", request_id=pr.id, done="void"), 303)
+
+
+@bp.post("/customers/void")
+def void_customer() -> Response:
+    try:
+        ids = activity.void_customer(
+            g.merchant_user,
+            request.form.get("customer_reference", "")[:100],
+            request.form.get("reason", "")[:500],
+        )
+    except ApiError:
+        db.session.rollback()
+        return redirect(url_for("merchant_console.request_list", voided="none"), 303)
+    return redirect(url_for("merchant_console.request_list", voided=len(ids)), 303)
+
+
+@bp.post("/payments/<payment_id>/refunds")
+def refund(payment_id: str) -> Response:
+    try:
+        payment = activity.payment_of(g.merchant_user, payment_id)
+    except NotFound:
+        abort(404)
+    request_id = payment.request_id
+    text = request.form.get("amount", "").strip()
+    amount = parse_amount(text, payment.currency, _locale()) if text else None
+    try:
+        if text and amount is None:
+            raise Invalid("invalid_amount", "Type the amount as a number.", "amount")
+        activity.refund(g.merchant_user, payment_id, amount, request.form.get("reason", "")[:500])
+    except ApiError as exc:
+        db.session.rollback()
+        return _detail_page(_own_request(request_id), exc)
+    return redirect(
+        url_for("merchant_console.request_detail", request_id=request_id, done="refund"), 303
+    )

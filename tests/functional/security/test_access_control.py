@@ -140,10 +140,11 @@ MERCHANT_NO_ID_FORMS: dict[str, dict[str, Any]] = {
     "/merchant/requests": {
         "kind": "statement",
         "reference": "BRAVO-BY-HAND",
-        "customer_reference": "CUST-ALPHA",
+        "customer_reference": "CUST-BRAVO",
         "customer_name": "Bob Bravo",
         "amount": "12,50",
     },
+    "/merchant/customers/void": {"customer_reference": "CUST-ALPHA", "reason": "sweep"},
 }
 # A merchant console path argument -> the kinds of merchant A's objects to put there.
 MERCHANT_OBJECTS: dict[str, tuple[str, ...]] = {
@@ -746,6 +747,8 @@ def test_merchant_users_get_404_on_another_merchants_objects(app: Flask, world: 
     assert ("POST", f"/merchant/users/{world.a.ids['merchant_user']}") in calls
     assert ("POST", f"/merchant/requests/{world.a.ids['open']}/send") in calls
     assert ("GET", f"/merchant/requests/{world.a.ids['paid']}/preview") in calls
+    assert ("POST", f"/merchant/payments/{world.a.ids['payment']}/refunds") in calls
+    assert ("POST", f"/merchant/requests/{world.a.ids['open']}/void") in calls
     with merchant_console(app, world.owner_b) as (client, csrf):
         for method, path in calls:
             form = {**FORM, "csrf_token": csrf, "state": "disable", "channel": "email"}
@@ -802,7 +805,8 @@ def merchant_pages(app: Flask) -> list[str]:
 def test_merchant_console_pages_never_show_another_merchant(app: Flask, world: World) -> None:
     hidden = markers(world)
     pages = merchant_pages(app)
-    assert {"/merchant/", "/merchant/users", "/merchant/audit"} <= set(pages)
+    assert {"/merchant/", "/merchant/users", "/merchant/audit", "/merchant/requests",
+            "/merchant/payments"} <= set(pages)  # fmt: skip
     clerk_b = console_user(world.b.merchant.merchant, "bravo-clerk@shop.test", "staff")
     for user in (world.owner_b, clerk_b):
         with merchant_console(app, user) as (client, _):
