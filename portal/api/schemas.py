@@ -34,7 +34,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from portal.money import is_supported_currency
-from portal.states import EventType, RequestStatus
+from portal.states import EventType, PaymentStatus, RequestStatus
 
 MAX_AMOUNT = 10**15  # in minor units: more than any payment, well inside a 64-bit column
 MAX_QUANTITY = 1_000_000  # of one order line
@@ -595,3 +595,75 @@ class ListEvents(Query):
     type: Annotated[EventType, coded(enum="invalid_value")] | None = Field(
         None, description="Only this event type."
     )
+
+
+# --- payments and the merchant's own settings (issue 15) ---------------------------------
+
+
+class ListPayments(Query):
+    status: Annotated[PaymentStatus, coded(enum="invalid_value")] | None = Field(
+        None, description="Only this status."
+    )
+    request_id: str | None = Field(None, description="Only the payments of this request.")
+    limit: page_size(20, 100) = 20  # type: ignore[valid-type]
+    starting_after: str | None = Field(None, description="The last id of the previous page.")
+
+
+class Payment(Answer):
+    id: prefixed("pay")  # type: ignore[valid-type]
+    object: Literal["payment"] = "payment"
+    request_id: prefixed("pr")  # type: ignore[valid-type]
+    amount: int
+    currency: str
+    status: PaymentStatus
+    amount_refunded: int
+    method: str | None = Field(description="card, ideal, bancontact, sepa_debit, …")
+    card_brand: str | None
+    card_last4: str | None
+    receipt_number: str | None
+    created_at: Timestamp
+    succeeded_at: Timestamp | None
+
+
+class PaymentList(Answer):
+    object: Literal["list"] = "list"
+    data: list[Payment]
+    has_more: bool
+    next_starting_after: str | None
+
+
+class RefundList(Answer):
+    object: Literal["list"] = "list"
+    data: list[Refund]
+
+
+class Merchant(Answer):
+    id: prefixed("mer")  # type: ignore[valid-type]
+    object: Literal["merchant"] = "merchant"
+    name: str
+    display_name: str
+    currency: str
+    default_locale: str
+    ceiling: int = Field(description="Largest amount of any request, in minor units.")
+    min_payment: int | None
+    accent_color: str
+    logo_url: str | None
+    support_email: str | None
+    support_phone: str | None
+    embed_origins: list[str]
+    stripe_account: str | None
+
+
+Origin = Annotated[
+    str, Field(max_length=200, description="An https origin, e.g. https://shop.example.com.")
+]
+
+
+class UpdateMerchant(Contract):
+    """The settings a merchant changes itself; absent fields stay as they are."""
+
+    display_name: Text200 | None = None
+    support_email: Email | None = None
+    support_phone: Phone | None = None
+    default_locale: Locale | None = None
+    embed_origins: Annotated[list[Origin], Field(max_length=20)] | None = None

@@ -30,9 +30,13 @@ from portal.errors import ApiError
 from portal.extensions import db, limiter
 from portal.ledger import callbacks
 from portal.ledger import services as ledger
-from portal.merchants.services import authenticate
+from portal.merchants.models import Merchant
+from portal.merchants.services import authenticate, update_settings
 from portal.payment_requests import services as requests_service
+from portal.payments import queries as payment_queries
+from portal.payments.models import Payment
 from portal.payments.refunds import refund_payment
+from portal.states import PaymentStatus
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -325,3 +329,96 @@ def redeliver_event(event_id: str) -> Response:
 )  # fmt: skip
 def openapi() -> Response:
     return jsonify(openapi_document())
+
+
+# --- payments ---------------------------------------------------------------------------
+
+PAYMENT_ID = {"payment_id": "A payment id (pay_…)."}
+
+
+def payment_answer(p: Payment) -> schemas.Payment:
+    return schemas.Payment(
+        id=p.id, request_id=p.request_id, amount=p.amount, currency=p.currency,
+        status=PaymentStatus(p.status),
+        amount_refunded=p.amount_refunded, method=p.method_type, card_brand=p.card_brand,
+        card_last4=p.card_last4, receipt_number=p.receipt_number, created_at=p.created_at,
+        succeeded_at=p.succeeded_at,
+    )  # fmt: skip
+
+
+@operation(
+    bp, "GET", "/payments",
+    summary="List payments, newest first.",
+    query=schemas.ListPayments,
+    answers={200: schemas.PaymentList},
+)  # fmt: skip
+def list_payments() -> Response:
+    asked: schemas.ListPayments = query(schemas.ListPayments)
+    rows, has_more = payment_queries.list_payments(
+        g.merchant, status=asked.status, request_id=asked.request_id, limit=asked.limit,
+        starting_after=asked.starting_after,
+    )  # fmt: skip
+    return answer(
+        schemas.PaymentList(
+            data=[payment_answer(p) for p in rows],
+            has_more=has_more,
+            next_starting_after=rows[-1].id if has_more else None,
+        )
+    )
+
+
+@operation(
+    bp, "GET", "/payments/{payment_id}",
+    summary="Read a payment.",
+    answers={200: schemas.Payment},
+    params=PAYMENT_ID,
+)  # fmt: skip
+def get_payment(payment_id: str) -> Response:
+    return answer(payment_answer(payment_queries.get_payment(g.merchant, payment_id)))
+
+
+@operation(
+    bp, "GET", "/payments/{payment_id}/refunds",
+    summary="The refunds of a payment, oldest first.",
+    answers={200: schemas.RefundList},
+    params=PAYMENT_ID,
+)  # fmt: skip
+def list_refunds(payment_id: str) -> Response:
+    payment = payment_queries.get_payment(g.merchant, payment_id)
+    return answer(
+        schemas.RefundList(data=[refund_answer(r) for r in payment_queries.refunds_of(payment)])
+    )
+
+
+# --- the merchant's own settings --------------------------------------------------------
+
+
+def merchant_answer(m: Merchant) -> schemas.Merchant:
+    return schemas.Merchant(
+        id=m.id, name=m.name, display_name=m.display_name, currency=m.currency,
+        default_locale=m.default_locale, ceiling=m.ceiling, min_payment=m.min_payment,
+        accent_color=m.accent_color, logo_url=m.logo_url, support_email=m.support_email,
+        support_phone=m.support_phone, embed_origins=list(m.embed_origins or []),
+        stripe_account=m.stripe_account,
+    )  # fmt: skip
+
+
+@operation(
+    bp, "GET", "/merchant",
+    summary="Your merchant's settings.",
+    answers={200: schemas.Merchant},
+)  # fmt: skip
+def get_merchant() -> Response:
+    return answer(merchant_answer(g.merchant))
+
+
+@operation(
+    bp, "PATCH", "/merchant",
+    summary="Change your merchant's settings (the fields sent; null removes an optional one).",
+    body=schemas.UpdateMerchant,
+    answers={200: schemas.Merchant},
+)  # fmt: skip
+def update_merchant() -> Response:
+    body = parse(schemas.UpdateMerchant, json_body())
+    merchant = update_settings(g.merchant, body.model_dump(exclude_unset=True))
+    return answer(merchant_answer(merchant))

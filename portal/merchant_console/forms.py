@@ -101,7 +101,7 @@ def _csv_rows(r: Reader) -> list[dict[str, Any]]:
     if not pasted:
         return []
     delimiter = ";" if ";" in pasted else "\t" if "\t" in pasted else ","
-    lines = []
+    lines: list[dict[str, Any]] = []
     for row in list(csv.reader(io.StringIO(pasted), delimiter=delimiter))[: MAX_ROWS + 1]:
         cells = [c.strip() for c in row]
         if not any(cells):

@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import joinedload
 
 from portal.db_types import utcnow
+from portal.errors import Invalid
 from portal.extensions import db
 from portal.ids import random_token
 from portal.merchants.models import ApiKey, Merchant
@@ -127,3 +129,24 @@ def authenticate(secret: str) -> ApiKey | None:
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
         db.session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
     return key
+
+
+def update_settings(merchant: Merchant, changes: dict[str, Any]) -> Merchant:
+    """Apply the settings a merchant may change itself (the API's ``PATCH /merchant``);
+    ``changes`` holds only the fields sent. Raises :class:`portal.errors.Invalid`."""
+    if "embed_origins" in changes:
+        origins = []
+        for i, origin in enumerate(changes["embed_origins"] or []):
+            try:
+                origins.append(normalise_origin(origin))
+            except MerchantError as exc:
+                raise Invalid("invalid_origin", str(exc), f"embed_origins[{i}]") from None
+        changes = {**changes, "embed_origins": sorted(set(origins))}
+    for name in ("display_name", "support_email", "support_phone", "default_locale",
+                 "embed_origins"):  # fmt: skip
+        if name in changes:
+            if name in ("display_name", "default_locale") and changes[name] is None:
+                raise Invalid("invalid_value", f"{name} cannot be removed.", name)
+            setattr(merchant, name, changes[name])
+    db.session.flush()
+    return merchant

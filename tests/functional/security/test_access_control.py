@@ -104,6 +104,7 @@ API_NO_ID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
         customer={"name": "Bob Bravo", "email": "bob@example.com", "reference": "CUST-BRAVO"},
     ),
     ("POST", "/api/v1/payment-requests/void"): {"customer_reference": "CUST-ALPHA"},
+    ("PATCH", "/api/v1/merchant"): {"display_name": "Bravo renamed"},
 }
 # Console action -> (the request kind it acts on, the kind of its ``target`` or None).
 ACTION_CASES: dict[str, tuple[str, str | None]] = {
