@@ -667,3 +667,54 @@ class UpdateMerchant(Contract):
     support_phone: Phone | None = None
     default_locale: Locale | None = None
     embed_origins: Annotated[list[Origin], Field(max_length=20)] | None = None
+
+
+CallbackUrl = Annotated[
+    str,
+    Field(max_length=2000, pattern=r"^https?://[^\s/?#]+(/\S*)?$",
+          description="https, public address (checked again at every send)."),
+    coded(string_pattern_mismatch="unsafe_url", string_too_long="too_long"),
+]  # fmt: skip
+EventTypes = Annotated[
+    list[Annotated[str, Field(max_length=60, json_schema_extra={"enum": list(EventType)})]],
+    Field(max_length=20, description="Only these event types; empty: every type."),
+]
+
+
+class WebhookEndpoint(Answer):
+    id: prefixed("we")  # type: ignore[valid-type]
+    object: Literal["webhook_endpoint"] = "webhook_endpoint"
+    url: str
+    enabled: bool
+    disabled_reason: str | None
+    event_types: list[str]
+    created_at: Timestamp
+    previous_secret_valid_until: Timestamp | None = Field(
+        description="During a rotation the previous secret also signs until then."
+    )
+    secret: str | None = Field(
+        None, description="The whsec_ signing secret: only in the answer that made it."
+    )
+
+
+class WebhookEndpointList(Answer):
+    object: Literal["list"] = "list"
+    data: list[WebhookEndpoint]
+
+
+class CreateWebhookEndpoint(Contract):
+    url: CallbackUrl
+    event_types: EventTypes = []
+
+
+class UpdateWebhookEndpoint(Contract):
+    url: CallbackUrl | None = None
+    event_types: EventTypes | None = None
+    enabled: StrictBool | None = None
+
+
+class RotateWebhookSecret(Contract):
+    overlap_hours: Annotated[
+        StrictInt, Field(ge=0, le=168, description="Hours both secrets sign (24)."),
+        coded(greater_than_equal="invalid_value", less_than_equal="invalid_value"),
+    ] = 24  # fmt: skip

@@ -28,8 +28,9 @@ from portal.api.serializers import (
 from portal.delivery.services import send_link
 from portal.errors import ApiError
 from portal.extensions import db, limiter
-from portal.ledger import callbacks
+from portal.ledger import callbacks, endpoints
 from portal.ledger import services as ledger
+from portal.ledger.models import CallbackEndpoint
 from portal.merchants.models import Merchant
 from portal.merchants.services import authenticate, update_settings
 from portal.payment_requests import services as requests_service
@@ -422,3 +423,76 @@ def update_merchant() -> Response:
     body = parse(schemas.UpdateMerchant, json_body())
     merchant = update_settings(g.merchant, body.model_dump(exclude_unset=True))
     return answer(merchant_answer(merchant))
+
+
+# --- webhook endpoints ------------------------------------------------------------------
+
+ENDPOINT_ID = {"endpoint_id": "A webhook endpoint id (we_…)."}
+
+
+def endpoint_answer(e: CallbackEndpoint, secret: str | None = None) -> schemas.WebhookEndpoint:
+    return schemas.WebhookEndpoint(
+        id=e.id, url=e.url, enabled=e.enabled, disabled_reason=e.disabled_reason,
+        event_types=list(e.event_types or []), created_at=e.created_at,
+        previous_secret_valid_until=e.previous_secret_expires_at, secret=secret,
+    )  # fmt: skip
+
+
+@operation(
+    bp, "GET", "/webhook-endpoints",
+    summary="Your callback endpoints (never their secrets).",
+    answers={200: schemas.WebhookEndpointList},
+)  # fmt: skip
+def list_webhook_endpoints() -> Response:
+    rows = endpoints.list_endpoints(g.merchant)
+    return answer(schemas.WebhookEndpointList(data=[endpoint_answer(e) for e in rows]))
+
+
+@operation(
+    bp, "POST", "/webhook-endpoints",
+    summary="Add a callback endpoint; the answer carries its signing secret, once.",
+    body=schemas.CreateWebhookEndpoint,
+    answers={201: (schemas.WebhookEndpoint, "Created.")},
+)  # fmt: skip
+def create_webhook_endpoint() -> Response:
+    body = parse(schemas.CreateWebhookEndpoint, json_body())
+    endpoints.check_url(body.url)
+    endpoint = callbacks.add_endpoint(g.merchant.id, body.url, [str(t) for t in body.event_types])
+    return answer(endpoint_answer(endpoint, endpoint.secret), 201)
+
+
+@operation(
+    bp, "GET", "/webhook-endpoints/{endpoint_id}",
+    summary="Read a callback endpoint.",
+    answers={200: schemas.WebhookEndpoint},
+    params=ENDPOINT_ID,
+)  # fmt: skip
+def get_webhook_endpoint(endpoint_id: str) -> Response:
+    return answer(endpoint_answer(endpoints.get_endpoint(g.merchant, endpoint_id)))
+
+
+@operation(
+    bp, "PATCH", "/webhook-endpoints/{endpoint_id}",
+    summary="Change a callback endpoint's URL, event types, or enable / disable it.",
+    body=schemas.UpdateWebhookEndpoint,
+    answers={200: schemas.WebhookEndpoint},
+    params=ENDPOINT_ID,
+)  # fmt: skip
+def update_webhook_endpoint(endpoint_id: str) -> Response:
+    body = parse(schemas.UpdateWebhookEndpoint, json_body())
+    endpoint = endpoints.get_endpoint(g.merchant, endpoint_id)
+    return answer(endpoint_answer(endpoints.update_endpoint(endpoint, body.model_dump())))
+
+
+@operation(
+    bp, "POST", "/webhook-endpoints/{endpoint_id}/rotate",
+    summary="A new signing secret (in the answer, once); the old one signs too meanwhile.",
+    body=schemas.RotateWebhookSecret,
+    answers={200: schemas.WebhookEndpoint},
+    params=ENDPOINT_ID,
+)  # fmt: skip
+def rotate_webhook_secret(endpoint_id: str) -> Response:
+    body = parse(schemas.RotateWebhookSecret, json_body())
+    endpoint = endpoints.get_endpoint(g.merchant, endpoint_id)
+    secret = endpoints.rotate(endpoint, body.overlap_hours)
+    return answer(endpoint_answer(endpoint, secret))

@@ -105,6 +105,7 @@ API_NO_ID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ),
     ("POST", "/api/v1/payment-requests/void"): {"customer_reference": "CUST-ALPHA"},
     ("PATCH", "/api/v1/merchant"): {"display_name": "Bravo renamed"},
+    ("POST", "/api/v1/webhook-endpoints"): {"url": "https://127.0.0.1:9/bravo-hook"},
 }
 # Console action -> (the request kind it acts on, the kind of its ``target`` or None).
 ACTION_CASES: dict[str, tuple[str, str | None]] = {

@@ -1,0 +1,69 @@
+"""A merchant's callback endpoints as the API manages them: list, read, change, rotate.
+
+Adding one is :func:`portal.ledger.callbacks.add_endpoint`; every send checks the URL
+again. Services add and flush; the request commits.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import select
+
+from portal.errors import Invalid, NotFound
+from portal.extensions import db
+from portal.ledger.callbacks import UnsafeURL, resolve_callback_url, rotate_secret
+from portal.ledger.models import CallbackEndpoint
+from portal.merchants.models import Merchant
+from portal.states import EventType
+
+
+def list_endpoints(merchant: Merchant) -> list[CallbackEndpoint]:
+    return list(
+        db.session.scalars(
+            select(CallbackEndpoint)
+            .where(CallbackEndpoint.merchant_id == merchant.id)
+            .order_by(CallbackEndpoint.created_at, CallbackEndpoint.id)
+        )
+    )
+
+
+def get_endpoint(merchant: Merchant, endpoint_id: str) -> CallbackEndpoint:
+    endpoint = db.session.get(CallbackEndpoint, endpoint_id)
+    if endpoint is None or endpoint.merchant_id != merchant.id:
+        raise NotFound("webhook endpoint")
+    return endpoint
+
+
+def check_url(url: str) -> None:
+    try:
+        resolve_callback_url(url, allow_private=bool(current_app.config[
+            "PORTAL_ALLOW_PRIVATE_CALLBACKS"]))  # fmt: skip
+    except (UnsafeURL, ValueError) as exc:  # ValueError: a port out of range
+        raise Invalid("unsafe_url", str(exc), "url") from None
+
+
+def update_endpoint(endpoint: CallbackEndpoint, changes: dict[str, Any]) -> CallbackEndpoint:
+    """The fields sent: ``url`` (checked), ``event_types``, ``enabled``."""
+    if changes.get("url") is not None:
+        check_url(changes["url"])
+        endpoint.url = changes["url"]
+    if changes.get("event_types") is not None:
+        for event_type in changes["event_types"]:
+            if event_type not in set(EventType):
+                raise Invalid("unknown_event_type", f"{event_type} is not an event type.",
+                              "event_types")  # fmt: skip
+        endpoint.event_types = list(changes["event_types"])
+    if changes.get("enabled") is not None:
+        endpoint.enabled = changes["enabled"]
+        endpoint.disabled_reason = None if endpoint.enabled else "disabled by the merchant"
+    db.session.flush()
+    return endpoint
+
+
+def rotate(endpoint: CallbackEndpoint, overlap_hours: int) -> str:
+    secret = rotate_secret(endpoint, timedelta(hours=overlap_hours))
+    db.session.flush()
+    return secret
