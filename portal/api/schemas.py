@@ -718,3 +718,23 @@ class RotateWebhookSecret(Contract):
         StrictInt, Field(ge=0, le=168, description="Hours both secrets sign (24)."),
         coded(greater_than_equal="invalid_value", less_than_equal="invalid_value"),
     ] = 24  # fmt: skip
+
+
+class Reconciliation(Query):
+    since: IsoDate | None = Field(None, description="First day (UTC), included; 30 days ago.")
+    until: IsoDate | None = Field(None, description="Last day (UTC), included; today.")
+
+
+class ReconciliationTotals(Answer):
+    payments: int = Field(description="Sum of the payment rows (payment.succeeded events).")
+    refunds: int = Field(description="Sum of the refund rows, negative (payment.refunded).")
+    net: int
+
+
+class ReconciliationAnswer(Answer):
+    object: Literal["reconciliation"] = "reconciliation"
+    since: date
+    until: date
+    currency: str
+    totals: ReconciliationTotals
+    csv: str = Field(description="The records, one CSV row each (docs/api.md).")

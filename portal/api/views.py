@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from datetime import date, timedelta
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -25,8 +26,9 @@ from portal.api.serializers import (
     payment_request_answer,
     refund_answer,
 )
+from portal.db_types import utcnow
 from portal.delivery.services import send_link
-from portal.errors import ApiError
+from portal.errors import ApiError, Invalid
 from portal.extensions import db, limiter
 from portal.ledger import callbacks, endpoints
 from portal.ledger import services as ledger
@@ -35,6 +37,7 @@ from portal.merchants.models import Merchant
 from portal.merchants.services import authenticate, update_settings
 from portal.payment_requests import services as requests_service
 from portal.payments import queries as payment_queries
+from portal.payments import reconcile
 from portal.payments.models import Payment
 from portal.payments.refunds import refund_payment
 from portal.states import PaymentStatus
@@ -496,3 +499,38 @@ def rotate_webhook_secret(endpoint_id: str) -> Response:
     endpoint = endpoints.get_endpoint(g.merchant, endpoint_id)
     secret = endpoints.rotate(endpoint, body.overlap_hours)
     return answer(endpoint_answer(endpoint, secret))
+
+
+# --- reconciliation ---------------------------------------------------------------------
+
+
+def reconciliation_range(since: date | None, until: date | None) -> tuple[date, date]:
+    """The days asked (30 days up to today by default), at most a year, never reversed."""
+    until = until or utcnow().date()
+    since = since or until - timedelta(days=30)
+    if since > until:
+        raise Invalid("invalid_period", "since is after until.", "since")
+    if (until - since).days >= reconcile.MAX_DAYS:
+        raise Invalid("invalid_period", "At most a year at a time.", "since")
+    return since, until
+
+
+@operation(
+    bp, "GET", "/reconciliation",
+    summary="Payments, refunds and line allocations of a date range: totals and CSV "
+    "(the totals match the events of the same days).",
+    query=schemas.Reconciliation,
+    answers={200: schemas.ReconciliationAnswer},
+)  # fmt: skip
+def reconciliation() -> Response:
+    asked: schemas.Reconciliation = query(schemas.Reconciliation)
+    since, until = reconciliation_range(asked.since, asked.until)
+    payments, refunds = reconcile.totals(g.merchant, since, until)
+    return answer(
+        schemas.ReconciliationAnswer(
+            since=since, until=until, currency=g.merchant.currency,
+            totals=schemas.ReconciliationTotals(payments=payments, refunds=refunds,
+                                                net=payments + refunds),
+            csv=reconcile.csv_text(g.merchant, since, until),
+        )
+    )  # fmt: skip

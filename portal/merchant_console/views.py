@@ -37,6 +37,7 @@ from portal.links import link_token, link_url, qr_code_url
 from portal.merchant_console import accounts, activity, forms, requests
 from portal.merchant_console.models import MerchantUser
 from portal.payment_requests.models import PaymentRequest
+from portal.payments import reconcile
 from portal.payments.services import payable_range
 from portal.states import PaymentStatus, RequestStatus
 from portal.web import SUPPORTED_LOCALES
@@ -526,3 +527,29 @@ def refund(payment_id: str) -> Response:
     return redirect(
         url_for("merchant_console.request_detail", request_id=request_id, done="refund"), 303
     )
+
+
+# --- reconciliation ---------------------------------------------------------------------
+
+
+@bp.get("/reconciliation")
+def reconciliation() -> Response:
+    """The form, or with ``since`` and ``until`` the CSV (the API's records and totals)."""
+    since, until = request.args.get("since", ""), request.args.get("until", "")
+    if not since and not until:
+        return make_response(render_template("merchant/reconciliation.html", error=False))
+    try:
+        first, last = date.fromisoformat(since), date.fromisoformat(until)
+        if first > last or (last - first).days >= reconcile.MAX_DAYS:
+            raise ValueError(since)
+    except ValueError:
+        return make_response(render_template("merchant/reconciliation.html", error=True), 422)
+    merchant = g.merchant_user.merchant
+    accounts.audit(g.merchant_user, "reconciliation.exported", merchant.id,
+                   since=first.isoformat(), until=last.isoformat())  # fmt: skip
+    response = make_response(reconcile.csv_text(merchant, first, last))
+    response.mimetype = "text/csv"
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="reconciliation-{first}-{last}.csv"'
+    )
+    return response
