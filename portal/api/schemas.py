@@ -666,6 +666,11 @@ class UpdateMerchant(Contract):
     support_email: Email | None = None
     support_phone: Phone | None = None
     default_locale: Locale | None = None
+    accent_color: Annotated[
+        str, Field(pattern=r"^#[0-9a-fA-F]{6}$", description="#rrggbb; its button text "
+                   "(white or near black) must pass WCAG AA (4.5:1)."),
+        coded(string_pattern_mismatch="invalid_colour"),
+    ] | None = None  # fmt: skip
     embed_origins: Annotated[list[Origin], Field(max_length=20)] | None = None
 
 

@@ -34,7 +34,7 @@ from portal.delivery.services import deliveries_for
 from portal.errors import ApiError, Invalid, NotFound
 from portal.extensions import db, limiter
 from portal.links import link_token, link_url, qr_code_url
-from portal.merchant_console import accounts, activity, forms, requests
+from portal.merchant_console import accounts, activity, forms, requests, settings
 from portal.merchant_console.models import MerchantUser
 from portal.payment_requests.models import PaymentRequest
 from portal.payments import reconcile
@@ -553,3 +553,58 @@ def reconciliation() -> Response:
         f'attachment; filename="reconciliation-{first}-{last}.csv"'
     )
     return response
+
+
+# --- settings ---------------------------------------------------------------------------
+
+
+def _settings_page(error: ApiError | None = None, secret: str | None = None) -> Response:
+    user = g.merchant_user
+    return make_response(
+        render_template(
+            "merchant/settings.html",
+            merchant=user.merchant,
+            keys=settings.keys_of(user),
+            endpoints=settings.endpoints_of(user),
+            error=error,
+            secret=secret,
+            form=request.form if error else None,
+            done=request.args.get("done", ""),
+        ),
+        error.status if error else 200,
+    )
+
+
+@bp.get("/settings")
+@owner_only
+def settings_page() -> Response:
+    return _settings_page()
+
+
+@bp.post("/settings")
+@owner_only
+def save_settings() -> Response:
+    try:
+        settings.change_settings(g.merchant_user, settings.form_changes(request.form))
+    except ApiError as exc:
+        db.session.rollback()
+        return _settings_page(exc)
+    return redirect(url_for("merchant_console.settings_page", done="saved"), 303)
+
+
+@bp.post("/keys")
+@owner_only
+def create_key() -> Response:
+    """The new key's secret is on this answer only (never in a URL, never stored)."""
+    secret = settings.new_key(g.merchant_user, request.form.get("label", "").strip())
+    return _settings_page(secret=secret)
+
+
+@bp.post("/keys/<key_id>/revoke")
+@owner_only
+def revoke_key(key_id: str) -> Response:
+    try:
+        settings.revoke_key(g.merchant_user, key_id)
+    except NotFound:
+        abort(404)
+    return redirect(url_for("merchant_console.settings_page", done="revoked"), 303)

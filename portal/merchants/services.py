@@ -142,11 +142,32 @@ def update_settings(merchant: Merchant, changes: dict[str, Any]) -> Merchant:
             except MerchantError as exc:
                 raise Invalid("invalid_origin", str(exc), f"embed_origins[{i}]") from None
         changes = {**changes, "embed_origins": sorted(set(origins))}
+    if changes.get("accent_color") is not None and readable_text(changes["accent_color"]) is None:
+        raise Invalid("accent_contrast", "Neither white nor black text is readable on this "
+                      "colour (WCAG AA asks 4.5:1).", "accent_color")  # fmt: skip
     for name in ("display_name", "support_email", "support_phone", "default_locale",
-                 "embed_origins"):  # fmt: skip
+                 "embed_origins", "accent_color"):  # fmt: skip
         if name in changes:
-            if name in ("display_name", "default_locale") and changes[name] is None:
+            required = ("display_name", "default_locale", "accent_color")
+            if name in required and changes[name] is None:
                 raise Invalid("invalid_value", f"{name} cannot be removed.", name)
             setattr(merchant, name, changes[name])
     db.session.flush()
     return merchant
+
+
+def _luminance(colour: str) -> float:
+    channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def readable_text(colour: str) -> str | None:
+    """The button text the portal puts on ``colour`` (white, else #111111) when it has a
+    WCAG AA contrast of 4.5:1; None when neither has (the colour is refused)."""
+    lum = _luminance(colour)
+    if 1.05 / (lum + 0.05) >= 4.5:
+        return "#ffffff"
+    if (lum + 0.05) / (_luminance("#111111") + 0.05) >= 4.5:
+        return "#111111"
+    return None

@@ -147,11 +147,18 @@ MERCHANT_NO_ID_FORMS: dict[str, dict[str, Any]] = {
         "amount": "12,50",
     },
     "/merchant/customers/void": {"customer_reference": "CUST-ALPHA", "reason": "sweep"},
+    "/merchant/settings": {
+        "display_name": "Bravo renamed",
+        "default_locale": "nl",
+        "accent_color": "#1f5f8b",
+    },
+    "/merchant/keys": {"label": "bravo till"},
 }
 # A merchant console path argument -> the kinds of merchant A's objects to put there.
 MERCHANT_OBJECTS: dict[str, tuple[str, ...]] = {
     **API_OBJECTS,
     "user_id": ("merchant_user", "merchant_owner"),
+    "key_id": ("api_key",),
 }
 # Link path arguments besides the token (the token itself is the capability).
 LINK_OBJECTS: dict[str, tuple[str, ...]] = {
@@ -275,6 +282,7 @@ def world(app: Flask, client: FlaskClient) -> World:
         "callback_delivery": deliveries[0].id, "link_delivery": link_delivery.id,
         "endpoint": endpoint.id, "channel": "email", "step": "3ds",
         "merchant_user": clerk_a.id, "merchant_owner": owner_a.id,
+        "api_key": db.session.scalars(select(ApiKey.id).where(ApiKey.merchant_id == a.id)).first(),
     })  # fmt: skip
 
     b_open = make_request(b, statement_body(reference="BRAVO-OPEN"))
@@ -808,7 +816,8 @@ def test_merchant_console_pages_never_show_another_merchant(app: Flask, world: W
     hidden = markers(world)
     pages = merchant_pages(app)
     assert {"/merchant/", "/merchant/users", "/merchant/audit", "/merchant/requests",
-            "/merchant/payments"} <= set(pages)  # fmt: skip
+            "/merchant/payments", "/merchant/settings",
+            "/merchant/reconciliation"} <= set(pages)  # fmt: skip
     clerk_b = console_user(world.b.merchant.merchant, "bravo-clerk@shop.test", "staff")
     for user in (world.owner_b, clerk_b):
         with merchant_console(app, user) as (client, _):
@@ -895,6 +904,7 @@ def every_value(world: World) -> dict[str, str]:
         "delivery_id": ids["callback_delivery"],
         "endpoint_id": ids["endpoint"],
         "user_id": ids["merchant_user"],
+        "key_id": ids["api_key"],
         "action": "void",
         "step": "3ds",
         "provider": "stripe",
