@@ -4,7 +4,7 @@ from portal.api.models import IdempotencyKey
 from portal.delivery.models import LinkDelivery
 from portal.jobs.models import Job
 from portal.ledger.models import CallbackAttempt, CallbackDelivery, CallbackEndpoint, Event
-from portal.merchant_console.models import MerchantSession, MerchantUser
+from portal.merchant_console.models import MerchantLogo, MerchantSession, MerchantUser
 from portal.merchants.models import ApiKey, Merchant
 from portal.payment_requests.models import OrderLine, PaymentRequest, StatementLine
 from portal.payments.models import Payment, Refund
@@ -23,6 +23,7 @@ __all__ = [
     "Job",
     "LinkDelivery",
     "Merchant",
+    "MerchantLogo",
     "MerchantSession",
     "MerchantUser",
     "OrderLine",

@@ -34,7 +34,7 @@ from portal.delivery.services import deliveries_for
 from portal.errors import ApiError, Invalid, NotFound
 from portal.extensions import db, limiter
 from portal.links import link_token, link_url, qr_code_url
-from portal.merchant_console import accounts, activity, forms, requests, settings
+from portal.merchant_console import accounts, activity, forms, logos, requests, settings
 from portal.merchant_console.models import MerchantUser
 from portal.payment_requests.models import PaymentRequest
 from portal.payments import reconcile
@@ -51,7 +51,7 @@ LOCALE_COOKIE = "portal_merchant_locale"
 LOCALES = ("en", "fr", "nl")
 OPEN_ENDPOINTS = frozenset(
     {"merchant_console.login", "merchant_console.invitation", "merchant_console.reset_request",
-     "merchant_console.reset", "merchant_console.language"}
+     "merchant_console.reset", "merchant_console.language", "merchant_console.logo_image"}
 )  # fmt: skip
 
 
@@ -87,7 +87,8 @@ def _load_user() -> Response | None:
 
 @bp.after_request
 def _no_store(response: Response) -> Response:
-    response.headers["Cache-Control"] = "no-store"
+    if request.endpoint != "merchant_console.logo_image":
+        response.headers["Cache-Control"] = "no-store"
     return response
 
 
@@ -608,3 +609,31 @@ def revoke_key(key_id: str) -> Response:
     except NotFound:
         abort(404)
     return redirect(url_for("merchant_console.settings_page", done="revoked"), 303)
+
+
+@bp.post("/settings/logo")
+@owner_only
+def upload_logo() -> Response:
+    upload = request.files.get("logo")
+    data = upload.read(logos.MAX_BYTES + 1) if upload else b""
+    if upload:
+        upload.close()  # a large upload is spooled to a temporary file
+    try:
+        logos.set_logo(g.merchant_user, data)
+    except ApiError as exc:
+        db.session.rollback()
+        return _settings_page(exc)
+    return redirect(url_for("merchant_console.settings_page", done="saved"), 303)
+
+
+@bp.get("/logos/<digest>.png")
+def logo_image(digest: str) -> Response:
+    """Public: customers' pages and e-mails show it; the name is the content's hash."""
+    found = logos.logo(digest)
+    if found is None:
+        abort(404)
+    response = make_response(found.data)
+    response.mimetype = "image/png"
+    response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
