@@ -34,7 +34,8 @@ WIDER = """() => [...document.querySelectorAll("body *")]
 
 def _no_horizontal_scroll(page) -> None:
     fits = page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-    assert fits, (page.url, page.evaluate(WIDER))
+    widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert fits, (page.url, widths, page.evaluate(WIDER))
 
 
 def _last_link(smtp) -> str:
@@ -120,6 +121,7 @@ def test_owner_journey_from_invitation_to_export(live_server, browser, shot):
 
         today = date.today().isoformat()
         owner.get_by_role("link", name="Export").click()
+        expect(owner.get_by_role("heading", name="Export for your books")).to_be_visible()
         _no_horizontal_scroll(owner)
         exported = owner.request.get(f"{base}/merchant/reconciliation?since={today}&until={today}")
         assert exported.status == 200
