@@ -743,3 +743,10 @@ class ReconciliationAnswer(Answer):
     currency: str
     totals: ReconciliationTotals
     csv: str = Field(description="The records, one CSV row each (docs/api.md).")
+
+
+class WebhookTest(Answer):
+    object: Literal["webhook_test"] = "webhook_test"
+    id: str = Field(description="The test event's webhook-id (evt_test_…).")
+    endpoint_id: prefixed("we")  # type: ignore[valid-type]
+    status: Literal["queued"] = "queued"

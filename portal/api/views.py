@@ -534,3 +534,15 @@ def reconciliation() -> Response:
             csv=reconcile.csv_text(g.merchant, since, until),
         )
     )  # fmt: skip
+
+
+@operation(
+    bp, "POST", "/webhook-endpoints/{endpoint_id}/test",
+    summary="Send the endpoint a signed endpoint.test event (once, from the worker).",
+    answers={202: (schemas.WebhookTest, "Queued.")},
+    params=ENDPOINT_ID,
+)  # fmt: skip
+def test_webhook_endpoint(endpoint_id: str) -> Response:
+    endpoint = endpoints.get_endpoint(g.merchant, endpoint_id)
+    message_id = endpoints.queue_test_event(endpoint)
+    return answer(schemas.WebhookTest(id=message_id, endpoint_id=endpoint.id), 202)

@@ -6,18 +6,33 @@ again. Services add and flush; the request commits.
 
 from __future__ import annotations
 
+import json
+import logging
 from datetime import timedelta
 from typing import Any
 
+import urllib3
 from flask import current_app
 from sqlalchemy import select
 
+from portal.db_types import isoformat, utcnow
 from portal.errors import Invalid, NotFound
 from portal.extensions import db
-from portal.ledger.callbacks import UnsafeURL, resolve_callback_url, rotate_secret
+from portal.ids import new_id
+from portal.jobs.queue import enqueue, job_handler
+from portal.ledger.callbacks import (
+    USER_AGENT,
+    UnsafeURL,
+    resolve_callback_url,
+    rotate_secret,
+    signature_header,
+)
+from portal.ledger.callbacks import _post as post_callback
 from portal.ledger.models import CallbackEndpoint
 from portal.merchants.models import Merchant
 from portal.states import EventType
+
+log = logging.getLogger(__name__)
 
 
 def list_endpoints(merchant: Merchant) -> list[CallbackEndpoint]:
@@ -67,3 +82,37 @@ def rotate(endpoint: CallbackEndpoint, overlap_hours: int) -> str:
     secret = rotate_secret(endpoint, timedelta(hours=overlap_hours))
     db.session.flush()
     return secret
+
+
+def queue_test_event(endpoint: CallbackEndpoint) -> str:
+    """A signed ``endpoint.test`` event for the endpoint, sent once by a job (not an event
+    of the events API: nothing for a ledger to book). Returns its ``webhook-id``."""
+    message_id = new_id("evt_test")
+    enqueue("send_test_callback", {"endpoint_id": endpoint.id, "id": message_id},
+            max_attempts=1)  # fmt: skip
+    return message_id
+
+
+@job_handler("send_test_callback")
+def send_test_callback(payload: dict[str, Any]) -> None:
+    endpoint = db.session.get(CallbackEndpoint, payload["endpoint_id"])
+    if endpoint is None:
+        return
+    now = utcnow()
+    body = json.dumps({"id": payload["id"], "type": "endpoint.test", "created_at":
+                       isoformat(now), "data": {"endpoint_id": endpoint.id}},
+                      separators=(",", ":"))  # fmt: skip
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "webhook-id": payload["id"],
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": signature_header(endpoint, payload["id"], now, body),
+    }
+    try:
+        status, _, _ = post_callback(
+            endpoint.url, body.encode(), headers, current_app.config["PORTAL_CALLBACK_TIMEOUT"]
+        )
+        log.info("test event %s to %s: HTTP %s", payload["id"], endpoint.id, status)
+    except (UnsafeURL, urllib3.exceptions.HTTPError, OSError) as exc:
+        log.info("test event %s to %s failed: %s", payload["id"], endpoint.id, exc)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from standardwebhooks import Webhook
+
 from portal.db_types import utcnow
 from portal.extensions import db
+from portal.jobs.worker import run_due_jobs
 from portal.ledger.models import CallbackEndpoint
 from tests.factories import make_merchant
+from tests.servers import HTTPRecorder
 
 URL = "https://127.0.0.1:9/hook"  # loopback: allowed by the tests' PORTAL_ALLOW_PRIVATE_CALLBACKS
 
@@ -68,3 +72,25 @@ def test_production_refuses_plain_http_and_private_addresses(app, client):
     for url in ("http://127.0.0.1:9/hook", URL):
         resp = client.post("/api/v1/webhook-endpoints", headers=m.headers, json={"url": url})
         assert resp.status_code == 422 and resp.json["error"]["code"] == "unsafe_url", url
+
+
+def test_a_test_event_is_signed_and_sent_once(app, client):
+    receiver = HTTPRecorder(lambda req: (200, {}, b"ok")).start()
+    try:
+        m = make_merchant()
+        made = client.post("/api/v1/webhook-endpoints", headers=m.headers,
+                           json={"url": receiver.url}).json  # fmt: skip
+        resp = client.post(f"/api/v1/webhook-endpoints/{made['id']}/test", headers=m.headers)
+        assert resp.status_code == 202 and resp.json["id"].startswith("evt_test_")
+        run_due_jobs()
+        [request] = receiver.requests
+        payload = Webhook(made["secret"]).verify(request.body.decode(), {
+            k.lower(): v for k, v in request.headers.items()})  # fmt: skip
+        assert payload["type"] == "endpoint.test" and payload["id"] == resp.json["id"]
+        other = make_merchant(name="Other")
+        resp = client.post(f"/api/v1/webhook-endpoints/{made['id']}/test", headers=other.headers)
+        assert resp.status_code == 404
+        run_due_jobs()
+        assert len(receiver.requests) == 1
+    finally:
+        receiver.stop()
