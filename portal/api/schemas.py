@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal, TypeAlias
+from zoneinfo import available_timezones
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
@@ -652,8 +653,32 @@ class Merchant(Answer):
     support_phone: str | None
     embed_origins: list[str]
     stripe_account: str | None
+    country: str
+    time_zone: str
 
 
+def _country(value: str) -> str:
+    if value.upper() not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(value)
+    return value.upper()
+
+
+def _time_zone(value: str) -> str:
+    if value not in available_timezones():
+        raise ValueError(value)
+    return value
+
+
+Country = Annotated[
+    str,
+    Field(description="ISO 3166-1 alpha-2; national phone numbers parse with it."),
+    _checked("invalid_country", _country, "is not a country code (BE, FR, NL…)"),
+]
+TimeZone = Annotated[
+    str,
+    Field(description="IANA time zone (Europe/Brussels)."),
+    _checked("invalid_time_zone", _time_zone, "is not an IANA time zone"),
+]
 Origin = Annotated[
     str, Field(max_length=200, description="An https origin, e.g. https://shop.example.com.")
 ]
@@ -672,6 +697,8 @@ class UpdateMerchant(Contract):
         coded(string_pattern_mismatch="invalid_colour"),
     ] | None = None  # fmt: skip
     embed_origins: Annotated[list[Origin], Field(max_length=20)] | None = None
+    country: Country | None = None
+    time_zone: TimeZone | None = None
 
 
 CallbackUrl = Annotated[

@@ -16,6 +16,7 @@ from typing import Any
 
 from werkzeug.datastructures import MultiDict
 
+from portal.api.schemas import normalise_phone
 from portal.customer.forms import parse_amount
 
 KINDS = ("statement", "wallet_topup", "order_deposit")
@@ -29,8 +30,10 @@ class FormError(ValueError):
 
 
 class Reader:
-    def __init__(self, form: MultiDict[str, str], currency: str, locale: str) -> None:
-        self.form, self.currency, self.locale = form, currency, locale
+    def __init__(
+        self, form: MultiDict[str, str], currency: str, locale: str, country: str = "BE"
+    ) -> None:
+        self.form, self.currency, self.locale, self.country = form, currency, locale, country
 
     def text(self, name: str) -> str | None:
         value = (self.form.get(name) or "").strip()
@@ -66,7 +69,7 @@ def _customer(r: Reader) -> dict[str, Any] | None:
     customer = {
         "name": r.text("customer_name"),
         "email": r.text("customer_email"),
-        "phone": r.text("customer_phone"),
+        "phone": national_phone(r.text("customer_phone"), r.country),
         "locale": r.text("customer_locale"),
         "reference": r.text("customer_reference"),
     }
@@ -180,13 +183,24 @@ def _drop_empty(value: Any) -> Any:
     return value
 
 
+def national_phone(phone: str | None, country: str) -> str | None:
+    """A number typed without its country code, read with the shop's country (E.164);
+    anything else is left for the contract to judge."""
+    if not phone or phone.startswith("+"):
+        return phone
+    try:
+        return normalise_phone(phone, country)
+    except ValueError:
+        return phone
+
+
 def request_body(
-    form: MultiDict[str, str], kind: str, currency: str, locale: str
+    form: MultiDict[str, str], kind: str, currency: str, locale: str, country: str = "BE"
 ) -> dict[str, Any]:
     """The API's body for the form of ``kind`` (:class:`FormError` when unreadable)."""
     if kind not in KINDS:
         raise FormError("invalid_kind", "kind")
-    r = Reader(form, currency, locale)
+    r = Reader(form, currency, locale, country)
     body: dict[str, Any] = {
         "kind": kind,
         "currency": currency,

@@ -16,16 +16,19 @@ from portal.extensions import db
 from portal.ledger.endpoints import list_endpoints
 from portal.ledger.models import CallbackEndpoint
 from portal.merchant_console.accounts import audit
+from portal.merchant_console.forms import national_phone
 from portal.merchant_console.models import MerchantUser
 from portal.merchants.models import ApiKey
 from portal.merchants.services import create_api_key, revoke_api_key, update_settings
 
-FIELDS = ("display_name", "support_email", "support_phone", "default_locale", "accent_color")
+FIELDS = ("display_name", "support_email", "support_phone", "default_locale", "accent_color",
+          "country", "time_zone")  # fmt: skip
 
 
 def form_changes(form: Any) -> dict[str, Any]:
     """The form as ``PATCH /api/v1/merchant``'s body: an emptied optional field removes it."""
     body: dict[str, Any] = {name: (form.get(name) or "").strip() or None for name in FIELDS}
+    body["support_phone"] = national_phone(body["support_phone"], (body["country"] or "BE").upper())
     origins = [line.strip() for line in (form.get("embed_origins") or "").splitlines()]
     body["embed_origins"] = [o for o in origins if o]
     return body

@@ -363,7 +363,9 @@ def create_request() -> Response:
         abort(404)
     merchant = g.merchant_user.merchant
     try:
-        body = forms.request_body(request.form, kind, merchant.currency, _locale())
+        body = forms.request_body(
+            request.form, kind, merchant.currency, _locale(), merchant.country
+        )
         pr = requests.create_by_hand(g.merchant_user, body)
     except (forms.FormError, ApiError) as exc:
         db.session.rollback()

@@ -27,6 +27,12 @@ class Merchant(db.Model):
     accent_color: Mapped[str] = mapped_column(String(7), default="#1f5f8b")
     support_email: Mapped[str | None] = mapped_column(String(254))
     support_phone: Mapped[str | None] = mapped_column(String(32))
+    # ISO 3166 country: national phone numbers typed in the console parse with it.
+    country: Mapped[str] = mapped_column(String(2), default="BE", server_default="BE")
+    # IANA zone the console shows times in.
+    time_zone: Mapped[str] = mapped_column(
+        String(64), default="Europe/Brussels", server_default="Europe/Brussels"
+    )
     # Origins allowed to frame the portal's pages (``frame-ancestors``).
     embed_origins: Mapped[list[str]] = mapped_column(JSON, default=list)
     stripe_account: Mapped[str | None] = mapped_column(String(64), unique=True)

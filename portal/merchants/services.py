@@ -146,9 +146,9 @@ def update_settings(merchant: Merchant, changes: dict[str, Any]) -> Merchant:
         raise Invalid("accent_contrast", "Neither white nor black text is readable on this "
                       "colour (WCAG AA asks 4.5:1).", "accent_color")  # fmt: skip
     for name in ("display_name", "support_email", "support_phone", "default_locale",
-                 "embed_origins", "accent_color"):  # fmt: skip
+                 "embed_origins", "accent_color", "country", "time_zone"):  # fmt: skip
         if name in changes:
-            required = ("display_name", "default_locale", "accent_color")
+            required = ("display_name", "default_locale", "accent_color", "country", "time_zone")
             if name in required and changes[name] is None:
                 raise Invalid("invalid_value", f"{name} cannot be removed.", name)
             setattr(merchant, name, changes[name])

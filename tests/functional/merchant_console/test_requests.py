@@ -42,7 +42,7 @@ def statement_form(token: str, **overrides: str) -> dict[str, object]:
     form: dict[str, object] = {
         "csrf_token": token, "kind": "statement",
         "customer_name": "Camille Martin", "customer_email": "camille@example.com",
-        "customer_locale": "fr", "customer_reference": "CUST-7",
+        "customer_locale": "fr", "customer_reference": "CUST-7", "customer_phone": "0470 12 34 56",
         "reference": "RELEVE-11", "period_start": "2026-10-01", "period_end": "2026-10-31",
         "line_date": ["2026-10-03", "2026-10-12", "2026-10-20", ""],
         "line_description": ["Pain", "Avoir", "Gâteau", ""],
@@ -65,6 +65,7 @@ def test_a_statement_with_three_lines_by_hand(app, browser, clerk):
     pr = created(browser, statement_form(csrf(browser, "/merchant/requests/new")))
     assert (pr.kind, pr.amount, pr.balance, pr.allow_partial) == ("statement", 4000, 4000, True)
     assert pr.customer_locale == "fr" and pr.customer_email == "camille@example.com"
+    assert pr.customer_phone == "+32470123456"  # a national number, read with the shop's country
     assert [(ln.description, ln.amount, ln.reference) for ln in pr.statement_lines] == [
         ("Pain", 1250, "T-1"), ("Avoir", -250, "C-1"), ("Gâteau", 3000, "T-2"),
     ]  # fmt: skip
@@ -185,6 +186,7 @@ def test_send_by_email_and_sms(app, browser, clerk, smtp):
     resp = browser.post(f"/merchant/requests/{pr.id}/send", data={
         "csrf_token": token, "channel": "sms", "to": "+32 470 12 34 56"})  # fmt: skip
     assert resp.status_code == 303
+    assert resp.status_code == 303
     run_due_jobs()
     [mail] = smtp.messages
     assert mail["To"] == "camille@example.com"
@@ -195,8 +197,8 @@ def test_send_by_email_and_sms(app, browser, clerk, smtp):
     assert sorted(d.channel for d in deliveries) == ["email", "sms"]
     actions = db.session.scalars(select(AuditLog.action).where(AuditLog.target_id == pr.id)).all()
     assert actions.count("merchant.request.sent") == 2
-    # refused: an SMS without a number, a bad number, an unknown channel
-    for data in ({"channel": "sms"}, {"channel": "sms", "to": "12"}, {"channel": "fax"}):
+    # refused: a bad number, an unknown channel
+    for data in ({"channel": "sms", "to": "12"}, {"channel": "fax"}):
         resp = browser.post(f"/merchant/requests/{pr.id}/send", data={"csrf_token": token, **data})
         assert resp.status_code == 422, data
     assert db.session.scalar(select(func.count(LinkDelivery.id))) == 2

@@ -14,7 +14,8 @@ from tests.functional.merchant_console.helpers import console_user, csrf, sign_i
 from tests.functional.support.test_console import https_client
 
 FORM = {"display_name": "La Boutique", "support_email": "Help@Shop.example",
-        "support_phone": "+32 2 555 01 23", "default_locale": "fr", "accent_color": "#0b5394",
+        "support_phone": "02 555 01 23", "country": "be", "time_zone": "Europe/Paris",
+        "default_locale": "fr", "accent_color": "#0b5394",
         "embed_origins": "https://shop.example\nhttps://www.shop.example/\n"}  # fmt: skip
 
 
@@ -31,6 +32,7 @@ def test_the_owner_changes_the_settings_with_the_apis_rules(app, client):
             shop.accent_color) == ("La Boutique", "help@shop.example", "+3225550123", "fr",
                                    "#0b5394")  # fmt: skip
     assert shop.embed_origins == ["https://shop.example", "https://www.shop.example"]
+    assert (shop.country, shop.time_zone) == ("BE", "Europe/Paris")  # "02 …" read as Belgian
     assert client.get("/api/v1/merchant", headers=m.headers).json["display_name"] == "La Boutique"
     for bad, message in (
         ({"accent_color": "#777777"}, "Neither white nor black"),  # fails WCAG AA both ways
@@ -38,6 +40,8 @@ def test_the_owner_changes_the_settings_with_the_apis_rules(app, client):
         ({"support_email": "nope"}, "valid e-mail"),
         ({"display_name": ""}, "not accepted"),
         ({"embed_origins": "http://shop.example"}, "https address"),
+        ({"country": "XX", "support_phone": "+32 2 555 01 23"}, "two-letter country"),
+        ({"time_zone": "Mars/Olympus"}, "time zone such as"),
     ):
         resp = browser.post("/merchant/settings", data={"csrf_token": token, **FORM, **bad})
         assert resp.status_code == 422 and message in resp.text, bad

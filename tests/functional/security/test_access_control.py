@@ -153,6 +153,8 @@ MERCHANT_NO_ID_FORMS: dict[str, dict[str, Any]] = {
         "display_name": "Bravo renamed",
         "default_locale": "nl",
         "accent_color": "#1f5f8b",
+        "country": "NL",
+        "time_zone": "Europe/Amsterdam",
     },
     "/merchant/keys": {"label": "bravo till"},
     "/merchant/settings/logo": {},  # no file: refused, and nothing of A's changes
