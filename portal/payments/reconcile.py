@@ -84,8 +84,8 @@ def csv_text(merchant: Merchant, since: date, until: date) -> str:
     writer.writeheader()
     for row in rows(merchant, since, until):
         at = row["at"]
-        writer.writerow({**row, "at": at.isoformat().replace("+00:00", "Z")  # type: ignore[union-attr]
-                         if at else ""})  # fmt: skip
+        when = at.isoformat().replace("+00:00", "Z") if isinstance(at, datetime) else ""
+        writer.writerow({**row, "at": when})
     return buffer.getvalue()
 
 
