@@ -13,8 +13,16 @@ from portal.api import schemas
 from portal.api.contract import parse
 from portal.errors import NotFound
 from portal.extensions import db
-from portal.ledger.endpoints import list_endpoints
-from portal.ledger.models import CallbackEndpoint
+from portal.ledger import callbacks
+from portal.ledger.endpoints import (
+    check_url,
+    get_endpoint,
+    list_endpoints,
+    queue_test_event,
+    rotate,
+    update_endpoint,
+)
+from portal.ledger.models import CallbackDelivery, CallbackEndpoint
 from portal.merchant_console.accounts import audit
 from portal.merchant_console.forms import national_phone
 from portal.merchant_console.models import MerchantUser
@@ -75,3 +83,48 @@ def revoke_key(user: MerchantUser, key_id: str) -> None:
         raise NotFound("API key")
     revoke_api_key(key.id)
     audit(user, "api_key.revoked", key.id)
+
+
+def add_endpoint(user: MerchantUser, url: str) -> CallbackEndpoint:
+    """Raises :class:`portal.errors.Invalid` (``unsafe_url``) as the API does."""
+    body = parse(schemas.CreateWebhookEndpoint, {"url": url.strip()})
+    check_url(body.url)
+    endpoint = callbacks.add_endpoint(user.merchant_id, body.url)
+    audit(user, "endpoint.added", endpoint.id, url=endpoint.url)
+    return endpoint
+
+
+def endpoint_of(user: MerchantUser, endpoint_id: str) -> CallbackEndpoint:
+    return get_endpoint(user.merchant, endpoint_id)
+
+
+def change_endpoint(user: MerchantUser, endpoint: CallbackEndpoint, what: str) -> str | None:
+    """``enable``, ``disable``, ``rotate`` (returns the new secret) or ``test``."""
+    secret = None
+    if what in ("enable", "disable"):
+        update_endpoint(endpoint, {"enabled": what == "enable"})
+    elif what == "rotate":
+        secret = rotate(endpoint, 24)
+    elif what == "test":
+        queue_test_event(endpoint)
+    else:
+        return None
+    audit(user, f"endpoint.{what}", endpoint.id)
+    return secret
+
+
+def deliveries_of(user: MerchantUser, limit: int = 50) -> list[CallbackDelivery]:
+    return list(
+        db.session.scalars(
+            select(CallbackDelivery)
+            .where(CallbackDelivery.merchant_id == user.merchant_id)
+            .order_by(CallbackDelivery.created_at.desc(), CallbackDelivery.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def replay(user: MerchantUser, event_id: str) -> None:
+    """The event again to every endpoint that wants it (raises NotFound for another's)."""
+    callbacks.redeliver_event(user.merchant_id, event_id)
+    audit(user, "event.replayed", event_id)

@@ -569,6 +569,7 @@ def _settings_page(error: ApiError | None = None, secret: str | None = None) -> 
             merchant=user.merchant,
             keys=settings.keys_of(user),
             endpoints=settings.endpoints_of(user),
+            deliveries=settings.deliveries_of(user),
             error=error,
             secret=secret,
             form=request.form if error else None,
@@ -639,3 +640,38 @@ def logo_image(digest: str) -> Response:
     response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+@bp.post("/endpoints")
+@owner_only
+def add_endpoint() -> Response:
+    """The new endpoint's signing secret is on this answer only."""
+    try:
+        endpoint = settings.add_endpoint(g.merchant_user, request.form.get("url", "")[:2000])
+    except ApiError as exc:
+        db.session.rollback()
+        return _settings_page(exc)
+    return _settings_page(secret=endpoint.secret)
+
+
+@bp.post("/endpoints/<endpoint_id>")
+@owner_only
+def change_endpoint(endpoint_id: str) -> Response:
+    try:
+        endpoint = settings.endpoint_of(g.merchant_user, endpoint_id)
+    except NotFound:
+        abort(404)
+    secret = settings.change_endpoint(g.merchant_user, endpoint, request.form.get("do", ""))
+    if secret:
+        return _settings_page(secret=secret)
+    return redirect(url_for("merchant_console.settings_page", done="saved"), 303)
+
+
+@bp.post("/events/<event_id>/replay")
+@owner_only
+def replay_event(event_id: str) -> Response:
+    try:
+        settings.replay(g.merchant_user, event_id)
+    except NotFound:
+        abort(404)
+    return redirect(url_for("merchant_console.settings_page", done="replayed"), 303)

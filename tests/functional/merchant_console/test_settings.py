@@ -5,13 +5,18 @@ from __future__ import annotations
 import re
 
 from sqlalchemy import select
+from standardwebhooks import Webhook
 
 from portal.extensions import db
+from portal.jobs.worker import run_due_jobs
+from portal.ledger.models import CallbackDelivery, CallbackEndpoint
 from portal.merchants.models import ApiKey, Merchant
+from portal.payments.services import fulfil_payment, start_payment
 from portal.support.models import AuditLog
-from tests.factories import make_merchant
+from tests.factories import make_merchant, make_request, statement_body
 from tests.functional.merchant_console.helpers import console_user, csrf, sign_in
 from tests.functional.support.test_console import https_client
+from tests.servers import HTTPRecorder
 
 FORM = {"display_name": "La Boutique", "support_email": "Help@Shop.example",
         "support_phone": "02 555 01 23", "country": "be", "time_zone": "Europe/Paris",
@@ -80,3 +85,50 @@ def test_api_keys_created_once_and_revoked(app, client):
     assert staff.get("/merchant/settings").status_code == 403
     assert staff.post("/merchant/keys", data={"csrf_token": own}).status_code == 403
     assert len(db.session.scalars(select(ApiKey).where(ApiKey.merchant_id == m.id)).all()) == 2
+
+
+def test_callback_endpoints_in_the_console(app):
+    receiver = HTTPRecorder(lambda req: (200, {}, b"ok")).start()
+    try:
+        m = make_merchant()
+        browser = https_client(app)
+        sign_in(browser, console_user(m.merchant, "owner@shop.test"))
+        token = csrf(browser, "/merchant/settings")
+        refused = browser.post("/merchant/endpoints", data={"csrf_token": token,
+                                                            "url": "ftp://x.example/"})  # fmt: skip
+        assert refused.status_code == 422
+        page = browser.post("/merchant/endpoints", data={"csrf_token": token, "url": receiver.url})
+        assert page.status_code == 200
+        endpoint = db.session.scalars(select(CallbackEndpoint)).one()
+        assert endpoint.secret in page.text  # shown once
+        assert endpoint.secret not in browser.get("/merchant/settings").text
+        path = f"/merchant/endpoints/{endpoint.id}"
+        assert browser.post(path, data={"csrf_token": token, "do": "test"}).status_code == 303
+        run_due_jobs()
+        [test] = receiver.requests
+        headers = {k.lower(): v for k, v in test.headers.items()}
+        assert Webhook(endpoint.secret).verify(test.body.decode(), headers)["type"] == (
+            "endpoint.test"
+        )
+        rotated = browser.post(path, data={"csrf_token": token, "do": "rotate"})
+        db.session.expire_all()
+        endpoint = db.session.get(CallbackEndpoint, endpoint.id)
+        assert endpoint.secret in rotated.text and endpoint.previous_secret
+        # a payment's callbacks are in the log, and one can be sent again
+        pr = make_request(m, statement_body())
+        fulfil_payment(start_payment(pr, None).id)
+        db.session.commit()
+        run_due_jobs()
+        delivery = db.session.scalars(select(CallbackDelivery)).first()
+        assert delivery.event_id in browser.get("/merchant/settings").text
+        before = len(receiver.requests)
+        replay = browser.post(f"/merchant/events/{delivery.event_id}/replay",
+                              data={"csrf_token": token})  # fmt: skip
+        assert replay.status_code == 303
+        run_due_jobs()
+        assert len(receiver.requests) == before + 1
+        assert browser.post(path, data={"csrf_token": token, "do": "disable"}).status_code == 303
+        db.session.expire_all()
+        assert db.session.get(CallbackEndpoint, endpoint.id).enabled is False
+    finally:
+        receiver.stop()

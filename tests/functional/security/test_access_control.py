@@ -158,6 +158,7 @@ MERCHANT_NO_ID_FORMS: dict[str, dict[str, Any]] = {
     },
     "/merchant/keys": {"label": "bravo till"},
     "/merchant/settings/logo": {},  # no file: refused, and nothing of A's changes
+    "/merchant/endpoints": {"url": "https://127.0.0.1:9/bravo-hook"},
 }
 # A merchant console path argument -> the kinds of merchant A's objects to put there.
 MERCHANT_OBJECTS: dict[str, tuple[str, ...]] = {
@@ -764,6 +765,8 @@ def test_merchant_users_get_404_on_another_merchants_objects(app: Flask, world: 
     assert ("GET", f"/merchant/requests/{world.a.ids['paid']}/preview") in calls
     assert ("POST", f"/merchant/payments/{world.a.ids['payment']}/refunds") in calls
     assert ("POST", f"/merchant/requests/{world.a.ids['open']}/void") in calls
+    assert ("POST", f"/merchant/endpoints/{world.a.ids['endpoint']}") in calls
+    assert ("POST", f"/merchant/events/{world.a.ids['event']}/replay") in calls
     with merchant_console(app, world.owner_b) as (client, csrf):
         for method, path in calls:
             form = {**FORM, "csrf_token": csrf, "state": "disable", "channel": "email"}
