@@ -507,6 +507,8 @@ def rotate_webhook_secret(endpoint_id: str) -> Response:
 def reconciliation_range(since: date | None, until: date | None) -> tuple[date, date]:
     """The days asked (30 days up to today by default), at most a year, never reversed."""
     until = until or utcnow().date()
+    if not date(1970, 1, 31) <= until <= date(9000, 1, 1) or (since and since.year < 1970):
+        raise Invalid("invalid_period", "Days between 1970 and 9000 only.", "until")
     since = since or until - timedelta(days=30)
     if since > until:
         raise Invalid("invalid_period", "since is after until.", "since")
