@@ -64,6 +64,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from portal.cli import register_cli
     from portal.customer.views import bp as customer_bp
     from portal.devtools import views as devtools
+    from portal.merchant_console.views import bp as merchant_console_bp
     from portal.support.views import bp as support_bp
     from portal.webhooks.views import bp as webhooks_bp
 
@@ -77,6 +78,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(customer_bp)
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(support_bp)
+    app.register_blueprint(merchant_console_bp)
     app.register_blueprint(api_reference_bp)
     devtools.init_app(app)  # development only
     csrf.exempt(api_bp)

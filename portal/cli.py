@@ -15,6 +15,7 @@ from portal.errors import ApiError
 from portal.extensions import db
 from portal.jobs.cli import worker_command
 from portal.ledger.cli import endpoint_cli
+from portal.merchant_console.cli import user_cli
 from portal.merchants.models import ApiKey, Merchant
 from portal.merchants.services import (
     MerchantError,
@@ -188,6 +189,12 @@ def demo_command(ledger_url: str | None) -> None:
         click.echo(f"{kind:<15} {url}")
     for kind in info["replaced"]:
         click.echo(f"(a new {KIND_NAMES[kind]} link: the previous one was paid, voided or expired)")
+    owner = info["owner"]
+    click.echo(f"Console:       {base}/merchant/  as {owner['email']} / {owner['password']}")
+    click.echo(f"  TOTP key {owner['totp_secret']} (add it to an authenticator app), or print")
+    click.echo(
+        "  the current code: .venv/bin/flask --app portal merchant user code " + owner["email"]
+    )
     click.echo(f"Start page:    {base}/  (mail, SMS, API reference, test cards, console)")
     if ledger_url:
         try:
@@ -224,6 +231,7 @@ def wallet_domains_command(domain: str | None) -> None:
 def register_cli(app: Flask) -> None:
     merchant_cli.add_command(endpoint_cli)
     app.cli.add_command(wallet_domains_command)
+    merchant_cli.add_command(user_cli)
     app.cli.add_command(worker_command)
     app.cli.add_command(staff_cli)
     app.cli.add_command(merchant_cli)

@@ -14,11 +14,13 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import select
 
+from portal.credentials import hash_password, totp_uri, verify_password
 from portal.db_types import utcnow
 from portal.extensions import db
 from portal.ledger.callbacks import add_endpoint
 from portal.ledger.models import CallbackEndpoint
 from portal.links import link_url
+from portal.merchant_console.models import MerchantUser
 from portal.merchants.models import ApiKey, Merchant
 from portal.merchants.services import create_api_key, create_merchant, hash_key
 from portal.payment_requests.models import PaymentRequest
@@ -32,6 +34,10 @@ DEMO_API_KEY = "sk_portal_demo_do_not_use_in_production"
 # The signing secret of the demo merchant's ledger endpoint (`flask demo --ledger URL`):
 # public like the demo key, so that docs/callbacks.md's commands run as written.
 DEMO_LEDGER_SECRET = "whsec_ZGVtbyBsZWRnZXIgc2VjcmV0OiBkZXZlbG9wIG9ubHk="  # noqa: S105
+# The demo merchant's console owner (/merchant/), public like the demo key: development only.
+DEMO_OWNER_EMAIL = "owner@corner-shop.example"
+DEMO_OWNER_PASSWORD = "demo-owner-password"  # noqa: S105
+DEMO_OWNER_TOTP = "DEMOOWNERTOTPKEYDEVELOPONLY23456"
 
 
 def _demo_bodies() -> dict[str, dict[str, Any]]:
@@ -154,6 +160,7 @@ def ensure_demo() -> dict[str, Any]:
         is None
     ):
         create_api_key(merchant, label="demo", secret=DEMO_API_KEY)
+    ensure_demo_owner(merchant)
     links, replaced = {}, []
     for kind, body in _demo_bodies().items():
         pr = _reusable(merchant, body["reference"])
@@ -175,7 +182,29 @@ def ensure_demo() -> dict[str, Any]:
         "api_key": DEMO_API_KEY,
         "links": links,
         "replaced": replaced,
+        "owner": {
+            "email": DEMO_OWNER_EMAIL,
+            "password": DEMO_OWNER_PASSWORD,
+            "totp_secret": DEMO_OWNER_TOTP,
+            "totp_uri": totp_uri(DEMO_OWNER_TOTP, DEMO_OWNER_EMAIL, DEMO_NAME),
+        },
     }
+
+
+def ensure_demo_owner(merchant: Merchant) -> MerchantUser:
+    """The demo merchant's console owner, signing in with the demo password and TOTP key."""
+    user = db.session.scalars(
+        select(MerchantUser).where(MerchantUser.email == DEMO_OWNER_EMAIL)
+    ).first()
+    if user is None:
+        user = MerchantUser(merchant_id=merchant.id, email=DEMO_OWNER_EMAIL, role="owner",
+                            refund_limit=0, failed_logins=0, activated_at=utcnow())  # fmt: skip
+        db.session.add(user)
+    if not verify_password(user.password_hash, DEMO_OWNER_PASSWORD):
+        user.password_hash = hash_password(DEMO_OWNER_PASSWORD)
+    user.totp_secret, user.disabled_at = DEMO_OWNER_TOTP, None
+    db.session.flush()
+    return user
 
 
 def ensure_demo_ledger(url: str) -> CallbackEndpoint:

@@ -4,6 +4,7 @@ from portal.api.models import IdempotencyKey
 from portal.delivery.models import LinkDelivery
 from portal.jobs.models import Job
 from portal.ledger.models import CallbackAttempt, CallbackDelivery, CallbackEndpoint, Event
+from portal.merchant_console.models import MerchantLogo, MerchantSession, MerchantUser
 from portal.merchants.models import ApiKey, Merchant
 from portal.payment_requests.models import OrderLine, PaymentRequest, StatementLine
 from portal.payments.models import Payment, Refund
@@ -22,6 +23,9 @@ __all__ = [
     "Job",
     "LinkDelivery",
     "Merchant",
+    "MerchantLogo",
+    "MerchantSession",
+    "MerchantUser",
     "OrderLine",
     "Payment",
     "PaymentRequest",

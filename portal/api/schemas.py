@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal, TypeAlias
+from zoneinfo import available_timezones
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
@@ -34,7 +35,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from portal.money import is_supported_currency
-from portal.states import EventType, RequestStatus
+from portal.states import EventType, PaymentStatus, RequestStatus
 
 MAX_AMOUNT = 10**15  # in minor units: more than any payment, well inside a 64-bit column
 MAX_QUANTITY = 1_000_000  # of one order line
@@ -595,3 +596,184 @@ class ListEvents(Query):
     type: Annotated[EventType, coded(enum="invalid_value")] | None = Field(
         None, description="Only this event type."
     )
+
+
+# --- payments and the merchant's own settings (issue 15) ---------------------------------
+
+
+class ListPayments(Query):
+    status: Annotated[PaymentStatus, coded(enum="invalid_value")] | None = Field(
+        None, description="Only this status."
+    )
+    request_id: str | None = Field(None, description="Only the payments of this request.")
+    limit: page_size(20, 100) = 20  # type: ignore[valid-type]
+    starting_after: str | None = Field(None, description="The last id of the previous page.")
+
+
+class Payment(Answer):
+    id: prefixed("pay")  # type: ignore[valid-type]
+    object: Literal["payment"] = "payment"
+    request_id: prefixed("pr")  # type: ignore[valid-type]
+    amount: int
+    currency: str
+    status: PaymentStatus
+    amount_refunded: int
+    method: str | None = Field(description="card, ideal, bancontact, sepa_debit, …")
+    card_brand: str | None
+    card_last4: str | None
+    receipt_number: str | None
+    created_at: Timestamp
+    succeeded_at: Timestamp | None
+
+
+class PaymentList(Answer):
+    object: Literal["list"] = "list"
+    data: list[Payment]
+    has_more: bool
+    next_starting_after: str | None
+
+
+class RefundList(Answer):
+    object: Literal["list"] = "list"
+    data: list[Refund]
+
+
+class Merchant(Answer):
+    id: prefixed("mer")  # type: ignore[valid-type]
+    object: Literal["merchant"] = "merchant"
+    name: str
+    display_name: str
+    currency: str
+    default_locale: str
+    ceiling: int = Field(description="Largest amount of any request, in minor units.")
+    min_payment: int | None
+    accent_color: str
+    logo_url: str | None
+    support_email: str | None
+    support_phone: str | None
+    embed_origins: list[str]
+    stripe_account: str | None
+    country: str
+    time_zone: str
+
+
+def _country(value: str) -> str:
+    if value.upper() not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(value)
+    return value.upper()
+
+
+def _time_zone(value: str) -> str:
+    if value not in available_timezones():
+        raise ValueError(value)
+    return value
+
+
+Country = Annotated[
+    str,
+    Field(description="ISO 3166-1 alpha-2; national phone numbers parse with it."),
+    _checked("invalid_country", _country, "is not a country code (BE, FR, NL…)"),
+]
+TimeZone = Annotated[
+    str,
+    Field(description="IANA time zone (Europe/Brussels)."),
+    _checked("invalid_time_zone", _time_zone, "is not an IANA time zone"),
+]
+Origin = Annotated[
+    str, Field(max_length=200, description="An https origin, e.g. https://shop.example.com.")
+]
+
+
+class UpdateMerchant(Contract):
+    """The settings a merchant changes itself; absent fields stay as they are."""
+
+    display_name: Text200 | None = None
+    support_email: Email | None = None
+    support_phone: Phone | None = None
+    default_locale: Locale | None = None
+    accent_color: Annotated[
+        str, Field(pattern=r"^#[0-9a-fA-F]{6}$", description="#rrggbb; its button text "
+                   "(white or near black) must pass WCAG AA (4.5:1)."),
+        coded(string_pattern_mismatch="invalid_colour"),
+    ] | None = None  # fmt: skip
+    embed_origins: Annotated[list[Origin], Field(max_length=20)] | None = None
+    country: Country | None = None
+    time_zone: TimeZone | None = None
+
+
+CallbackUrl = Annotated[
+    str,
+    Field(max_length=2000, pattern=r"^https?://[^\s/?#]+(/\S*)?$",
+          description="https, public address (checked again at every send)."),
+    coded(string_pattern_mismatch="unsafe_url", string_too_long="too_long"),
+]  # fmt: skip
+EventTypes = Annotated[
+    list[Annotated[str, Field(max_length=60, json_schema_extra={"enum": list(EventType)})]],
+    Field(max_length=20, description="Only these event types; empty: every type."),
+]
+
+
+class WebhookEndpoint(Answer):
+    id: prefixed("we")  # type: ignore[valid-type]
+    object: Literal["webhook_endpoint"] = "webhook_endpoint"
+    url: str
+    enabled: bool
+    disabled_reason: str | None
+    event_types: list[str]
+    created_at: Timestamp
+    previous_secret_valid_until: Timestamp | None = Field(
+        description="During a rotation the previous secret also signs until then."
+    )
+    secret: str | None = Field(
+        None, description="The whsec_ signing secret: only in the answer that made it."
+    )
+
+
+class WebhookEndpointList(Answer):
+    object: Literal["list"] = "list"
+    data: list[WebhookEndpoint]
+
+
+class CreateWebhookEndpoint(Contract):
+    url: CallbackUrl
+    event_types: EventTypes = []
+
+
+class UpdateWebhookEndpoint(Contract):
+    url: CallbackUrl | None = None
+    event_types: EventTypes | None = None
+    enabled: StrictBool | None = None
+
+
+class RotateWebhookSecret(Contract):
+    overlap_hours: Annotated[
+        StrictInt, Field(ge=0, le=168, description="Hours both secrets sign (24)."),
+        coded(greater_than_equal="invalid_value", less_than_equal="invalid_value"),
+    ] = 24  # fmt: skip
+
+
+class Reconciliation(Query):
+    since: IsoDate | None = Field(None, description="First day (UTC), included; 30 days ago.")
+    until: IsoDate | None = Field(None, description="Last day (UTC), included; today.")
+
+
+class ReconciliationTotals(Answer):
+    payments: int = Field(description="Sum of the payment rows (payment.succeeded events).")
+    refunds: int = Field(description="Sum of the refund rows, negative (payment.refunded).")
+    net: int
+
+
+class ReconciliationAnswer(Answer):
+    object: Literal["reconciliation"] = "reconciliation"
+    since: date
+    until: date
+    currency: str
+    totals: ReconciliationTotals
+    csv: str = Field(description="The records, one CSV row each (docs/api.md).")
+
+
+class WebhookTest(Answer):
+    object: Literal["webhook_test"] = "webhook_test"
+    id: str = Field(description="The test event's webhook-id (evt_test_…).")
+    endpoint_id: prefixed("we")  # type: ignore[valid-type]
+    status: Literal["queued"] = "queued"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from datetime import date, timedelta
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -25,14 +26,21 @@ from portal.api.serializers import (
     payment_request_answer,
     refund_answer,
 )
+from portal.db_types import utcnow
 from portal.delivery.services import send_link
-from portal.errors import ApiError
+from portal.errors import ApiError, Invalid
 from portal.extensions import db, limiter
-from portal.ledger import callbacks
+from portal.ledger import callbacks, endpoints
 from portal.ledger import services as ledger
-from portal.merchants.services import authenticate
+from portal.ledger.models import CallbackEndpoint
+from portal.merchants.models import Merchant
+from portal.merchants.services import authenticate, update_settings
 from portal.payment_requests import services as requests_service
+from portal.payments import queries as payment_queries
+from portal.payments import reconcile
+from portal.payments.models import Payment
 from portal.payments.refunds import refund_payment
+from portal.states import PaymentStatus
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -335,3 +343,218 @@ def redeliver_event(event_id: str) -> Response:
 )  # fmt: skip
 def openapi() -> Response:
     return jsonify(openapi_document())
+
+
+# --- payments ---------------------------------------------------------------------------
+
+PAYMENT_ID = {"payment_id": "A payment id (pay_…)."}
+
+
+def payment_answer(p: Payment) -> schemas.Payment:
+    return schemas.Payment(
+        id=p.id, request_id=p.request_id, amount=p.amount, currency=p.currency,
+        status=PaymentStatus(p.status),
+        amount_refunded=p.amount_refunded, method=p.method_type, card_brand=p.card_brand,
+        card_last4=p.card_last4, receipt_number=p.receipt_number, created_at=p.created_at,
+        succeeded_at=p.succeeded_at,
+    )  # fmt: skip
+
+
+@operation(
+    bp, "GET", "/payments",
+    summary="List payments, newest first.",
+    query=schemas.ListPayments,
+    answers={200: schemas.PaymentList},
+)  # fmt: skip
+def list_payments() -> Response:
+    asked: schemas.ListPayments = query(schemas.ListPayments)
+    rows, has_more = payment_queries.list_payments(
+        g.merchant, status=asked.status, request_id=asked.request_id, limit=asked.limit,
+        starting_after=asked.starting_after,
+    )  # fmt: skip
+    return answer(
+        schemas.PaymentList(
+            data=[payment_answer(p) for p in rows],
+            has_more=has_more,
+            next_starting_after=rows[-1].id if has_more else None,
+        )
+    )
+
+
+@operation(
+    bp, "GET", "/payments/{payment_id}",
+    summary="Read a payment.",
+    answers={200: schemas.Payment},
+    params=PAYMENT_ID,
+)  # fmt: skip
+def get_payment(payment_id: str) -> Response:
+    return answer(payment_answer(payment_queries.get_payment(g.merchant, payment_id)))
+
+
+@operation(
+    bp, "GET", "/payments/{payment_id}/refunds",
+    summary="The refunds of a payment, oldest first.",
+    answers={200: schemas.RefundList},
+    params=PAYMENT_ID,
+)  # fmt: skip
+def list_refunds(payment_id: str) -> Response:
+    payment = payment_queries.get_payment(g.merchant, payment_id)
+    return answer(
+        schemas.RefundList(data=[refund_answer(r) for r in payment_queries.refunds_of(payment)])
+    )
+
+
+# --- the merchant's own settings --------------------------------------------------------
+
+
+def merchant_answer(m: Merchant) -> schemas.Merchant:
+    return schemas.Merchant(
+        id=m.id, name=m.name, display_name=m.display_name, currency=m.currency,
+        default_locale=m.default_locale, ceiling=m.ceiling, min_payment=m.min_payment,
+        accent_color=m.accent_color, logo_url=m.logo_url, support_email=m.support_email,
+        support_phone=m.support_phone, embed_origins=list(m.embed_origins or []),
+        stripe_account=m.stripe_account, country=m.country, time_zone=m.time_zone,
+    )  # fmt: skip
+
+
+@operation(
+    bp, "GET", "/merchant",
+    summary="Your merchant's settings.",
+    answers={200: schemas.Merchant},
+)  # fmt: skip
+def get_merchant() -> Response:
+    return answer(merchant_answer(g.merchant))
+
+
+@operation(
+    bp, "PATCH", "/merchant",
+    summary="Change your merchant's settings (the fields sent; null removes an optional one).",
+    body=schemas.UpdateMerchant,
+    answers={200: schemas.Merchant},
+)  # fmt: skip
+def update_merchant() -> Response:
+    body = parse(schemas.UpdateMerchant, json_body())
+    merchant = update_settings(g.merchant, body.model_dump(exclude_unset=True))
+    return answer(merchant_answer(merchant))
+
+
+# --- webhook endpoints ------------------------------------------------------------------
+
+ENDPOINT_ID = {"endpoint_id": "A webhook endpoint id (we_…)."}
+
+
+def endpoint_answer(e: CallbackEndpoint, secret: str | None = None) -> schemas.WebhookEndpoint:
+    return schemas.WebhookEndpoint(
+        id=e.id, url=e.url, enabled=e.enabled, disabled_reason=e.disabled_reason,
+        event_types=list(e.event_types or []), created_at=e.created_at,
+        previous_secret_valid_until=e.previous_secret_expires_at, secret=secret,
+    )  # fmt: skip
+
+
+@operation(
+    bp, "GET", "/webhook-endpoints",
+    summary="Your callback endpoints (never their secrets).",
+    answers={200: schemas.WebhookEndpointList},
+)  # fmt: skip
+def list_webhook_endpoints() -> Response:
+    rows = endpoints.list_endpoints(g.merchant)
+    return answer(schemas.WebhookEndpointList(data=[endpoint_answer(e) for e in rows]))
+
+
+@operation(
+    bp, "POST", "/webhook-endpoints",
+    summary="Add a callback endpoint; the answer carries its signing secret, once.",
+    body=schemas.CreateWebhookEndpoint,
+    answers={201: (schemas.WebhookEndpoint, "Created.")},
+)  # fmt: skip
+def create_webhook_endpoint() -> Response:
+    body = parse(schemas.CreateWebhookEndpoint, json_body())
+    endpoints.check_url(body.url)
+    endpoint = callbacks.add_endpoint(g.merchant.id, body.url, [str(t) for t in body.event_types])
+    return answer(endpoint_answer(endpoint, endpoint.secret), 201)
+
+
+@operation(
+    bp, "GET", "/webhook-endpoints/{endpoint_id}",
+    summary="Read a callback endpoint.",
+    answers={200: schemas.WebhookEndpoint},
+    params=ENDPOINT_ID,
+)  # fmt: skip
+def get_webhook_endpoint(endpoint_id: str) -> Response:
+    return answer(endpoint_answer(endpoints.get_endpoint(g.merchant, endpoint_id)))
+
+
+@operation(
+    bp, "PATCH", "/webhook-endpoints/{endpoint_id}",
+    summary="Change a callback endpoint's URL, event types, or enable / disable it.",
+    body=schemas.UpdateWebhookEndpoint,
+    answers={200: schemas.WebhookEndpoint},
+    params=ENDPOINT_ID,
+)  # fmt: skip
+def update_webhook_endpoint(endpoint_id: str) -> Response:
+    body = parse(schemas.UpdateWebhookEndpoint, json_body())
+    endpoint = endpoints.get_endpoint(g.merchant, endpoint_id)
+    return answer(endpoint_answer(endpoints.update_endpoint(endpoint, body.model_dump())))
+
+
+@operation(
+    bp, "POST", "/webhook-endpoints/{endpoint_id}/rotate",
+    summary="A new signing secret (in the answer, once); the old one signs too meanwhile.",
+    body=schemas.RotateWebhookSecret,
+    answers={200: schemas.WebhookEndpoint},
+    params=ENDPOINT_ID,
+)  # fmt: skip
+def rotate_webhook_secret(endpoint_id: str) -> Response:
+    body = parse(schemas.RotateWebhookSecret, json_body())
+    endpoint = endpoints.get_endpoint(g.merchant, endpoint_id)
+    secret = endpoints.rotate(endpoint, body.overlap_hours)
+    return answer(endpoint_answer(endpoint, secret))
+
+
+# --- reconciliation ---------------------------------------------------------------------
+
+
+def reconciliation_range(since: date | None, until: date | None) -> tuple[date, date]:
+    """The days asked (30 days up to today by default), at most a year, never reversed."""
+    until = until or utcnow().date()
+    if not date(1970, 1, 31) <= until <= date(9000, 1, 1) or (since and since.year < 1970):
+        raise Invalid("invalid_period", "Days between 1970 and 9000 only.", "until")
+    since = since or until - timedelta(days=30)
+    if since > until:
+        raise Invalid("invalid_period", "since is after until.", "since")
+    if (until - since).days >= reconcile.MAX_DAYS:
+        raise Invalid("invalid_period", "At most a year at a time.", "since")
+    return since, until
+
+
+@operation(
+    bp, "GET", "/reconciliation",
+    summary="Payments, refunds and line allocations of a date range: totals and CSV "
+    "(the totals match the events of the same days).",
+    query=schemas.Reconciliation,
+    answers={200: schemas.ReconciliationAnswer},
+)  # fmt: skip
+def reconciliation() -> Response:
+    asked: schemas.Reconciliation = query(schemas.Reconciliation)
+    since, until = reconciliation_range(asked.since, asked.until)
+    payments, refunds = reconcile.totals(g.merchant, since, until)
+    return answer(
+        schemas.ReconciliationAnswer(
+            since=since, until=until, currency=g.merchant.currency,
+            totals=schemas.ReconciliationTotals(payments=payments, refunds=refunds,
+                                                net=payments + refunds),
+            csv=reconcile.csv_text(g.merchant, since, until),
+        )
+    )  # fmt: skip
+
+
+@operation(
+    bp, "POST", "/webhook-endpoints/{endpoint_id}/test",
+    summary="Send the endpoint a signed endpoint.test event (once, from the worker).",
+    answers={202: (schemas.WebhookTest, "Queued.")},
+    params=ENDPOINT_ID,
+)  # fmt: skip
+def test_webhook_endpoint(endpoint_id: str) -> Response:
+    endpoint = endpoints.get_endpoint(g.merchant, endpoint_id)
+    message_id = endpoints.queue_test_event(endpoint)
+    return answer(schemas.WebhookTest(id=message_id, endpoint_id=endpoint.id), 202)

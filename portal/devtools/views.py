@@ -13,7 +13,14 @@ from pathlib import Path
 from flask import Blueprint, Flask, Response, abort, current_app, g, render_template, request
 
 from portal.delivery.sms import recent_sms, sms_log_file
-from portal.demo import DEMO_LEDGER_SECRET, demo_overview, test_cards
+from portal.demo import (
+    DEMO_LEDGER_SECRET,
+    DEMO_OWNER_EMAIL,
+    DEMO_OWNER_PASSWORD,
+    DEMO_OWNER_TOTP,
+    demo_overview,
+    test_cards,
+)
 from portal.devtools import mailbox
 from portal.notifications.mail import mail_folder
 
@@ -50,6 +57,11 @@ def start() -> str:
     return render_template(
         "devtools/start.html",
         demo=demo_overview(),
+        demo_owner={
+            "email": DEMO_OWNER_EMAIL,
+            "password": DEMO_OWNER_PASSWORD,
+            "totp_secret": DEMO_OWNER_TOTP,
+        },
         cards=test_cards(),
         mails=mails,
         mail_count=mail_count,

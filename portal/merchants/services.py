@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import re
 from datetime import timedelta
+from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -14,6 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import joinedload
 
 from portal.db_types import utcnow
+from portal.errors import Invalid
 from portal.extensions import db
 from portal.ids import random_token
 from portal.merchants.models import ApiKey, Merchant
@@ -149,3 +151,45 @@ def authenticate(secret: str) -> ApiKey | None:
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
         db.session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
     return key
+
+
+def update_settings(merchant: Merchant, changes: dict[str, Any]) -> Merchant:
+    """Apply the settings a merchant may change itself (the API's ``PATCH /merchant``);
+    ``changes`` holds only the fields sent. Raises :class:`portal.errors.Invalid`."""
+    if "embed_origins" in changes:
+        origins = []
+        for i, origin in enumerate(changes["embed_origins"] or []):
+            try:
+                origins.append(normalise_origin(origin))
+            except MerchantError as exc:
+                raise Invalid("invalid_origin", str(exc), f"embed_origins[{i}]") from None
+        changes = {**changes, "embed_origins": sorted(set(origins))}
+    if changes.get("accent_color") is not None and readable_text(changes["accent_color"]) is None:
+        raise Invalid("accent_contrast", "Neither white nor black text is readable on this "
+                      "colour (WCAG AA asks 4.5:1).", "accent_color")  # fmt: skip
+    for name in ("display_name", "support_email", "support_phone", "default_locale",
+                 "embed_origins", "accent_color", "country", "time_zone"):  # fmt: skip
+        if name in changes:
+            required = ("display_name", "default_locale", "accent_color", "country", "time_zone")
+            if name in required and changes[name] is None:
+                raise Invalid("invalid_value", f"{name} cannot be removed.", name)
+            setattr(merchant, name, changes[name])
+    db.session.flush()
+    return merchant
+
+
+def _luminance(colour: str) -> float:
+    channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def readable_text(colour: str) -> str | None:
+    """The button text the portal puts on ``colour`` (white, else #111111) when it has a
+    WCAG AA contrast of 4.5:1; None when neither has (the colour is refused)."""
+    lum = _luminance(colour)
+    if 1.05 / (lum + 0.05) >= 4.5:
+        return "#ffffff"
+    if (lum + 0.05) / (_luminance("#111111") + 0.05) >= 4.5:
+        return "#111111"
+    return None

@@ -33,6 +33,7 @@ from portal.states import RequestStatus
 from portal.support import actions, auth, timeline
 from portal.support import dashboard as board
 from portal.support import search as finder
+from portal.web import SUPPORTED_LOCALES
 
 bp = Blueprint("support", __name__, url_prefix="/support")
 # Every console page, per client address; sign-in has its own, stricter limits.
@@ -161,7 +162,7 @@ def language() -> Response:
     if not target.startswith("/support") or "//" in target or "\\" in target:
         target = url_for("support.dashboard")  # never an open redirect
     response = redirect(target, 303)
-    if request.form.get("lang") in ("en", "fr", "nl"):
+    if request.form.get("lang") in SUPPORTED_LOCALES:
         response.set_cookie("portal_support_locale", request.form["lang"], path="/support",
                             httponly=True, samesite="Lax",
                             secure=_cookie_name() == SECURE_COOKIE)  # fmt: skip

@@ -81,7 +81,10 @@ def _objects(merchant: MerchantWithKey) -> dict[str, list[str]]:
     db.session.commit()
     events = db.session.scalars(db.select(Event.id).where(Event.merchant_id == merchant.id)).all()
     assert events, "the settled payment wrote its events"
+    endpoint = add_endpoint(merchant.id, "https://127.0.0.1:9/fuzz")  # loopback: tests allow it
+    db.session.commit()
     return {
+        "endpoint_id": [endpoint.id],
         "request_id": [pr.id for pr in requests] + [paid.id],
         "payment_id": [payment.id],
         "event_id": list(events),

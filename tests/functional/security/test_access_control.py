@@ -37,6 +37,7 @@ from portal.delivery.models import LinkDelivery
 from portal.extensions import db
 from portal.ledger.models import CallbackDelivery, CallbackEndpoint, Event
 from portal.links import form_token, link_token, request_id_from_token
+from portal.merchant_console.models import MerchantUser
 from portal.merchants.models import ApiKey
 from portal.merchants.services import create_api_key, hash_key, revoke_api_key
 from portal.payment_requests.models import PaymentRequest
@@ -47,6 +48,7 @@ from portal.states import RequestStatus
 from portal.support import actions as support
 from portal.support.models import StaffUser
 from tests.factories import MerchantWithKey, make_merchant, make_request, statement_body
+from tests.functional.merchant_console.helpers import console_user, sign_in
 from tests.functional.support.test_console import PASSWORD, https_client, login, staff, token
 
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -104,6 +106,8 @@ API_NO_ID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
         customer={"name": "Bob Bravo", "email": "bob@example.com", "reference": "CUST-BRAVO"},
     ),
     ("POST", "/api/v1/payment-requests/void"): {"customer_reference": "CUST-ALPHA"},
+    ("PATCH", "/api/v1/merchant"): {"display_name": "Bravo renamed"},
+    ("POST", "/api/v1/webhook-endpoints"): {"url": "https://127.0.0.1:9/bravo-hook"},
 }
 # Console action -> (the request kind it acts on, the kind of its ``target`` or None).
 ACTION_CASES: dict[str, tuple[str, str | None]] = {
@@ -118,6 +122,51 @@ CONSOLE_OWN: dict[str, str] = {
     "/support/login": "where staff prove who they are (password, TOTP, lockout, rate limit)",
     "/support/logout": "ends the agent's own session",
     "/support/language": "the agent's own language cookie",
+}
+# Merchant console routes without an object of the merchant's: the open pages, and the
+# user's own session. Each is also checked below (test_merchant_console_open_pages_...).
+MERCHANT_OWN: dict[str, str] = {
+    "/merchant/login": "where merchant users prove who they are (password, TOTP once per "
+    "code, lockout, rate limits)",
+    "/merchant/logout": "ends the user's own session",
+    "/merchant/language": "the user's own language cookie",
+    "/merchant/reset": "asks for a reset link for an address: the same answer for any address, "
+    "the link goes to that address only",
+    "/merchant/invitations/<token>": "the signed invitation (its own salt, bound to the "
+    "account's state, 7 days): the token is the capability",
+    "/merchant/logos/<digest>.png": "public logos, named by the SHA-256 of their bytes: what "
+    "customers' pages and e-mails show anyway",
+    "/merchant/reset/<token>": "the signed reset link (its own salt, bound to the password "
+    "hash, one hour; the TOTP code too): the token is the capability",
+}
+# Merchant console forms without an object that change state: B's form, aimed at nothing
+# of A's (the new rows are B's own; see test_merchant_console_forms_without_an_id_...).
+MERCHANT_NO_ID_FORMS: dict[str, dict[str, Any]] = {
+    "/merchant/users": {"email": "bravo-new@shop.test", "role": "staff", "refund_limit": "5"},
+    "/merchant/requests": {
+        "kind": "statement",
+        "reference": "BRAVO-BY-HAND",
+        "customer_reference": "CUST-BRAVO",
+        "customer_name": "Bob Bravo",
+        "amount": "12,50",
+    },
+    "/merchant/customers/void": {"customer_reference": "CUST-ALPHA", "reason": "sweep"},
+    "/merchant/settings": {
+        "display_name": "Bravo renamed",
+        "default_locale": "nl",
+        "accent_color": "#1f5f8b",
+        "country": "NL",
+        "time_zone": "Europe/Amsterdam",
+    },
+    "/merchant/keys": {"label": "bravo till"},
+    "/merchant/settings/logo": {},  # no file: refused, and nothing of A's changes
+    "/merchant/endpoints": {"url": "https://127.0.0.1:9/bravo-hook"},
+}
+# A merchant console path argument -> the kinds of merchant A's objects to put there.
+MERCHANT_OBJECTS: dict[str, tuple[str, ...]] = {
+    **API_OBJECTS,
+    "user_id": ("merchant_user", "merchant_owner"),
+    "key_id": ("api_key",),
 }
 # Link path arguments besides the token (the token itself is the capability).
 LINK_OBJECTS: dict[str, tuple[str, ...]] = {
@@ -144,6 +193,8 @@ ALPHA_TEXTS = (
     "alpha customer asked",
     "alpha-admin@portal.test",
     "alpha amount mismatch",
+    "alpha-owner@shop.test",
+    "alpha-clerk@shop.test",
 )
 SHARED_IDEMPOTENCY_KEY = "order-1001"
 A_USED_KEYS = {("POST", "/api/v1/payment-requests"): SHARED_IDEMPOTENCY_KEY}  # see world()
@@ -171,6 +222,8 @@ class World:
     a: Side
     b: Side
     admin_a: StaffUser
+    owner_a: MerchantUser
+    owner_b: MerchantUser
 
 
 # --- the world ----------------------------------------------------------------
@@ -228,12 +281,16 @@ def world(app: Flask, client: FlaskClient) -> World:
     link_delivery = db.session.scalars(
         select(LinkDelivery).where(LinkDelivery.request_id == open_request.id)
     ).one()
+    owner_a = console_user(a.merchant, "alpha-owner@shop.test")
+    clerk_a = console_user(a.merchant, "alpha-clerk@shop.test", "staff", refund_limit=500)
     a_side = Side(a, {
         "merchant": a.id, "open": open_request.id, "paid": paid.id,
         "pending_request": pending_request.id, "payment": payment.id,
         "pending_payment": pending.id, "refund": refund.id, "event": event.id,
         "callback_delivery": deliveries[0].id, "link_delivery": link_delivery.id,
         "endpoint": endpoint.id, "channel": "email", "step": "3ds",
+        "merchant_user": clerk_a.id, "merchant_owner": owner_a.id,
+        "api_key": db.session.scalars(select(ApiKey.id).where(ApiKey.merchant_id == a.id)).first(),
     })  # fmt: skip
 
     b_open = make_request(b, statement_body(reference="BRAVO-OPEN"))
@@ -245,7 +302,8 @@ def world(app: Flask, client: FlaskClient) -> World:
         "merchant": b.id, "open": b_open.id, "paid": b_paid.id, "payment": b_payment.id,
         "event": b_event.id, "channel": "email",
     })  # fmt: skip
-    return World(a_side, b_side, admin_a)
+    owner_b = console_user(b.merchant, "bravo-owner@shop.test")
+    return World(a_side, b_side, admin_a, owner_a, owner_b)
 
 
 # --- the database, before and after ------------------------------------------------
@@ -359,6 +417,8 @@ def area(rule: Rule) -> str:
         return "api"
     if rule.endpoint.startswith("support."):
         return "console"
+    if rule.endpoint.startswith("merchant_console."):
+        return "merchant"
     if rule.rule.startswith("/p/<token>"):
         return "link"
     return "unknown"
@@ -387,13 +447,19 @@ def test_every_route_is_covered_or_allow_listed(app: Flask) -> None:
         elif where == "console" and not args and set(methods(rule)) & STATE_CHANGING:
             if rule.rule not in CONSOLE_OWN:
                 problems.append(f"{route}: changes state without an object; add to CONSOLE_OWN")
+        elif where == "merchant" and rule.rule not in {**MERCHANT_OWN, **MERCHANT_NO_ID_FORMS}:
+            if args - set(MERCHANT_OBJECTS):
+                problems.append(f"{route}: no kind of object in MERCHANT_OBJECTS for {args}")
+            elif not args and set(methods(rule)) & STATE_CHANGING:
+                problems.append(f"{route}: changes state without an object; add to MERCHANT_OWN")
         elif where == "link" and args - {"token"} - set(LINK_OBJECTS):
             problems.append(f"{route}: no kind of object in LINK_OBJECTS for {args}")
     missing = set(support.ACTIONS) - set(ACTION_CASES)
     if missing:
         problems.append(f"console actions without a case in ACTION_CASES: {sorted(missing)}")
     assert not problems, "\n".join(problems)
-    assert all(reason.strip() for reason in [*OTHER_AUTH.values(), *CONSOLE_OWN.values()])
+    reasons = [*OTHER_AUTH.values(), *CONSOLE_OWN.values(), *MERCHANT_OWN.values()]
+    assert all(reason.strip() for reason in reasons)
 
 
 # --- 1. the API ---------------------------------------------------------------------
@@ -670,6 +736,147 @@ def test_console_lists_never_show_another_merchant(app: Flask, world: World, rol
             assert seen, f"{path} shows nothing of A even to A's own admin: give it a case"
 
 
+# --- 2b. the merchant console ----------------------------------------------------------
+
+
+@contextmanager
+def merchant_console(app: Flask, user: MerchantUser) -> Iterator[tuple[FlaskClient, str]]:
+    """A merchant console client signed in as ``user``, with its CSRF token, in an app
+    context of its own (a fresh ``g``, as every real request has)."""
+    with app.app_context():
+        client = https_client(app)
+        assert sign_in(client, user).status_code == 303
+        yield client, token(client, "/merchant/")
+
+
+def merchant_calls(app: Flask, side: Side) -> list[tuple[str, str]]:
+    """(method, path) for every merchant console route with an object, on ``side``'s."""
+    calls = []
+    for rule in rules(app, "/merchant/"):
+        if area(rule) != "merchant" or not rule.arguments or rule.rule in MERCHANT_OWN:
+            continue
+        for values in combinations(rule.arguments, MERCHANT_OBJECTS, side):
+            calls += [(m, fill(rule, values)) for m in methods(rule)]
+    return calls
+
+
+def test_merchant_users_get_404_on_another_merchants_objects(app: Flask, world: World) -> None:
+    before = rows_of(world.a.merchant.id)
+    calls = merchant_calls(app, world.a)
+    assert ("POST", f"/merchant/users/{world.a.ids['merchant_user']}") in calls
+    assert ("POST", f"/merchant/requests/{world.a.ids['open']}/send") in calls
+    assert ("GET", f"/merchant/requests/{world.a.ids['paid']}/preview") in calls
+    assert ("POST", f"/merchant/payments/{world.a.ids['payment']}/refunds") in calls
+    assert ("POST", f"/merchant/requests/{world.a.ids['open']}/void") in calls
+    assert ("POST", f"/merchant/endpoints/{world.a.ids['endpoint']}") in calls
+    assert ("POST", f"/merchant/events/{world.a.ids['event']}/replay") in calls
+    with merchant_console(app, world.owner_b) as (client, csrf):
+        for method, path in calls:
+            form = {**FORM, "csrf_token": csrf, "state": "disable", "channel": "email"}
+            resp = client.open(path, method=method, data=form)  # fmt: skip
+            assert resp.status_code == 404, (method, path, resp.status_code)
+    after = rows_of(world.a.merchant.id)
+    assert after == before, "B's owner changed A's data:\n" + diff(before, after)
+    # The control: A's own owner reaches every one of those objects.
+    with merchant_console(app, world.owner_a) as (client, csrf):
+        for method, path in calls:
+            form = {**FORM, "csrf_token": csrf, "channel": "email"}
+            resp = client.open(path, method=method, data=form)
+            # a 409 is a state the object is in (a paid request cannot be sent)
+            assert resp.status_code in (200, 303, 409), (method, path, resp.status_code)
+
+
+def test_merchant_console_forms_without_an_id_touch_only_their_merchant(
+    app: Flask, world: World
+) -> None:
+    hidden = markers(world)
+    before = rows_of(world.a.merchant.id)
+    forms = [
+        r for r in rules(app, "/merchant/")
+        if r.rule in MERCHANT_NO_ID_FORMS and set(methods(r)) & STATE_CHANGING
+    ]  # fmt: skip
+    assert {r.rule for r in forms} == set(MERCHANT_NO_ID_FORMS)
+    with merchant_console(app, world.owner_b) as (client, csrf):
+        for rule in forms:
+            data = {**MERCHANT_NO_ID_FORMS[rule.rule], "csrf_token": csrf}
+            resp = client.post(rule.rule, data=data, follow_redirects=True)
+            assert resp.status_code in (200, 422), (rule.rule, resp.status_code)
+            assert not leaked(resp.get_data(as_text=True), hidden), rule.rule
+    after = rows_of(world.a.merchant.id)
+    assert after == before, "B's owner changed A's data:\n" + diff(before, after)
+    made = db.session.scalars(
+        select(PaymentRequest).where(PaymentRequest.reference == "BRAVO-BY-HAND")
+    ).one()
+    assert made.merchant_id == world.b.merchant.id
+    invited = db.session.scalars(
+        select(MerchantUser).where(MerchantUser.email == "bravo-new@shop.test")
+    ).one()
+    assert invited.merchant_id == world.b.merchant.id
+
+
+def merchant_pages(app: Flask) -> list[str]:
+    return [
+        r.rule
+        for r in rules(app, "/merchant/")
+        if area(r) == "merchant" and not r.arguments and "GET" in r.methods
+        and r.rule not in MERCHANT_OWN
+    ]  # fmt: skip
+
+
+def test_merchant_console_pages_never_show_another_merchant(app: Flask, world: World) -> None:
+    hidden = markers(world)
+    pages = merchant_pages(app)
+    assert {"/merchant/", "/merchant/users", "/merchant/audit", "/merchant/requests",
+            "/merchant/payments", "/merchant/settings",
+            "/merchant/reconciliation"} <= set(pages)  # fmt: skip
+    clerk_b = console_user(world.b.merchant.merchant, "bravo-clerk@shop.test", "staff")
+    for user in (world.owner_b, clerk_b):
+        with merchant_console(app, user) as (client, _):
+            for path in pages:
+                resp = client.get(path)
+                assert resp.status_code in (200, 403), (user.role, path, resp.status_code)
+                assert not leaked(resp.get_data(as_text=True), hidden), (user.role, path)
+    # the control: A's own owner does see A's data on each of those pages
+    with merchant_console(app, world.owner_a) as (client, _):
+        for path in pages:
+            assert leaked(client.get(path).get_data(as_text=True), hidden), path
+
+
+def test_merchant_console_open_pages_check_their_own_proof(app: Flask, world: World) -> None:
+    """Forged, foreign or wrong-purpose tokens are the same plain 404; the open forms change
+    nothing of A's but a reset e-mail job for the address typed; no session crosses between
+    the consoles."""
+    from portal.merchant_console.accounts import account_token
+
+    hidden = markers(world)
+    clerk_a = db.session.get(MerchantUser, world.a.ids["merchant_user"])
+    reset_a = account_token(clerk_a, "reset")
+    forged = [link_token(world.a.ids["open"]), reset_a + "x", "x.y.z", "a" * 400]
+    with merchant_console(app, world.owner_b) as (client, csrf):
+        before = everything()
+        for path in ("/merchant/invitations/<token>", "/merchant/reset/<token>"):
+            for value in [*forged, reset_a if "invitations" in path else reset_a[::-1]]:
+                for method in ("GET", "POST"):
+                    resp = client.open(path.replace("<token>", value), method=method,
+                                       data={**FORM, "csrf_token": csrf, "password": "x" * 20,
+                                             "confirm": "x" * 20})  # fmt: skip
+                    assert resp.status_code == 404, (path, method, resp.status_code)
+                    shown = resp.get_data(as_text=True).replace(escape(value), "")
+                    assert not leaked(shown, hidden), path
+        assert everything() == before, diff(before, everything())
+        # the reset form gives the same page for A's address and an unknown one
+        pages = [
+            client.post("/merchant/reset", data={"csrf_token": csrf, "email": email}).text
+            for email in ("alpha-clerk@shop.test", "nobody-at-all@shop.test")
+        ]
+        assert pages[0] == pages[1] and not leaked(pages[0], hidden)
+        assert client.get(f"/merchant/logos/{'0' * 64}.png").status_code == 404
+        # a merchant user's session opens no support page
+        assert client.get("/support/").status_code == 302
+    with console(app, staff("admin", email="root-admin@portal.test")) as (client, _):
+        assert client.get("/merchant/").status_code == 302  # nor a staff session the console
+
+
 # --- the customer's links ------------------------------------------------------------
 
 
@@ -708,6 +915,9 @@ def every_value(world: World) -> dict[str, str]:
         "refund_id": ids["refund"],
         "delivery_id": ids["callback_delivery"],
         "endpoint_id": ids["endpoint"],
+        "user_id": ids["merchant_user"],
+        "key_id": ids["api_key"],
+        "digest": "0" * 64,
         "action": "void",
         "step": "3ds",
         "provider": "stripe",
