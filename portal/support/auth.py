@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import hmac
 import secrets
 from datetime import timedelta
 
 import pyotp
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import or_, select, update
 
+from portal.credentials import hash_password, needs_rehash, verify_password, verify_totp
 from portal.db_types import utcnow
-from portal.extensions import db
+from portal.extensions import db, execute_count
 from portal.merchants.models import Merchant
 from portal.support.models import AuditLog, StaffSession, StaffUser
 
-HASHER = PasswordHasher()
-# Verified against when the email is unknown, so both paths cost the same.
-_DUMMY_HASH = HASHER.hash(secrets.token_urlsafe(16))
 MAX_FAILURES = 5
 LOCKOUT = timedelta(minutes=15)
 IDLE_TIMEOUT = timedelta(minutes=30)
@@ -61,7 +56,7 @@ def create_staff(
         raise StaffError("passwords have at least 12 characters")
     user = StaffUser(
         email=email,
-        password_hash=HASHER.hash(password),
+        password_hash=hash_password(password),
         role=role,
         merchant_ids=list(merchant_ids or []),
         totp_secret=pyotp.random_base32() if role == "admin" else None,
@@ -129,11 +124,8 @@ def authenticate(email: str, password: str, code: str | None, client: str = "") 
     the failure counters are flushed (the request commits them with the refusal)."""
     typed = (email or "").strip().lower()[:254]
     user = db.session.scalars(select(StaffUser).where(StaffUser.email == typed)).first()
-    try:
-        HASHER.verify(user.password_hash if user else _DUMMY_HASH, password or "")
-        password_ok = user is not None
-    except (VerificationError, InvalidHashError):
-        password_ok = False
+    # An unknown account costs the same work as a known one (portal/credentials.py).
+    password_ok = verify_password(user.password_hash if user else None, password)
     refusal = _refusal(user, password_ok, code)
     if refusal:
         _audit_sign_in(user, typed, "sign_in_failed", refusal, client)
@@ -141,8 +133,8 @@ def authenticate(email: str, password: str, code: str | None, client: str = "") 
     assert user is not None  # _refusal refuses an unknown account
     user.failed_logins = 0
     user.locked_until = None
-    if HASHER.check_needs_rehash(user.password_hash):
-        user.password_hash = HASHER.hash(password)
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
     _audit_sign_in(user, typed, "sign_in", "", client)
     return user
 
@@ -167,25 +159,21 @@ def _refusal(user: StaffUser | None, password_ok: bool, code: str | None) -> str
 def _use_code(user: StaffUser, code: str | None) -> bool:
     """A code of this time step or a neighbour, newer than the last one accepted; taken
     with a conditional update, so two sign-ins racing with one code cannot both pass."""
-    if not user.totp_secret or not code or not code.isdigit():
+    step = verify_totp(user.totp_secret, code, user.totp_last_step)
+    if step is None:
         return False
-    totp = pyotp.TOTP(user.totp_secret)
-    now = totp.timecode(utcnow())
-    steps = [s for s in (now - 1, now, now + 1) if hmac.compare_digest(totp.generate_otp(s), code)]
-    if not steps or (user.totp_last_step is not None and steps[-1] <= user.totp_last_step):
-        return False
-    taken = db.session.execute(
+    taken = execute_count(
         update(StaffUser)
         .where(
             StaffUser.id == user.id,
-            or_(StaffUser.totp_last_step.is_(None), StaffUser.totp_last_step < steps[-1]),
+            or_(StaffUser.totp_last_step.is_(None), StaffUser.totp_last_step < step),
         )
-        .values(totp_last_step=steps[-1])
+        .values(totp_last_step=step)
         .execution_options(synchronize_session=False)
     )
-    if taken.rowcount != 1:  # type: ignore[attr-defined]
+    if taken != 1:
         return False
-    user.totp_last_step = steps[-1]
+    user.totp_last_step = step
     return True
 
 
