@@ -12,7 +12,7 @@ RUNTIME := $(VENV)/.installed-runtime
 TESTTOOLS := $(VENV)/.installed-test
 CATALOGUES := $(patsubst %.po,%.mo,$(wildcard translations/*/LC_MESSAGES/messages.po))
 
-.PHONY: run test install lint migration translations check-migrations bench bench-smoke wrk clean
+.PHONY: run test install pdf-libs lint migration translations check-migrations bench bench-smoke wrk clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,11 +33,20 @@ translations/%/LC_MESSAGES/messages.mo: translations/%/LC_MESSAGES/messages.po $
 
 install: $(TESTTOOLS)
 
+# WeasyPrint (PDF statements and receipts) draws with Pango in a system font: installed from
+# Debian's packages when missing (as root), or the command to run is printed.
+PDF_LIBS := libpango-1.0-0 libpangoft2-1.0-0 fontconfig fonts-dejavu-core
+pdf-libs:
+	@{ ldconfig -p | grep -q 'libpangoft2-1.0.so.0' && command -v fc-list >/dev/null 2>&1 && [ -n "$$(fc-list)" ]; } || { \
+	  echo "make: installing Pango and a font for the PDFs ($(PDF_LIBS))"; \
+	  { apt-get install -y -qq $(PDF_LIBS) >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq $(PDF_LIBS) >/dev/null; }; } \
+	  || { echo "make: could not install them; run 'apt-get install -y $(PDF_LIBS)' as root" >&2; exit 1; }; }
+
 # Serve the portal on http://127.0.0.1:$(PORT) with SQLite, sandbox payments and mail in var/mail.
 run: export PORTAL_BASE_URL ?= http://127.0.0.1:$(PORT)
 run: export PORTAL_EMBEDDED_WORKER ?= 1
 run: export PORTAL_ALLOW_PRIVATE_CALLBACKS ?= 1
-run: $(RUNTIME) $(CATALOGUES)
+run: $(RUNTIME) $(CATALOGUES) | pdf-libs
 	@mkdir -p instance var/mail
 	$(FLASK) db upgrade
 	$(FLASK) demo
@@ -49,7 +58,7 @@ COVERAGE_FLOOR ?= 95
 
 # The whole suite; the PostgreSQL half runs when PORTAL_TEST_DATABASE_URL is set. Lint,
 # format and types first: they take seconds and fail before the long part.
-test: lint $(CATALOGUES)
+test: lint $(CATALOGUES) | pdf-libs
 	$(BIN)/pytest -n 2 --cov=portal --cov-branch --cov-report=term:skip-covered \
 	  --cov-fail-under=$(COVERAGE_FLOOR) $(PYTEST_ARGS)
 
