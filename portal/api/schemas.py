@@ -772,6 +772,12 @@ class ReconciliationAnswer(Answer):
     csv: str = Field(description="The records, one CSV row each (docs/api.md).")
 
 
+class DeletedWebhookEndpoint(Answer):
+    id: prefixed("we")  # type: ignore[valid-type]
+    object: Literal["webhook_endpoint"] = "webhook_endpoint"
+    deleted: Literal[True] = True
+
+
 class WebhookTest(Answer):
     object: Literal["webhook_test"] = "webhook_test"
     id: str = Field(description="The test event's webhook-id (evt_test_…).")

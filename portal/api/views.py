@@ -511,6 +511,19 @@ def rotate_webhook_secret(endpoint_id: str) -> Response:
     return answer(endpoint_answer(endpoint, secret))
 
 
+@operation(
+    bp, "DELETE", "/webhook-endpoints/{endpoint_id}",
+    summary="Delete a callback endpoint: nothing more is sent to it (what it was sent stays "
+    "on record, deliveries still waiting are closed).",
+    answers={200: schemas.DeletedWebhookEndpoint},
+    params=ENDPOINT_ID,
+)  # fmt: skip
+def delete_webhook_endpoint(endpoint_id: str) -> Response:
+    endpoint = endpoints.get_endpoint(g.merchant, endpoint_id)
+    endpoints.delete_endpoint(endpoint)
+    return answer(schemas.DeletedWebhookEndpoint(id=endpoint.id))
+
+
 # --- reconciliation ---------------------------------------------------------------------
 
 

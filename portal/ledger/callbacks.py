@@ -179,7 +179,9 @@ def redeliver_event(merchant_id: str, event_id: str) -> list[CallbackDelivery]:
         )
     }
     endpoints = db.session.scalars(
-        select(CallbackEndpoint).where(CallbackEndpoint.merchant_id == merchant_id)
+        select(CallbackEndpoint).where(
+            CallbackEndpoint.merchant_id == merchant_id, CallbackEndpoint.deleted_at.is_(None)
+        )
     ).all()
     queued = []
     for endpoint in endpoints:

@@ -13,7 +13,7 @@ from typing import Any
 
 import urllib3
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from portal.db_types import isoformat, utcnow
 from portal.errors import Invalid, NotFound
@@ -28,9 +28,9 @@ from portal.ledger.callbacks import (
     signature_header,
 )
 from portal.ledger.callbacks import _post as post_callback
-from portal.ledger.models import CallbackEndpoint
+from portal.ledger.models import CallbackDelivery, CallbackEndpoint
 from portal.merchants.models import Merchant
-from portal.states import EventType
+from portal.states import CallbackStatus, EventType
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,9 @@ def list_endpoints(merchant: Merchant) -> list[CallbackEndpoint]:
     return list(
         db.session.scalars(
             select(CallbackEndpoint)
-            .where(CallbackEndpoint.merchant_id == merchant.id)
+            .where(
+                CallbackEndpoint.merchant_id == merchant.id, CallbackEndpoint.deleted_at.is_(None)
+            )
             .order_by(CallbackEndpoint.created_at, CallbackEndpoint.id)
         )
     )
@@ -47,9 +49,27 @@ def list_endpoints(merchant: Merchant) -> list[CallbackEndpoint]:
 
 def get_endpoint(merchant: Merchant, endpoint_id: str) -> CallbackEndpoint:
     endpoint = db.session.get(CallbackEndpoint, endpoint_id)
-    if endpoint is None or endpoint.merchant_id != merchant.id:
+    if endpoint is None or endpoint.merchant_id != merchant.id or endpoint.deleted_at:
         raise NotFound("webhook endpoint")
     return endpoint
+
+
+def delete_endpoint(endpoint: CallbackEndpoint) -> None:
+    """No more callbacks to it, none redelivered; what it was sent stays on record. Its
+    deliveries still waiting are closed (dead, "endpoint deleted")."""
+    endpoint.enabled = False
+    endpoint.disabled_reason = "deleted by the merchant"
+    endpoint.deleted_at = utcnow()
+    db.session.execute(
+        update(CallbackDelivery)
+        .where(
+            CallbackDelivery.endpoint_id == endpoint.id,
+            CallbackDelivery.status == CallbackStatus.PENDING,
+        )
+        .values(status=CallbackStatus.DEAD, next_attempt_at=None, last_error="endpoint deleted")
+        .execution_options(synchronize_session=False)
+    )
+    db.session.flush()
 
 
 def check_url(url: str) -> None:

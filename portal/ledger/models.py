@@ -63,6 +63,9 @@ class CallbackEndpoint(Model):
     # Empty: every event type.
     event_types: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Deleted by the merchant: gone from every list and from redelivery, its deliveries kept
+    # (support reads them).
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class CallbackDelivery(Model):

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy import select
 from standardwebhooks import Webhook
 
 from portal.db_types import utcnow
 from portal.extensions import db
 from portal.jobs.worker import run_due_jobs
-from portal.ledger.models import CallbackEndpoint
-from tests.factories import make_merchant
+from portal.ledger.callbacks import redeliver_event
+from portal.ledger.models import CallbackDelivery, CallbackEndpoint
+from portal.ledger.services import record_event
+from tests.factories import make_merchant, make_request
 from tests.servers import HTTPRecorder
 
 URL = "https://127.0.0.1:9/hook"  # loopback: allowed by the tests' PORTAL_ALLOW_PRIVATE_CALLBACKS
@@ -92,5 +95,49 @@ def test_a_test_event_is_signed_and_sent_once(app, client):
         assert resp.status_code == 404
         run_due_jobs()
         assert len(receiver.requests) == 1
+    finally:
+        receiver.stop()
+
+
+def test_a_deleted_endpoint_gets_nothing_more_and_its_history_stays(app, client):
+    m, other = make_merchant(), make_merchant(name="Other")
+    receiver = HTTPRecorder(lambda req: (503, {}, b"down")).start()
+    try:
+        endpoint = client.post("/api/v1/webhook-endpoints", headers=m.headers,
+                               json={"url": receiver.url}).json  # fmt: skip
+        kept = client.post("/api/v1/webhook-endpoints", headers=m.headers,
+                           json={"url": URL}).json  # fmt: skip
+        pr = make_request(m)
+        event = record_event("payment_request.voided", pr)
+        db.session.commit()
+        run_due_jobs()  # the ledger is down: the delivery waits for its next try
+        db.session.commit()
+        path = f"/api/v1/webhook-endpoints/{endpoint['id']}"
+        assert client.delete(path, headers=other.headers).status_code == 404
+        gone = client.delete(path, headers=m.headers)
+        assert gone.status_code == 200
+        assert gone.json == {"id": endpoint["id"], "object": "webhook_endpoint", "deleted": True}
+        # Gone from every answer, and a second delete is a 404 too.
+        for method in ("GET", "PATCH", "DELETE"):
+            assert client.open(path, method=method, json={}, headers=m.headers).status_code == 404
+        listed = client.get("/api/v1/webhook-endpoints", headers=m.headers).json["data"]
+        assert [e["id"] for e in listed] == [kept["id"]]
+        # The waiting delivery is closed, its attempt kept; new events and redeliveries skip it.
+        db.session.expire_all()
+        waiting = db.session.scalars(
+            select(CallbackDelivery).where(CallbackDelivery.endpoint_id == endpoint["id"])
+        ).one()
+        assert waiting.status == "dead" and waiting.last_error == "endpoint deleted"
+        assert waiting.attempts == 1
+        record_event("payment_request.expired", pr)
+        redeliver_event(m.id, event.id)
+        db.session.commit()
+        deliveries = db.session.scalars(
+            select(CallbackDelivery).where(CallbackDelivery.endpoint_id == endpoint["id"])
+        ).all()
+        assert len(deliveries) == 1 and deliveries[0].status == "dead"
+        hits = len(receiver.requests)
+        run_due_jobs()
+        assert len(receiver.requests) == hits
     finally:
         receiver.stop()
