@@ -100,6 +100,8 @@ class Settings(BaseModel):
     # Where console SMS are kept for the start page ("" = var/sms.log in development only).
     sms_log: str = ""
     default_ceiling: Annotated[str, AfterValidator(_amount)] = "10000.00"
+    # The highest ceiling a merchant may set itself (console, PATCH /merchant), major units.
+    max_ceiling: Annotated[str, AfterValidator(_amount)] = "50000.00"
     allow_private_callbacks: bool = False
     embedded_worker: bool = False
     redis_url: str = ""

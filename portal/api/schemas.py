@@ -699,6 +699,10 @@ class UpdateMerchant(Contract):
     embed_origins: Annotated[list[Origin], Field(max_length=20)] | None = None
     country: Country | None = None
     time_zone: TimeZone | None = None
+    ceiling: Annotated[
+        int, Field(gt=0, le=MAX_AMOUNT, description="Largest amount of any request, in minor "
+                   "units; at most the operator's maximum (PORTAL_MAX_CEILING).")
+    ] | None = None  # fmt: skip
 
 
 CallbackUrl = Annotated[

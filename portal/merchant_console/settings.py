@@ -11,7 +11,8 @@ from sqlalchemy import select
 
 from portal.api import schemas
 from portal.api.contract import parse
-from portal.errors import NotFound
+from portal.customer.forms import parse_amount
+from portal.errors import Invalid, NotFound
 from portal.extensions import db
 from portal.ledger import callbacks
 from portal.ledger.endpoints import (
@@ -33,10 +34,16 @@ FIELDS = ("display_name", "support_email", "support_phone", "default_locale", "a
           "country", "time_zone")  # fmt: skip
 
 
-def form_changes(form: Any) -> dict[str, Any]:
+def form_changes(form: Any, currency: str = "EUR", locale: str = "en") -> dict[str, Any]:
     """The form as ``PATCH /api/v1/merchant``'s body: an emptied optional field removes it."""
     body: dict[str, Any] = {name: (form.get(name) or "").strip() or None for name in FIELDS}
     body["support_phone"] = national_phone(body["support_phone"], (body["country"] or "BE").upper())
+    typed = (form.get("ceiling") or "").strip()
+    if typed:
+        ceiling = parse_amount(typed, currency, locale)
+        if ceiling is None:
+            raise Invalid("invalid_amount", "Type the ceiling as an amount.", "ceiling")
+        body["ceiling"] = ceiling
     origins = [line.strip() for line in (form.get("embed_origins") or "").splitlines()]
     body["embed_origins"] = [o for o in origins if o]
     return body

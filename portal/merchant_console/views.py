@@ -36,6 +36,7 @@ from portal.extensions import db, limiter
 from portal.links import link_token, link_url, qr_code_url
 from portal.merchant_console import accounts, activity, forms, logos, requests, settings
 from portal.merchant_console.models import MerchantUser
+from portal.money import to_minor
 from portal.payment_requests.models import PaymentRequest
 from portal.payments import reconcile
 from portal.payments.services import payable_range
@@ -574,6 +575,7 @@ def _settings_page(error: ApiError | None = None, secret: str | None = None) -> 
             secret=secret,
             form=request.form if error else None,
             done=request.args.get("done", ""),
+            max_ceiling=to_minor(current_app.config["PORTAL_MAX_CEILING"], user.merchant.currency),
         ),
         error.status if error else 200,
     )
@@ -589,7 +591,9 @@ def settings_page() -> Response:
 @owner_only
 def save_settings() -> Response:
     try:
-        settings.change_settings(g.merchant_user, settings.form_changes(request.form))
+        merchant = g.merchant_user.merchant
+        changes = settings.form_changes(request.form, merchant.currency, str(get_locale()))
+        settings.change_settings(g.merchant_user, changes)
     except ApiError as exc:
         db.session.rollback()
         return _settings_page(exc)

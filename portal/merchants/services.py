@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
+from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.orm import joinedload
 
@@ -19,7 +20,7 @@ from portal.errors import Invalid
 from portal.extensions import db
 from portal.ids import random_token
 from portal.merchants.models import ApiKey, Merchant
-from portal.money import MoneyError, is_supported_currency, to_minor
+from portal.money import MoneyError, format_money, is_supported_currency, to_minor
 
 KEY_PREFIX = "sk_portal_"
 LOCALES = ("en", "fr", "nl", "de")
@@ -167,15 +168,29 @@ def update_settings(merchant: Merchant, changes: dict[str, Any]) -> Merchant:
     if changes.get("accent_color") is not None and readable_text(changes["accent_color"]) is None:
         raise Invalid("accent_contrast", "Neither white nor black text is readable on this "
                       "colour (WCAG AA asks 4.5:1).", "accent_color")  # fmt: skip
+    if changes.get("ceiling") is not None:
+        _check_ceiling(merchant, changes["ceiling"])
     for name in ("display_name", "support_email", "support_phone", "default_locale",
-                 "embed_origins", "accent_color", "country", "time_zone"):  # fmt: skip
+                 "embed_origins", "accent_color", "country", "time_zone", "ceiling"):  # fmt: skip
         if name in changes:
-            required = ("display_name", "default_locale", "accent_color", "country", "time_zone")
+            required = ("display_name", "default_locale", "accent_color", "country", "time_zone",
+                        "ceiling")  # fmt: skip
             if name in required and changes[name] is None:
                 raise Invalid("invalid_value", f"{name} cannot be removed.", name)
             setattr(merchant, name, changes[name])
     db.session.flush()
     return merchant
+
+
+def _check_ceiling(merchant: Merchant, ceiling: int) -> None:
+    """A merchant's own ceiling: at most the operator's maximum, not under its minimum."""
+    maximum = to_minor(current_app.config["PORTAL_MAX_CEILING"], merchant.currency)
+    if ceiling > maximum:
+        money = format_money(maximum, merchant.currency)
+        raise Invalid("ceiling_above_maximum", f"The ceiling is at most {money}.", "ceiling")
+    if merchant.min_payment and ceiling < merchant.min_payment:
+        raise Invalid("ceiling_below_minimum", "The ceiling is below the minimum payment.",
+                      "ceiling")  # fmt: skip
 
 
 def _luminance(colour: str) -> float:

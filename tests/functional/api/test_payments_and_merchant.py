@@ -76,10 +76,23 @@ def test_the_merchant_reads_and_changes_its_settings(app, client):
         ({"support_email": "nope"}, "support_email"),
         ({"default_locale": "it"}, "default_locale"),
         ({"embed_origins": ["http://shop.example"]}, "embed_origins[0]"),
-        ({"ceiling": 1}, "ceiling"),  # not a setting a merchant changes itself
+        ({"ceiling": 5_000_001}, "ceiling"),  # above the operator's 50,000.00
+        ({"ceiling": 0}, "ceiling"),
+        ({"ceiling": "100.00"}, "ceiling"),  # minor units, an integer
     ):
         resp = client.patch("/api/v1/merchant", headers=m.headers, json=bad)
         assert resp.status_code == 422, (bad, resp.json)
         assert resp.json["error"]["field"] == field, (bad, resp.json)
     db.session.expire_all()
     assert db.session.get(Merchant, m.id).support_email == "help@shop.example"
+    # The ceiling is the merchant's own, up to the operator's maximum (PORTAL_MAX_CEILING).
+    resp = client.patch("/api/v1/merchant", headers=m.headers, json={"ceiling": 5_000_000})
+    assert resp.status_code == 200 and resp.json["ceiling"] == 5_000_000
+    over = client.patch("/api/v1/merchant", headers=m.headers, json={"ceiling": 5_000_001})
+    assert over.json["error"]["code"] == "ceiling_above_maximum"
+    assert "50,000.00" in over.json["error"]["message"]
+    big = {"date": "2026-10-03", "description": "Catering", "amount": 4_000_000}
+    body = statement_body(amount=4_000_000, statement={
+        "period_start": "2026-10-01", "period_end": "2026-10-31", "balance": 4_000_000,
+        "lines": [big]})  # fmt: skip
+    assert client.post("/api/v1/payment-requests", json=body, headers=m.headers).status_code == 201

@@ -20,7 +20,7 @@ from tests.servers import HTTPRecorder
 
 FORM = {"display_name": "La Boutique", "support_email": "Help@Shop.example",
         "support_phone": "02 555 01 23", "country": "be", "time_zone": "Europe/Paris",
-        "default_locale": "fr", "accent_color": "#0b5394",
+        "default_locale": "fr", "accent_color": "#0b5394", "ceiling": "20 000,00",
         "embed_origins": "https://shop.example\nhttps://www.shop.example/\n"}  # fmt: skip
 
 
@@ -38,6 +38,7 @@ def test_the_owner_changes_the_settings_with_the_apis_rules(app, client):
                                    "#0b5394")  # fmt: skip
     assert shop.embed_origins == ["https://shop.example", "https://www.shop.example"]
     assert (shop.country, shop.time_zone) == ("BE", "Europe/Paris")  # "02 …" read as Belgian
+    assert shop.ceiling == 2_000_000
     assert client.get("/api/v1/merchant", headers=m.headers).json["display_name"] == "La Boutique"
     for bad, message in (
         ({"accent_color": "#777777"}, "Neither white nor black"),  # fails WCAG AA both ways
@@ -47,6 +48,8 @@ def test_the_owner_changes_the_settings_with_the_apis_rules(app, client):
         ({"embed_origins": "http://shop.example"}, "https address"),
         ({"country": "XX", "support_phone": "+32 2 555 01 23"}, "two-letter country"),
         ({"time_zone": "Mars/Olympus"}, "time zone such as"),
+        ({"ceiling": "60 000"}, "above the portal operator"),
+        ({"ceiling": "lots"}, "as a number"),
     ):
         resp = browser.post("/merchant/settings", data={"csrf_token": token, **FORM, **bad})
         assert resp.status_code == 422 and message in resp.text, bad
