@@ -111,7 +111,7 @@ def test_owner_journey_from_invitation_to_export(live_server, browser, shot):
         expect(customer.get_by_role("heading", name="Paiement reçu — merci !")).to_be_visible()
 
         owner.goto(request_url)
-        expect(owner.locator("dd.status")).to_have_text("paid")
+        expect(owner.locator("dd.status")).to_have_text("Paid")  # in words, the console's language
         owner.get_by_label(re.compile("^Refund")).fill("10.00")
         owner.get_by_label("Why").first.fill("one cake returned")
         owner.get_by_role("button", name="Refund").click()
