@@ -34,7 +34,15 @@ from portal.delivery.services import deliveries_for
 from portal.errors import ApiError, Invalid, NotFound
 from portal.extensions import db, limiter
 from portal.links import link_token, link_url, qr_code_url
-from portal.merchant_console import accounts, activity, forms, logos, requests, settings
+from portal.merchant_console import (
+    accounts,
+    activity,
+    connect,
+    forms,
+    logos,
+    requests,
+    settings,
+)
 from portal.merchant_console.models import MerchantUser
 from portal.money import to_minor
 from portal.payment_requests.models import PaymentRequest
@@ -562,19 +570,27 @@ def reconciliation() -> Response:
 # --- settings ---------------------------------------------------------------------------
 
 
-def _settings_page(error: ApiError | None = None, secret: str | None = None) -> Response:
+def _settings_page(
+    error: ApiError | None = None,
+    secret: str | None = None,
+    account: Any = None,
+    done: str | None = None,
+    keep_form: bool = True,
+) -> Response:
+    """``account``: the provider's status of the shop's account, when the caller has it."""
     user = g.merchant_user
     return make_response(
         render_template(
             "merchant/settings.html",
             merchant=user.merchant,
+            account=account or connect.status_of(user),
             keys=settings.keys_of(user),
             endpoints=settings.endpoints_of(user),
             deliveries=settings.deliveries_of(user),
             error=error,
             secret=secret,
-            form=request.form if error else None,
-            done=request.args.get("done", ""),
+            form=request.form if error and keep_form else None,
+            done=done or request.args.get("done", ""),
             max_ceiling=to_minor(current_app.config["PORTAL_MAX_CEILING"], user.merchant.currency),
         ),
         error.status if error else 200,
@@ -584,7 +600,7 @@ def _settings_page(error: ApiError | None = None, secret: str | None = None) -> 
 @bp.get("/settings")
 @owner_only
 def settings_page() -> Response:
-    return _settings_page()
+    return _settings_page(done="connect_expired")
 
 
 @bp.post("/settings")
@@ -679,3 +695,36 @@ def replay_event(event_id: str) -> Response:
     except NotFound:
         abort(404)
     return redirect(url_for("merchant_console.settings_page", done="replayed"), 303)
+
+
+# --- the shop's own account at the payment provider (Connect) ------------------------
+
+
+@bp.post("/connect")
+@owner_only
+def connect_account() -> Response:
+    """To the provider's onboarding; it sends the owner back to the return or refresh page."""
+    try:
+        url = connect.start_onboarding(
+            g.merchant_user,
+            url_for("merchant_console.connect_return", _external=True),
+            url_for("merchant_console.connect_refresh", _external=True),
+        )
+    except ApiError as exc:
+        # no rollback: an account the provider created is kept, and audited
+        return _settings_page(exc, keep_form=False)
+    return redirect(url, 303)
+
+
+@bp.get("/connect/return")
+@owner_only
+def connect_return() -> Response:
+    account = connect.finish_onboarding(g.merchant_user)
+    return _settings_page(account=account, done="connect_back")
+
+
+@bp.get("/connect/refresh")
+@owner_only
+def connect_refresh() -> Response:
+    """The provider's link expired (or was used): the page says so; the button makes a new one."""
+    return _settings_page(done="connect_expired")

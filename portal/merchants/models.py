@@ -39,6 +39,10 @@ class Merchant(Model):
     # Origins allowed to frame the portal's pages (``frame-ancestors``).
     embed_origins: Mapped[list[str]] = mapped_column(JSON, default=list)
     stripe_account: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # A connected account still in onboarding: payments keep going where they went (the
+    # platform, or the account before it) until the provider enables charges on it, then
+    # it becomes ``stripe_account`` (portal/merchant_console/connect.py).
+    stripe_account_pending: Mapped[str | None] = mapped_column(String(64), unique=True)
     # Last event sequence number handed out; bumped under a row lock.
     event_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     # Last receipt number handed out, the same way: receipt numbers are unique by construction.

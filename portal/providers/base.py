@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from flask import current_app
 
 if TYPE_CHECKING:
+    from portal.merchants.models import Merchant
     from portal.payment_requests.models import PaymentRequest
     from portal.payments.models import Payment
 
@@ -74,6 +75,20 @@ class Submission:
     next_step: str | None = None
 
 
+@dataclass
+class AccountStatus:
+    """What the provider says of a merchant's own account (Stripe Connect): whether there is
+    one (``account``: its id, None where the provider has no ids), whether it may take
+    charges and receive payouts, and what the provider still needs from the shop."""
+
+    connected: bool
+    account: str | None = None
+    charges_enabled: bool = False
+    payouts_enabled: bool = False
+    details_submitted: bool = False
+    requirements_due: list[str] = field(default_factory=list)
+
+
 class PaymentProvider(Protocol):
     name: str
     # (number, what it does) for the development start page; empty for a real provider.
@@ -128,6 +143,16 @@ class PaymentProvider(Protocol):
         """Register ``domain`` for wallets (Apple Pay, Google Pay) on the platform
         (``account`` None) or a connected account; its id, or None where nothing is
         to register."""
+        ...
+
+    def onboarding_link(self, merchant: Merchant, return_url: str, refresh_url: str) -> str:
+        """Where the shop's owner fills in its account at the provider (creating the account,
+        and storing its id on the merchant with a flush, when it has none); the provider
+        sends the owner back to ``return_url``, or to ``refresh_url`` once the link expired."""
+        ...
+
+    def account_status(self, merchant: Merchant) -> AccountStatus:
+        """The merchant's account at the provider (``connected`` False: none yet)."""
         ...
 
     # The provider's own webhooks, at /webhooks/<name>: verified on the raw body, stored by

@@ -31,6 +31,7 @@ from portal.payments.models import Payment
 from portal.payments.refunds import record_provider_refunds
 from portal.payments.services import apply_provider_payment, flag, lock_payment_and_request
 from portal.providers.base import (
+    AccountStatus,
     CheckoutPage,
     ProviderError,
     ProviderPayment,
@@ -386,10 +387,65 @@ class StripeProvider:
         options = stripe.RequestOptions(idempotency_key=key)
         if account:
             options["stripe_account"] = account
-        created = client().v1.payment_method_domains.create(
-            params={"domain_name": domain, "enabled": True}, options=options
-        )
+        try:
+            created = client().v1.payment_method_domains.create(
+                params={"domain_name": domain, "enabled": True}, options=options
+            )
+        except stripe.StripeError as exc:
+            raise ProviderError(str(exc)) from exc
         return created.id
+
+    def onboarding_link(self, merchant: Merchant, return_url: str, refresh_url: str) -> str:
+        """Stripe Connect: an Express account for the shop on its first visit (its id kept
+        as the merchant's pending account, flushed), then an Account Link for its
+        onboarding. Payments are not sent to it before charges are enabled."""
+        try:
+            if not (merchant.stripe_account or merchant.stripe_account_pending):
+                params: dict[str, Any] = {
+                    "type": "express",
+                    "country": merchant.country,
+                    "business_profile": {"name": merchant.display_name},
+                    "metadata": {"merchant_id": merchant.id},
+                }
+                if merchant.support_email:
+                    params["email"] = merchant.support_email
+                account = client().v1.accounts.create(
+                    params=cast("stripe.params.AccountCreateParams", params),
+                    options={"idempotency_key": f"portal-acct-{merchant.id}"},
+                )
+                merchant.stripe_account_pending = account.id
+                db.session.flush()
+            account_id = merchant.stripe_account or merchant.stripe_account_pending or ""
+            link = client().v1.account_links.create(
+                params={
+                    "account": account_id,
+                    "type": "account_onboarding",
+                    "return_url": return_url,
+                    "refresh_url": refresh_url,
+                }
+            )
+        except stripe.StripeError as exc:
+            raise ProviderError(str(exc)) from exc
+        return link.url
+
+    def account_status(self, merchant: Merchant) -> AccountStatus:
+        account_id = merchant.stripe_account or merchant.stripe_account_pending
+        if not account_id:
+            return AccountStatus(connected=False)
+        try:
+            account = client().v1.accounts.retrieve(account_id).to_dict()
+        except stripe.StripeError as exc:
+            raise ProviderError(str(exc)) from exc
+        requirements = account.get("requirements") or {}
+        due = set(requirements.get("currently_due") or []) | set(requirements.get("past_due") or [])
+        return AccountStatus(
+            connected=True,
+            account=account_id,
+            charges_enabled=bool(account.get("charges_enabled")),
+            payouts_enabled=bool(account.get("payouts_enabled")),
+            details_submitted=bool(account.get("details_submitted")),
+            requirements_due=sorted(due),
+        )
 
     def minimum_charge(self, currency: str) -> int:
         return stripe_minimum_charge(currency)

@@ -161,6 +161,7 @@ MERCHANT_NO_ID_FORMS: dict[str, dict[str, Any]] = {
     "/merchant/keys": {"label": "bravo till"},
     "/merchant/settings/logo": {},  # no file: refused, and nothing of A's changes
     "/merchant/endpoints": {"url": "https://127.0.0.1:9/bravo-hook"},
+    "/merchant/connect": {},  # B's own account at the provider (the sandbox stores nothing)
 }
 # A merchant console path argument -> the kinds of merchant A's objects to put there.
 MERCHANT_OBJECTS: dict[str, tuple[str, ...]] = {
@@ -828,8 +829,8 @@ def test_merchant_console_pages_never_show_another_merchant(app: Flask, world: W
     hidden = markers(world)
     pages = merchant_pages(app)
     assert {"/merchant/", "/merchant/users", "/merchant/audit", "/merchant/requests",
-            "/merchant/payments", "/merchant/settings",
-            "/merchant/reconciliation"} <= set(pages)  # fmt: skip
+            "/merchant/payments", "/merchant/settings", "/merchant/reconciliation",
+            "/merchant/connect/return", "/merchant/connect/refresh"} <= set(pages)  # fmt: skip
     clerk_b = console_user(world.b.merchant.merchant, "bravo-clerk@shop.test", "staff")
     for user in (world.owner_b, clerk_b):
         with merchant_console(app, user) as (client, _):
