@@ -18,6 +18,7 @@ from portal.extensions import db
 from portal.ledger.services import record_event
 from portal.merchants.models import Merchant
 from portal.money import format_money
+from portal.pagination import newest_first
 from portal.payment_requests.models import OrderLine, PaymentRequest, StatementLine
 from portal.payments.models import Payment
 from portal.payments.services import REQUEST_CLOSED, PaymentRefused, close_attempt, minimum_for
@@ -275,20 +276,7 @@ def list_for_merchant(
         query = query.where(PaymentRequest.reference == reference)
     if customer_reference:
         query = query.where(PaymentRequest.customer_reference == customer_reference)
-    if starting_after:
-        cursor = db.session.get(PaymentRequest, starting_after)
-        if cursor is None or cursor.merchant_id != merchant.id:
-            raise Invalid(
-                "invalid_cursor", "starting_after is not one of your requests.", "starting_after"
-            )
-        query = query.where(
-            (PaymentRequest.created_at < cursor.created_at)
-            | ((PaymentRequest.created_at == cursor.created_at) & (PaymentRequest.id < cursor.id))
-        )
-    rows = db.session.scalars(
-        query.order_by(PaymentRequest.created_at.desc(), PaymentRequest.id.desc()).limit(limit + 1)
-    ).all()
-    return list(rows[:limit]), len(rows) > limit
+    return newest_first(query, PaymentRequest, merchant.id, starting_after, limit, "requests")
 
 
 def is_expired(pr: PaymentRequest, now: datetime | None = None) -> bool:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from portal.errors import Invalid, NotFound
+from portal.errors import NotFound
 from portal.extensions import db
 from portal.merchants.models import Merchant
+from portal.pagination import newest_first
 from portal.payments.models import Payment, Refund
 
 
@@ -34,20 +35,7 @@ def list_payments(
         query = query.where(Payment.status == status)
     if request_id:
         query = query.where(Payment.request_id == request_id)
-    if starting_after:
-        cursor = db.session.get(Payment, starting_after)
-        if cursor is None or cursor.merchant_id != merchant.id:
-            raise Invalid(
-                "invalid_cursor", "starting_after is not one of your payments.", "starting_after"
-            )
-        query = query.where(
-            (Payment.created_at < cursor.created_at)
-            | ((Payment.created_at == cursor.created_at) & (Payment.id < cursor.id))
-        )
-    rows = db.session.scalars(
-        query.order_by(Payment.created_at.desc(), Payment.id.desc()).limit(limit + 1)
-    ).all()
-    return list(rows[:limit]), len(rows) > limit
+    return newest_first(query, Payment, merchant.id, starting_after, limit, "payments")
 
 
 def refunds_of(payment: Payment) -> list[Refund]:
