@@ -314,6 +314,11 @@ class CreateWalletTopup(_Create):
     amount: Amount | None = Field(None, description="A fixed top-up; omit to let them choose.")
     allow_partial: NoPartial = False
     allow_full_payment: NoFullPayment = False
+    reusable: StrictBool = Field(
+        False,
+        description="Stays open for repeated payments, each its own payment request (a "
+        "child with parent_request_id), until voided; no expires_at.",
+    )
     wallet: Wallet | None = None
     statement: NotHere = None
     order: NotHere = None
@@ -450,9 +455,13 @@ class _PaymentRequest(Answer):
     description: str | None
     customer: CustomerOut
     due_date: date | None
-    expires_at: Timestamp
+    expires_at: Timestamp | None = Field(description="Null for a reusable top-up: no expiry.")
     metadata: dict[str, str]
     allow_partial: bool
+    reusable: bool = Field(description="A reusable top-up link (wallet_topup only).")
+    parent_request_id: str | None = Field(
+        description="For a payment made through a reusable link: that link's request."
+    )
     url: str = Field(json_schema_extra={"format": "uri"}, description="The customer's link.")
     qr_code_url: str = Field(json_schema_extra={"format": "uri"})
     created_at: Timestamp

@@ -34,10 +34,17 @@ from portal.customer import forms
 from portal.db_types import utcnow
 from portal.documents import pdf_name, receipt_pdf, statement_pdf
 from portal.extensions import csrf, db, limiter
-from portal.links import check_form_token, form_token, link_url, request_id_from_token
+from portal.links import (
+    check_form_token,
+    form_token,
+    link_token,
+    link_url,
+    request_id_from_token,
+)
 from portal.money import format_money
 from portal.payment_requests.models import PaymentRequest
 from portal.payments.models import Payment
+from portal.payments.reusable import new_nonce, start_reusable_payment
 from portal.payments.services import (
     CheckoutPage,
     PaymentRefused,
@@ -294,6 +301,7 @@ def _request_page(
         typed=form.typed if form else None,
         limits=_limits(pr, refused) if error else {},
         needs_email=not pr.customer_email,
+        nonce=new_nonce() if pr.reusable else None,
     )
 
 
@@ -309,20 +317,28 @@ def pay(token: str) -> Response:
     try:
         # One transaction: the request's row stays locked while the provider sets up its
         # side, so a second tab waits and then reuses this attempt.
-        payment = start_payment(
-            pr,
-            form.amount,
-            locale=g.locale,
-            receipt_email=form.email,
-            full_order=form.full_order,
-        )
-        payment_id = payment.id
-        prepare_payment(payment)
+        payment = _start(pr, form)
+        payment_id, request_id = payment.id, payment.request_id
+        if payment.status == PaymentStatus.PENDING:
+            prepare_payment(payment)
     except PaymentRefused as refused:
         db.session.rollback()
         status = 503 if refused.code == "try_again" else 422
         return _request_page(pr, refused.code, status, form=form, refused=refused)
+    if request_id != pr.id:  # a reusable link's payment: its checkout is its child's
+        token = link_token(request_id)
     return redirect(url_for("customer.checkout", token=token, payment_id=payment_id), 303)
+
+
+def _start(pr: PaymentRequest, form: forms.PayForm) -> Payment:
+    if pr.reusable:
+        return start_reusable_payment(
+            pr, form.amount, request.form.get("nonce"), locale=g.locale,
+            receipt_email=form.email,
+        )  # fmt: skip
+    return start_payment(
+        pr, form.amount, locale=g.locale, receipt_email=form.email, full_order=form.full_order
+    )
 
 
 @bp.route("/<token>/checkout/<payment_id>", methods=["GET", "POST"])

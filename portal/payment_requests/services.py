@@ -21,6 +21,7 @@ from portal.money import format_money
 from portal.pagination import newest_first
 from portal.payment_requests.models import OrderLine, PaymentRequest, StatementLine
 from portal.payments.models import Payment
+from portal.payments.reusable import NEVER, open_children
 from portal.payments.services import REQUEST_CLOSED, PaymentRefused, close_attempt, minimum_for
 from portal.states import OPEN_ATTEMPT, Kind, PaymentStatus, RequestStatus, transition
 
@@ -156,6 +157,19 @@ def _wallet(pr: PaymentRequest, merchant: Merchant, wallet: schemas.Wallet | Non
     pr.wallet_suggested = list(wallet.suggested)
 
 
+def _reusable(pr: PaymentRequest, body: schemas.CreateWalletTopup) -> None:
+    """A reusable top-up stays open until voided: it has no expiry (``NEVER`` is stored,
+    the API answers ``expires_at: null``); its children expire (portal/payments/reusable.py)."""
+    if body.expires_at is not None:
+        raise Invalid(
+            "invalid_value",
+            "A reusable top-up does not expire (void it to close it): omit expires_at.",
+            "expires_at",
+        )
+    pr.reusable = True
+    pr.expires_at = NEVER
+
+
 def _expiry(pr: PaymentRequest, expires: datetime | None, now: datetime) -> datetime:
     latest = now + MAX_LIFETIME
     if expires is not None:
@@ -217,6 +231,8 @@ def create_payment_request(
     else:
         _wallet(pr, merchant, body.wallet)
     pr.expires_at = _expiry(pr, body.expires_at, now)
+    if isinstance(body, schemas.CreateWalletTopup) and body.reusable:
+        _reusable(pr, body)
     db.session.add(pr)
     db.session.flush()
     if lines:
@@ -305,8 +321,21 @@ def void_request(merchant: Merchant, request_id: str, reason: str | None = None)
     """
     pr = get_for_merchant(merchant, request_id, lock=True)
     _void_locked(pr)
+    if pr.reusable:
+        _void_children(pr)
     db.session.flush()
     return pr
+
+
+def _void_children(parent: PaymentRequest) -> None:
+    """A void reusable link takes no new payment; its children that were only started
+    are voided too (their open attempts closed at the provider), while a child whose
+    payment is in flight follows the ordinary rules: it stays open and its money counts."""
+    for child in open_children(parent):
+        try:
+            _void_locked(child)
+        except Conflict:
+            continue
 
 
 def _close_open_attempts(pr: PaymentRequest) -> bool:
