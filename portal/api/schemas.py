@@ -589,6 +589,16 @@ class Query(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+class CardQuery(Query):
+    size: Literal["a6", "card"] = Field(
+        "a6",
+        description="a6 (105 x 148 mm), or card (85.6 x 54 mm, a credit card's size).",
+    )
+    locale: Literal["en", "fr", "nl", "de"] | None = Field(
+        None, description="The card's language (the merchant's default when omitted)."
+    )
+
+
 class ListPaymentRequests(Query):
     status: Annotated[RequestStatus, coded(enum="invalid_value")] | None = Field(
         None, description="Only this status."

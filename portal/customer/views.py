@@ -25,6 +25,7 @@ from flask import (
     url_for,
 )
 from flask_babel import refresh
+from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import Table, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -43,6 +44,7 @@ from portal.links import (
 )
 from portal.money import format_money
 from portal.payment_requests.models import PaymentRequest
+from portal.payment_requests.renewal import request_renewal
 from portal.payments.models import Payment
 from portal.payments.reusable import new_nonce, start_reusable_payment
 from portal.payments.services import (
@@ -83,6 +85,22 @@ pay_limit = limiter.limit(
     scope="pay",
     override_defaults=False,
 )
+
+
+def _renewal_key() -> str:
+    return f"renew:{(request.view_args or {}).get('token', '')}"
+
+
+# "Ask for a new link": per link, whoever asks, and per client address, over every link.
+renewal_limits = [
+    limiter.limit(
+        lambda: current_app.config["PORTAL_RENEWAL_RATE_LIMIT"],
+        key_func=key,
+        scope=scope,
+        override_defaults=False,
+    )
+    for key, scope in ((_renewal_key, "renew"), (get_remote_address, "renew-address"))
+]
 
 LOCALE_COOKIE = "portal_locale"
 CLOSED = (RequestStatus.VOID, RequestStatus.EXPIRED)
@@ -303,6 +321,19 @@ def _request_page(
         needs_email=not pr.customer_email,
         nonce=new_nonce() if pr.reusable else None,
     )
+
+
+@bp.post("/<token>/renew")
+@renewal_limits[0]
+@renewal_limits[1]
+def renew(token: str) -> Response:
+    """ "Ask for a new link" on a closed link's page: passed on to the merchant at most once
+    a day; the same confirmation whatever was done (it tells nothing about the request)."""
+    pr = load_request(token)
+    if pr.status not in CLOSED and not pr.is_expired():
+        return redirect(url_for("customer.show", token=token), 303)
+    request_renewal(pr.id)
+    return _render("customer/renewal.html", pr)
 
 
 @bp.post("/<token>/pay")

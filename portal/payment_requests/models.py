@@ -72,8 +72,7 @@ class PaymentRequest(Model):
             "(parent_request_id IS NULL) = (parent_nonce IS NULL)", name="child_has_nonce"
         ),
         # One child per pay form sent (a double click reuses the first one's).
-        Index("uq_payment_requests_parent_nonce", "parent_request_id", "parent_nonce",
-              unique=True),
+        Index("uq_payment_requests_parent_nonce", "parent_request_id", "parent_nonce", unique=True),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("pr"))

@@ -13,9 +13,11 @@ from portal.api import schemas
 from portal.api.contract import parse
 from portal.db_types import utcnow
 from portal.delivery.services import send_link
+from portal.documents import card_pdf
 from portal.errors import ApiError, Conflict, Invalid, NotFound
 from portal.extensions import db
 from portal.ledger.services import record_event
+from portal.links import link_url
 from portal.merchants.models import Merchant
 from portal.money import format_money
 from portal.pagination import newest_first
@@ -418,6 +420,17 @@ def expire_overdue(now: datetime | None = None, batch: int = 500) -> int:
         count += 1
     db.session.flush()
     return count
+
+
+def printable_card(merchant: Merchant, request_id: str, size: str, locale: str | None) -> bytes:
+    """The QR card of a reusable top-up link (PDF); 409 for any other request, or once
+    the link is void (a card must not lead to a dead end)."""
+    pr = get_for_merchant(merchant, request_id)
+    if not pr.reusable:
+        raise Conflict("not_reusable", "Only a reusable top-up link has a printable card.")
+    if pr.status != RequestStatus.OPEN:
+        raise Conflict("request_closed", f"A {pr.status} link has no printable card.")
+    return card_pdf(pr, locale or merchant.default_locale or "en", size, link_url(pr.id))
 
 
 def today() -> date:
