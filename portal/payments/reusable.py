@@ -29,7 +29,7 @@ from portal.states import PAYABLE, Kind, RequestStatus
 # any request does (an attempt still open is closed first).
 CHILD_LIFETIME = timedelta(hours=1)
 # What a reusable parent stores as its expiry: it never expires (the API answers null).
-NEVER = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+NEVER = datetime(9999, 1, 1, tzinfo=UTC)  # (a day or a time zone away from the end of time)
 _NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
