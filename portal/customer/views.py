@@ -243,6 +243,10 @@ def _render(template: str, pr: PaymentRequest, status: int = 200, **context: Any
             locales=SUPPORTED_LOCALES,
             test_mode=test_mode(),
             csrf_token=lambda: form_token(pr.id),  # the link's, not the session's
+            # A payment made through a reusable link: the way back to that link.
+            again=url_for("customer.show", token=link_token(pr.parent_request_id))
+            if pr.parent_request_id
+            else None,
             **context,
         ),
         status,

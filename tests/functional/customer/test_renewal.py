@@ -144,3 +144,12 @@ def test_contacts_fall_back_to_the_owners(app, merchant):
     db.session.commit()
     assert merchant_contacts(merchant.id, None) == ["owner@shop.example"]
     assert merchant_contacts(merchant.id, "a@b.example") == ["a@b.example"]
+
+
+def test_a_merchant_with_no_contact_gets_no_mail_and_no_error(app, merchant, smtp):
+    pr = closed(merchant, "void")
+    assert request_renewal(pr.id)
+    db.session.commit()
+    run_due_jobs()
+    assert smtp.messages == []
+    assert not request_renewal("pr_unknown")

@@ -90,6 +90,7 @@ def test_three_sessions_pay_three_times_then_void_refuses_a_fourth(
         session, link, form = open_form(served, parent_id)
         done = pay(served, session, link, form, amount=amount, email=f"c{i}@example.com")
         assert done.status_code == 200, done.text
+        assert f'href="/p/{link_token(parent_id)}"' in done.text  # "Recharger à nouveau"
     kids = children(parent_id)
     assert [k.status for k in kids] == ["paid"] * 3
     assert [k.amount_paid for k in kids] == [1000, 2500, 750]
@@ -154,3 +155,32 @@ def test_a_double_click_makes_one_child_and_one_charge(app, merchant, served):
         s, lk, f = open_form(served, parent_id)
         assert pay(served, s, lk, f, amount="5,00").status_code == 200
     assert [k.amount_paid for k in children(parent_id)] == [2000, 500, 500]
+
+
+def test_the_result_and_an_expired_child_lead_back_to_the_link(app, merchant, client):
+    from datetime import timedelta
+
+    from portal.db_types import utcnow
+    from portal.payments.reusable import start_reusable_payment
+
+    parent = make_request(merchant, reusable_body())
+    payment = start_reusable_payment(parent, 1000, "z" * 20)
+    db.session.commit()
+    child = db.session.get(PaymentRequest, payment.request_id)
+    back = f"/p/{link_token(parent.id)}"
+    child.expires_at = utcnow() - timedelta(minutes=1)
+    db.session.commit()
+    closed = client.get(f"/p/{link_token(child.id)}?lang=nl")
+    assert closed.status_code == 410
+    assert f'href="{back}"' in closed.text and "Opnieuw opwaarderen" in closed.text
+    assert "/renew" not in closed.text  # the way on is the reusable link, not a renewal
+    # The same page sent again with another amount is another payment, not this one's.
+    other = start_reusable_payment(parent, 2500, "z" * 20)
+    assert other.request_id != child.id and other.amount == 2500
+    db.session.commit()
+    # A page without a usable nonce is a form of its own.
+    assert start_reusable_payment(parent, 1000, "short").request_id not in (
+        child.id,
+        other.request_id,
+    )
+    db.session.rollback()
