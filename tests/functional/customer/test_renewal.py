@@ -78,6 +78,9 @@ def test_once_a_day_by_the_clock(app, merchant):
     assert request_renewal(pr.id, now + timedelta(days=1, minutes=1))
     db.session.commit()
     assert len(renewal_events(pr.id)) == 2
+    from portal.merchant_console.activity import timeline
+
+    assert [e.kind for e in timeline(db.session.get(PaymentRequest, pr.id))][-1] == "renewal"
 
 
 def test_an_open_link_is_not_passed_on(client, merchant):
