@@ -125,6 +125,7 @@ class Settings(BaseModel):
     api_rate_limit: RateLimit = "100 per second"
     link_rate_limit: RateLimit = "120 per minute"
     pay_rate_limit: RateLimit = "20 per 10 minutes"
+    renewal_rate_limit: RateLimit = "5 per hour"
     login_rate_limit: RateLimit = "10 per minute"
     login_account_rate_limit: RateLimit = "20 per hour"
     webhook_rate_limit: RateLimit = "600 per minute"

@@ -18,6 +18,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import segno
 from flask import g, render_template
 from flask_babel import force_locale
 from weasyprint import CSS, HTML  # type: ignore[import-untyped]
@@ -74,14 +75,19 @@ def merchant_clock(merchant: Any) -> Iterator[None]:
             setattr(g, name, value)
 
 
-def render_pdf(template: str, locale: str, merchant: Any, **context: Any) -> bytes:
-    """``templates/pdf/<template>`` drawn as a PDF, in ``locale``."""
+def render_pdf(
+    template: str, locale: str, merchant: Any, *, stylesheet: Path | None = STYLESHEET,
+    **context: Any,
+) -> bytes:  # fmt: skip
+    """``templates/pdf/<template>`` drawn as a PDF, in ``locale`` (with the documents'
+    stylesheet, unless the template brings its own page)."""
     with force_locale(locale), merchant_clock(merchant):
         html = render_template(
             template, merchant=merchant, logo=drawable_logo(merchant.logo_url), **context
         )
     document = HTML(string=html, base_url=STATIC.as_uri() + "/", url_fetcher=LocalFetcher())
-    return document.write_pdf(stylesheets=[CSS(filename=str(STYLESHEET))]) or b""
+    sheets = [CSS(filename=str(stylesheet))] if stylesheet else []
+    return document.write_pdf(stylesheets=sheets) or b""
 
 
 def statement_pdf(pr: Any, locale: str, payments: list[Any]) -> bytes:
@@ -100,3 +106,18 @@ def pdf_name(prefix: str, reference: str | None) -> str:
 def receipt_pdf(payment: Any, locale: str) -> bytes:
     pr = payment.request
     return render_pdf("pdf/receipt.html", locale, pr.merchant, pr=pr, payment=payment)
+
+
+# The printable QR card of a reusable top-up link: (width, height) in millimetres.
+CARD_SIZES = {"a6": (105.0, 148.0), "card": (85.6, 54.0)}
+
+
+def card_pdf(pr: Any, locale: str, size: str, url: str) -> bytes:
+    """A card to print for a link (a reusable top-up's, on a counter or a loyalty card):
+    the shop's name and logo, the link's QR code and a call to action, in ``locale``."""
+    width, height = CARD_SIZES[size]
+    qr = segno.make(url, error="m").svg_data_uri(scale=4, border=2)
+    return render_pdf(
+        "pdf/card.html", locale, pr.merchant, stylesheet=None, pr=pr, qr=qr, size=size,
+        width=width, height=height,
+    )  # fmt: skip

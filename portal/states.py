@@ -45,6 +45,8 @@ class EventType(StrEnum):
     REQUEST_PAID = "payment_request.paid"
     REQUEST_EXPIRED = "payment_request.expired"
     REQUEST_VOIDED = "payment_request.voided"
+    # The customer of a closed (expired or void) link asked for a new one.
+    RENEWAL_REQUESTED = "payment_request.renewal_requested"
 
 
 class JobStatus(StrEnum):

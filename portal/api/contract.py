@@ -173,8 +173,18 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": REF.format(model=model.__name__)}
 
 
+PDF = "application/pdf"  # an answer that is a document, not JSON (``answers={200: PDF}``)
+
+
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _answer(model: Any, description: str) -> dict[str, Any]:
+    if isinstance(model, str):
+        binary = {"type": "string", "format": "binary"}
+        return {"description": description, "content": {model: {"schema": binary}}}
+    return _json(_ref(model) if model else {"type": "object"}, description)
 
 
 def _query_parameters(model: type[BaseModel], defs: dict[str, Any]) -> list[dict[str, Any]]:
@@ -204,7 +214,7 @@ def _operation(op: Operation, defs: dict[str, Any]) -> dict[str, Any]:
     if op.idempotent:
         parameters.append(IDEMPOTENCY)
     responses = {
-        str(status): _json(_ref(model) if model else {"type": "object"}, description)
+        str(status): _answer(model, description)
         for status, (model, description) in op.answers.items()
     }
     if not op.public:
@@ -230,7 +240,9 @@ def _components() -> dict[str, Any]:
     for op in OPERATIONS:
         if op.body is not None:
             models.append((op.body, "validation"))
-        models += [(m, "serialization") for m, _ in op.answers.values() if m is not None]
+        models += [
+            (m, "serialization") for m, _ in op.answers.values() if m and not isinstance(m, str)
+        ]
     _, document = models_json_schema(list(dict.fromkeys(models)), ref_template=REF)
     return document.get("$defs", {})
 

@@ -314,6 +314,11 @@ class CreateWalletTopup(_Create):
     amount: Amount | None = Field(None, description="A fixed top-up; omit to let them choose.")
     allow_partial: NoPartial = False
     allow_full_payment: NoFullPayment = False
+    reusable: StrictBool = Field(
+        False,
+        description="Stays open for repeated payments, each its own payment request (a "
+        "child with parent_request_id), until voided; no expires_at.",
+    )
     wallet: Wallet | None = None
     statement: NotHere = None
     order: NotHere = None
@@ -450,9 +455,13 @@ class _PaymentRequest(Answer):
     description: str | None
     customer: CustomerOut
     due_date: date | None
-    expires_at: Timestamp
+    expires_at: Timestamp | None = Field(description="Null for a reusable top-up: no expiry.")
     metadata: dict[str, str]
     allow_partial: bool
+    reusable: bool = Field(description="A reusable top-up link (wallet_topup only).")
+    parent_request_id: str | None = Field(
+        description="For a payment made through a reusable link: that link's request."
+    )
     url: str = Field(json_schema_extra={"format": "uri"}, description="The customer's link.")
     qr_code_url: str = Field(json_schema_extra={"format": "uri"})
     created_at: Timestamp
@@ -578,6 +587,16 @@ class Query(BaseModel):
     """Query parameters: values are strings on the wire; an empty one is as if absent."""
 
     model_config = ConfigDict(extra="ignore")
+
+
+class CardQuery(Query):
+    size: Literal["a6", "card"] = Field(
+        "a6",
+        description="a6 (105 x 148 mm), or card (85.6 x 54 mm, a credit card's size).",
+    )
+    locale: Literal["en", "fr", "nl", "de"] | None = Field(
+        None, description="The card's language (the merchant's default when omitted)."
+    )
 
 
 class ListPaymentRequests(Query):

@@ -75,8 +75,10 @@ def payment_request_answer(
                 name=pr.customer_name, email=pr.customer_email, phone=pr.customer_phone,
                 locale=pr.customer_locale, reference=pr.customer_reference,
             ),
-            due_date=pr.due_date, expires_at=pr.expires_at, metadata=pr.metadata_dict,
-            allow_partial=pr.allow_partial, url=link_url(pr.id), qr_code_url=qr_code_url(pr.id),
+            due_date=pr.due_date, expires_at=None if pr.reusable else pr.expires_at,
+            metadata=pr.metadata_dict, allow_partial=pr.allow_partial, reusable=pr.reusable,
+            parent_request_id=pr.parent_request_id, url=link_url(pr.id),
+            qr_code_url=qr_code_url(pr.id),
             created_at=pr.created_at, paid_at=pr.paid_at, voided_at=pr.voided_at,
             opens=schemas.Opens(
                 count=pr.open_count, first_opened_at=pr.first_opened_at,

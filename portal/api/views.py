@@ -17,7 +17,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from pydantic import BaseModel
 
 from portal.api import schemas
-from portal.api.contract import openapi_document, operation, parse
+from portal.api.contract import PDF, openapi_document, operation, parse
 from portal.api.idempotency import fingerprint, run_idempotent
 from portal.api.serializers import (
     callback_delivery_answer,
@@ -215,6 +215,25 @@ def list_payment_requests() -> Response:
 def get_payment_request(request_id: str) -> Response:
     pr = requests_service.get_for_merchant(g.merchant, request_id)
     return answer(payment_request_answer(pr))
+
+
+def pdf_answer(body: bytes, filename: str) -> Response:
+    response = Response(body, mimetype=PDF)
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@operation(
+    bp, "GET", "/payment-requests/{request_id}/card.pdf",
+    summary="A reusable top-up link's printable QR card (PDF, A6 or credit-card size).",
+    query=schemas.CardQuery,
+    answers={200: (PDF, "The card, a PDF.")},
+    params=REQUEST_ID,
+)  # fmt: skip
+def payment_request_card(request_id: str) -> Response:
+    asked: schemas.CardQuery = query(schemas.CardQuery)
+    body = requests_service.printable_card(g.merchant, request_id, asked.size, asked.locale)
+    return pdf_answer(body, f"card-{asked.size}-{request_id}.pdf")
 
 
 @operation(

@@ -25,6 +25,7 @@ from flask import (
     url_for,
 )
 from flask_babel import refresh
+from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import Table, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -34,10 +35,18 @@ from portal.customer import forms
 from portal.db_types import utcnow
 from portal.documents import pdf_name, receipt_pdf, statement_pdf
 from portal.extensions import csrf, db, limiter
-from portal.links import check_form_token, form_token, link_url, request_id_from_token
+from portal.links import (
+    check_form_token,
+    form_token,
+    link_token,
+    link_url,
+    request_id_from_token,
+)
 from portal.money import format_money
 from portal.payment_requests.models import PaymentRequest
+from portal.payment_requests.renewal import request_renewal
 from portal.payments.models import Payment
+from portal.payments.reusable import new_nonce, start_reusable_payment
 from portal.payments.services import (
     CheckoutPage,
     PaymentRefused,
@@ -76,6 +85,22 @@ pay_limit = limiter.limit(
     scope="pay",
     override_defaults=False,
 )
+
+
+def _renewal_key() -> str:
+    return f"renew:{(request.view_args or {}).get('token', '')}"
+
+
+# "Ask for a new link": per link, whoever asks, and per client address, over every link.
+renewal_limits = [
+    limiter.limit(
+        lambda: current_app.config["PORTAL_RENEWAL_RATE_LIMIT"],
+        key_func=key,
+        scope=scope,
+        override_defaults=False,
+    )
+    for key, scope in ((_renewal_key, "renew"), (get_remote_address, "renew-address"))
+]
 
 LOCALE_COOKIE = "portal_locale"
 CLOSED = (RequestStatus.VOID, RequestStatus.EXPIRED)
@@ -218,6 +243,10 @@ def _render(template: str, pr: PaymentRequest, status: int = 200, **context: Any
             locales=SUPPORTED_LOCALES,
             test_mode=test_mode(),
             csrf_token=lambda: form_token(pr.id),  # the link's, not the session's
+            # A payment made through a reusable link: the way back to that link.
+            again=url_for("customer.show", token=link_token(pr.parent_request_id))
+            if pr.parent_request_id
+            else None,
             **context,
         ),
         status,
@@ -294,7 +323,21 @@ def _request_page(
         typed=form.typed if form else None,
         limits=_limits(pr, refused) if error else {},
         needs_email=not pr.customer_email,
+        nonce=new_nonce() if pr.reusable else None,
     )
+
+
+@bp.post("/<token>/renew")
+@renewal_limits[0]
+@renewal_limits[1]
+def renew(token: str) -> Response:
+    """ "Ask for a new link" on a closed link's page: passed on to the merchant at most once
+    a day; the same confirmation whatever was done (it tells nothing about the request)."""
+    pr = load_request(token)
+    if pr.status not in CLOSED and not pr.is_expired():
+        return redirect(url_for("customer.show", token=token), 303)
+    request_renewal(pr.id)
+    return _render("customer/renewal.html", pr)
 
 
 @bp.post("/<token>/pay")
@@ -309,20 +352,28 @@ def pay(token: str) -> Response:
     try:
         # One transaction: the request's row stays locked while the provider sets up its
         # side, so a second tab waits and then reuses this attempt.
-        payment = start_payment(
-            pr,
-            form.amount,
-            locale=g.locale,
-            receipt_email=form.email,
-            full_order=form.full_order,
-        )
-        payment_id = payment.id
-        prepare_payment(payment)
+        payment = _start(pr, form)
+        payment_id, request_id = payment.id, payment.request_id
+        if payment.status == PaymentStatus.PENDING:
+            prepare_payment(payment)
     except PaymentRefused as refused:
         db.session.rollback()
         status = 503 if refused.code == "try_again" else 422
         return _request_page(pr, refused.code, status, form=form, refused=refused)
+    if request_id != pr.id:  # a reusable link's payment: its checkout is its child's
+        token = link_token(request_id)
     return redirect(url_for("customer.checkout", token=token, payment_id=payment_id), 303)
+
+
+def _start(pr: PaymentRequest, form: forms.PayForm) -> Payment:
+    if pr.reusable:
+        return start_reusable_payment(
+            pr, form.amount, request.form.get("nonce"), locale=g.locale,
+            receipt_email=form.email,
+        )  # fmt: skip
+    return start_payment(
+        pr, form.amount, locale=g.locale, receipt_email=form.email, full_order=form.full_order
+    )
 
 
 @bp.route("/<token>/checkout/<payment_id>", methods=["GET", "POST"])

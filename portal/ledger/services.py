@@ -40,6 +40,8 @@ def request_summary(pr: Any) -> dict[str, Any]:
         "amount_due": pr.amount_due,
         "customer": {"reference": pr.customer_reference, "name": pr.customer_name},
         "metadata": pr.metadata_dict,
+        # A payment made through a reusable top-up link: the link's own request.
+        "parent_id": pr.parent_request_id,
     }
     if pr.kind == "statement":
         # Each line's standing; what one payment settled is the event's ``allocation``.

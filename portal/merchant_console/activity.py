@@ -122,6 +122,8 @@ def timeline(pr: PaymentRequest) -> list[Entry]:
             entries.append(Entry(r.created_at, "refund", r.reason or "", r.amount))
     if pr.voided_at:
         entries.append(Entry(pr.voided_at, "voided"))
+    if pr.renewal_requested_at:  # the last "ask for a new link" passed on
+        entries.append(Entry(pr.renewal_requested_at, "renewal"))
     entries.sort(key=lambda e: (e.at is None, e.at))
     return entries
 

@@ -160,6 +160,7 @@ def _per_kind(r: Reader, kind: str, body: dict[str, Any]) -> None:
             "lines": _statement_rows(r) + _csv_rows(r),
         }
     elif kind == "wallet_topup":
+        body["reusable"] = r.checked("reusable")
         if r.form.get("wallet_mode") == "chosen":
             body["amount"] = None
             suggested = [r.amount("suggested", text) for text in r.form.getlist("suggested")]

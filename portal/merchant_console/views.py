@@ -31,6 +31,7 @@ from werkzeug.wrappers import Response
 from portal.credentials import new_totp_secret, totp_uri
 from portal.customer.forms import parse_amount
 from portal.delivery.services import deliveries_for
+from portal.documents import CARD_SIZES
 from portal.errors import ApiError, Invalid, NotFound
 from portal.extensions import db, limiter
 from portal.links import link_token, link_url, qr_code_url
@@ -46,6 +47,7 @@ from portal.merchant_console import (
 from portal.merchant_console.models import MerchantUser
 from portal.money import to_minor
 from portal.payment_requests.models import PaymentRequest
+from portal.payment_requests.services import printable_card
 from portal.payments import reconcile
 from portal.payments.services import payable_range
 from portal.states import PaymentStatus, RequestStatus
@@ -411,6 +413,22 @@ def _detail_page(pr: PaymentRequest, error: ApiError | None = None) -> Response:
         ),
         error.status if error else 200,
     )
+
+
+@bp.get("/requests/<request_id>/card.pdf")
+def request_card(request_id: str) -> Response:
+    """A reusable top-up link's printable QR card, in the console's language."""
+    size = request.args.get("size", "a6")
+    if size not in CARD_SIZES:
+        abort(404)
+    pr = _own_request(request_id)
+    try:
+        body = printable_card(pr.merchant, pr.id, size, _locale())
+    except ApiError:
+        abort(404)
+    response = Response(body, mimetype="application/pdf")
+    response.headers["Content-Disposition"] = f'attachment; filename="card-{size}.pdf"'
+    return response
 
 
 @bp.post("/requests/<request_id>/send")

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -60,6 +61,18 @@ class PaymentRequest(Model):
             "OR wallet_max >= wallet_min))",
             name="wallet_bounds",
         ),
+        # A reusable top-up is a parent that is never paid itself: each payment through its
+        # link is made on a child (docs/api.md, "Reusable top-up links").
+        CheckConstraint(
+            "NOT reusable OR (kind = 'wallet_topup' AND amount_paid = 0 "
+            "AND parent_request_id IS NULL)",
+            name="reusable_never_paid",
+        ),
+        CheckConstraint(
+            "(parent_request_id IS NULL) = (parent_nonce IS NULL)", name="child_has_nonce"
+        ),
+        # One child per pay form sent (a double click reuses the first one's).
+        Index("uq_payment_requests_parent_nonce", "parent_request_id", "parent_nonce", unique=True),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("pr"))
@@ -105,6 +118,14 @@ class PaymentRequest(Model):
     first_opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     notes: Mapped[str | None] = mapped_column(Text)
+    # Reusable top-ups: the parent takes payments through children made per pay form.
+    reusable: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    parent_request_id: Mapped[str | None] = mapped_column(
+        ForeignKey("payment_requests.id"), index=True
+    )
+    parent_nonce: Mapped[str | None] = mapped_column(String(64))
+    # The last "ask for a new link" that was passed on to the merchant (once a day).
+    renewal_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     merchant: Mapped[Merchant] = relationship(lazy="joined")
     statement_lines: Mapped[list[StatementLine]] = relationship(
@@ -138,6 +159,8 @@ class PaymentRequest(Model):
         """Expired in fact, even before the periodic job has written the status."""
         if self.status == RequestStatus.EXPIRED:
             return True
+        if self.reusable:
+            return False  # open until voided (its expires_at is a far-off sentinel)
         return self.status == RequestStatus.OPEN and self.expires_at <= (now or utcnow())
 
 

@@ -13,14 +13,17 @@ from portal.api import schemas
 from portal.api.contract import parse
 from portal.db_types import utcnow
 from portal.delivery.services import send_link
+from portal.documents import card_pdf
 from portal.errors import ApiError, Conflict, Invalid, NotFound
 from portal.extensions import db
 from portal.ledger.services import record_event
+from portal.links import link_url
 from portal.merchants.models import Merchant
 from portal.money import format_money
 from portal.pagination import newest_first
 from portal.payment_requests.models import OrderLine, PaymentRequest, StatementLine
 from portal.payments.models import Payment
+from portal.payments.reusable import NEVER, open_children
 from portal.payments.services import REQUEST_CLOSED, PaymentRefused, close_attempt, minimum_for
 from portal.states import OPEN_ATTEMPT, Kind, PaymentStatus, RequestStatus, transition
 
@@ -156,6 +159,19 @@ def _wallet(pr: PaymentRequest, merchant: Merchant, wallet: schemas.Wallet | Non
     pr.wallet_suggested = list(wallet.suggested)
 
 
+def _reusable(pr: PaymentRequest, body: schemas.CreateWalletTopup) -> None:
+    """A reusable top-up stays open until voided: it has no expiry (``NEVER`` is stored,
+    the API answers ``expires_at: null``); its children expire (portal/payments/reusable.py)."""
+    if body.expires_at is not None:
+        raise Invalid(
+            "invalid_value",
+            "A reusable top-up does not expire (void it to close it): omit expires_at.",
+            "expires_at",
+        )
+    pr.reusable = True
+    pr.expires_at = NEVER
+
+
 def _expiry(pr: PaymentRequest, expires: datetime | None, now: datetime) -> datetime:
     latest = now + MAX_LIFETIME
     if expires is not None:
@@ -217,6 +233,8 @@ def create_payment_request(
     else:
         _wallet(pr, merchant, body.wallet)
     pr.expires_at = _expiry(pr, body.expires_at, now)
+    if isinstance(body, schemas.CreateWalletTopup) and body.reusable:
+        _reusable(pr, body)
     db.session.add(pr)
     db.session.flush()
     if lines:
@@ -305,8 +323,21 @@ def void_request(merchant: Merchant, request_id: str, reason: str | None = None)
     """
     pr = get_for_merchant(merchant, request_id, lock=True)
     _void_locked(pr)
+    if pr.reusable:
+        _void_children(pr)
     db.session.flush()
     return pr
+
+
+def _void_children(parent: PaymentRequest) -> None:
+    """A void reusable link takes no new payment; its children that were only started
+    are voided too (their open attempts closed at the provider), while a child whose
+    payment is in flight follows the ordinary rules: it stays open and its money counts."""
+    for child in open_children(parent):
+        try:
+            _void_locked(child)
+        except Conflict:
+            continue
 
 
 def _close_open_attempts(pr: PaymentRequest) -> bool:
@@ -389,6 +420,17 @@ def expire_overdue(now: datetime | None = None, batch: int = 500) -> int:
         count += 1
     db.session.flush()
     return count
+
+
+def printable_card(merchant: Merchant, request_id: str, size: str, locale: str | None) -> bytes:
+    """The QR card of a reusable top-up link (PDF); 409 for any other request, or once
+    the link is void (a card must not lead to a dead end)."""
+    pr = get_for_merchant(merchant, request_id)
+    if not pr.reusable:
+        raise Conflict("not_reusable", "Only a reusable top-up link has a printable card.")
+    if pr.status != RequestStatus.OPEN:
+        raise Conflict("request_closed", f"A {pr.status} link has no printable card.")
+    return card_pdf(pr, locale or merchant.default_locale or "en", size, link_url(pr.id))
 
 
 def today() -> date:

@@ -192,8 +192,8 @@ def start_payment(
     reconciliation).
     """
     pr = lock_request(pr.id)
-    if pr.status not in PAYABLE or pr.is_expired():
-        raise PaymentRefused("not_payable")
+    if pr.status not in PAYABLE or pr.is_expired() or pr.reusable:
+        raise PaymentRefused("not_payable")  # (a reusable link is paid through its children)
     charge = decide_amount(pr, amount, full_order=full_order)
     provider = current_app.config["PORTAL_PAYMENT_PROVIDER"]
     for attempt in _open_attempts(pr):
@@ -394,7 +394,7 @@ def _mismatch(payment: Payment, state: ProviderPayment) -> str | None:
 
 def _fits(pr: PaymentRequest, amount: int) -> bool:
     """Whether ``amount`` may still be applied to ``pr`` (never more than it may receive)."""
-    if pr.status not in PAYABLE:
+    if pr.status not in PAYABLE or pr.reusable:
         return False
     if pr.kind == Kind.WALLET_TOPUP and pr.amount is None and pr.amount_paid > 0:
         return False  # a chosen top-up is paid once
