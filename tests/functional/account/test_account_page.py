@@ -1,0 +1,277 @@
+"""The customer's account page: what it shows, what it refuses, and one payment for several
+requests settled once, each request with its own events and allocation."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import select
+
+from portal.extensions import db
+from portal.jobs.models import Job
+from portal.ledger.models import Event
+from portal.links import account_token, sign
+from portal.payment_requests.models import PaymentRequest
+from portal.payments.groups import Selection, fulfil_group, start_group
+from portal.payments.models import Payment, PaymentGroup
+from portal.payments.refunds import refund_payment
+from portal.payments.services import PaymentRefused, fulfil_payment, start_payment
+from tests.factories import deposit_body, make_merchant, make_request, statement_body, wallet_body
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+CARD = {"card_number": "4242 4242 4242 4242", "expiry": "12/39", "cvc": "123"}
+REF = "C-9"
+
+
+def customer(reference: str = REF, **extra):
+    return {"name": "Jan Peeters", "email": "jan@example.com", "reference": reference, **extra}
+
+
+def statement(who: str = REF, **overrides):
+    lines = [
+        {"date": "2026-10-03", "description": "Bread", "amount": 3000, "reference": "L1"},
+        {"date": "2026-10-20", "description": "Wine", "amount": 4500, "reference": "L2"},
+    ]
+    body = statement_body(
+        amount=7500, allow_partial=True, customer=customer(who),
+        statement={"balance": 7500, "lines": lines}, **overrides,
+    )  # fmt: skip
+    return body
+
+
+def deposit(who: str = REF, **overrides):
+    return deposit_body(**{"amount": 5000, "customer": customer(who), **overrides})
+
+
+def setup_account(m, reference: str = REF):
+    st = make_request(m, statement(reference))
+    dep = make_request(m, deposit(reference))
+    return st, dep
+
+
+def page(client, m, reference: str = REF, **query):
+    url = f"/a/{account_token(m.id, reference)}"
+    answer = client.get(url, query_string=query)
+    return url, answer
+
+
+def pay_form(client, url, answer, **fields):
+    data = {"csrf_token": CSRF.search(answer.text).group(1), **fields}
+    return client.post(f"{url}/pay", data=data)
+
+
+def test_the_page_lists_open_requests_and_lines(app, client):
+    m = make_merchant()
+    st, dep = setup_account(m)
+    make_request(m, statement("OTHER", reference="NOT-MINE"))
+    _url, answer = page(client, m)
+    assert answer.status_code == 200
+    assert "STMT-1" in answer.text and "DEP-1" in answer.text and "NOT-MINE" not in answer.text
+    line_ids = [ln.id for ln in st.statement_lines]
+    for line_id in line_ids:
+        assert f'name="line" value="{line_id}"' in answer.text
+    assert f'name="request" value="{dep.id}"' in answer.text
+    assert answer.headers["Cache-Control"] == "no-store"
+
+
+def test_tampered_and_foreign_tokens_are_a_plain_404(app, client):
+    m = make_merchant()
+    setup_account(m)
+    token = account_token(m.id, REF)
+    for bad in (token[:-2] + "xx", token + "x", "nonsense", sign(m.id, "portal.payment-link.v1")):
+        assert client.get(f"/a/{bad}").status_code == 404
+    other_key = sign("bWVyX3g", "portal.account-link.v1")  # "mer_x" unknown merchant
+    assert client.get(f"/a/{other_key}").status_code == 404
+
+
+def test_one_payment_for_a_line_and_a_deposit(app, client):
+    m = make_merchant()
+    st, dep = setup_account(m)
+    first_line = st.statement_lines[0]
+    url, answer = page(client, m, lang="en")
+    started = pay_form(client, url, answer, line=str(first_line.id), request=dep.id)
+    assert started.status_code == 303, started.text
+    checkout = started.headers["Location"]
+    card_page = client.get(checkout)
+    assert "€80.00" in card_page.text
+    paid = client.post(checkout, data={"csrf_token": CSRF.search(card_page.text).group(1), **CARD})
+    assert paid.status_code == 303
+    result = client.get(paid.headers["Location"])
+    assert "Payment received" in result.text and "Bread" in result.text
+    group = db.session.scalars(select(PaymentGroup)).one()
+    assert group.status == "succeeded" and group.amount == 8000
+    members = {m.request_id: m for m in group.members}
+    assert members[st.id].amount == 3000 and members[dep.id].amount == 5000
+    db.session.expire_all()
+    st_now, dep_now = db.session.get(PaymentRequest, st.id), db.session.get(PaymentRequest, dep.id)
+    assert st_now.status == "partially_paid" and st_now.amount_paid == 3000
+    assert [ln.amount_settled for ln in st_now.statement_lines] == [3000, 0]
+    assert dep_now.status == "paid" and dep_now.amount_paid == 5000
+    events = db.session.scalars(select(Event).order_by(Event.id)).all()
+    by_request = {(e.request_id, e.type) for e in events}
+    assert (st.id, "payment.succeeded") in by_request and (
+        dep.id,
+        "payment.succeeded",
+    ) in by_request
+    assert (dep.id, "payment_request.paid") in by_request
+    assert (st.id, "payment_request.paid") not in by_request
+    receipt_jobs = db.session.scalars(select(Job.kind)).all()
+    assert "send_receipt" not in receipt_jobs  # one receipt for the group (not per member)
+    receipt = client.get(f"{url}/receipt/{group.id}")
+    assert receipt.status_code == 200 and "Bread" in receipt.text and "DEP-1" in receipt.text
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"request": "pr_notmine"},
+        {"line": "999999"},
+        {"line": "abc"},
+        {"topup": "pr_nothing", "topup_amount": "10"},
+    ],
+)
+def test_foreign_and_tampered_ids_are_refused(app, client, fields):
+    m = make_merchant()
+    setup_account(m)
+    url, answer = page(client, m, lang="en")
+    refused = pay_form(client, url, answer, **fields)
+    assert refused.status_code == 422
+    assert db.session.scalars(select(PaymentGroup)).first() is None
+
+
+def test_another_customers_request_is_refused(app, client):
+    m = make_merchant()
+    setup_account(m)
+    theirs = make_request(m, deposit("SOMEONE-ELSE", reference="THEIRS"))
+    other_shop = make_merchant(name="Other")
+    foreign = make_request(other_shop, deposit(REF, reference="FOREIGN"))
+    url, answer = page(client, m, lang="en")
+    for request_id in (theirs.id, foreign.id):
+        refused = pay_form(client, url, answer, request=request_id)
+        assert refused.status_code == 422 and "can no longer be paid here" in refused.text
+    assert db.session.scalars(select(Payment)).first() is None
+
+
+def test_a_form_without_its_token_is_refused(app, client):
+    m = make_merchant()
+    st, _ = setup_account(m)
+    url, _answer = page(client, m)
+    assert client.post(f"{url}/pay", data={"request": st.id}).status_code == 400
+    _other_url, other = page(client, m, "SOMEONE")
+    stolen = CSRF.search(other.text)
+    assert (
+        stolen is None
+        or client.post(
+            f"{url}/pay", data={"request": st.id, "csrf_token": stolen.group(1)}
+        ).status_code
+        == 400
+    )
+
+
+def test_minimum_and_ceiling_apply_to_the_total(app, client):
+    m = make_merchant(ceiling="100.00")
+    small = make_request(m, deposit(amount=2000, reference="SMALL"))
+    big = make_request(m, deposit(amount=6000, reference="BIG"))
+    other = make_request(m, deposit(amount=6000, reference="BIG2"))
+    m.merchant.min_payment = 3000  # raised since: €20.00 alone is too little now
+    db.session.commit()
+    url, answer = page(client, m, lang="en")
+    low = pay_form(client, url, answer, request=small.id)
+    assert low.status_code == 422 and "at least €30.00" in low.text
+    high = pay_form(client, url, answer, request=[big.id, other.id])
+    assert high.status_code == 422 and "€100.00" in high.text
+    # The small one goes with a bigger one: the total is what counts.
+    together = pay_form(client, url, answer, request=[small.id, big.id])
+    assert together.status_code == 303
+    assert db.session.scalars(select(PaymentGroup)).one().amount == 8000
+
+
+def test_nothing_ticked_and_bad_amounts(app, client):
+    m = make_merchant()
+    setup_account(m)
+    wallet = make_request(m, wallet_body(customer=customer()))
+    url, answer = page(client, m, lang="fr")
+    assert pay_form(client, url, answer).status_code == 422
+    bad = pay_form(client, url, answer, topup=wallet.id, topup_amount="12.34.5")
+    assert bad.status_code == 422
+    too_low = pay_form(client, url, answer, topup=wallet.id, topup_amount="1")
+    assert too_low.status_code == 422
+    missing = pay_form(client, url, answer, topup=wallet.id)
+    assert missing.status_code == 422
+    ok = pay_form(client, url, answer, topup=wallet.id, topup_amount="12,50")
+    assert ok.status_code == 303
+    assert db.session.scalars(select(PaymentGroup)).one().amount == 1250
+    email = pay_form(client, url, answer, topup=wallet.id, topup_amount="12,50", email="nope")
+    assert email.status_code == 422
+
+
+def test_a_second_click_reuses_the_attempt_and_another_choice_replaces_it(app, merchant):
+    st, dep = setup_account(merchant)
+    first = start_group(merchant.merchant, REF, Selection(requests=frozenset({dep.id})))
+    again = start_group(merchant.merchant, REF, Selection(requests=frozenset({dep.id})))
+    assert again.id == first.id
+    both = start_group(merchant.merchant, REF, Selection(requests=frozenset({dep.id, st.id})))
+    db.session.commit()
+    assert both.id != first.id
+    db.session.refresh(first)
+    assert first.status == "canceled" and {m.status for m in first.members} == {"canceled"}
+    assert both.amount == 12500
+
+
+def test_a_request_paid_elsewhere_meanwhile_is_refunded_not_applied(app, merchant):
+    st, dep = setup_account(merchant)
+    group = start_group(merchant.merchant, REF, Selection(requests=frozenset({dep.id, st.id})))
+    db.session.commit()
+    group_id = group.id
+    # The deposit is paid from its own link meanwhile: its member attempt is closed.
+    single = start_payment(db.session.get(PaymentRequest, dep.id), None)
+    fulfil_payment(single.id)
+    db.session.commit()
+    assert fulfil_group(group_id) == "succeeded"
+    db.session.commit()
+    members = {m.request_id: m for m in db.session.get(PaymentGroup, group_id).members}
+    assert members[st.id].applied and not members[dep.id].applied
+    assert members[dep.id].refund_due == "request_closed"
+    assert db.session.get(PaymentRequest, dep.id).amount_paid == 5000  # never twice
+    assert db.session.get(PaymentRequest, st.id).status == "paid"
+    assert db.session.scalars(select(Job).where(Job.kind == "refund_unapplied")).one()
+
+
+def test_a_member_is_refunded_on_its_own(app, merchant):
+    st, dep = setup_account(merchant)
+    group = start_group(merchant.merchant, REF, Selection(requests=frozenset({dep.id, st.id})))
+    db.session.commit()
+    fulfil_group(group.id)
+    db.session.commit()
+    member = next(m for m in group.members if m.request_id == st.id)
+    refund = refund_payment(merchant.merchant, member.id, 4500)
+    db.session.commit()
+    assert refund.amount == 4500
+    pr = db.session.get(PaymentRequest, st.id)
+    assert pr.amount_refunded == 4500
+    assert [ln.amount_settled for ln in pr.statement_lines] == [3000, 0]
+
+
+def test_a_declined_card_fails_every_member(app, client):
+    m = make_merchant()
+    st, dep = setup_account(m)
+    url, answer = page(client, m, lang="en")
+    started = pay_form(client, url, answer, request=[st.id, dep.id])
+    checkout = started.headers["Location"]
+    card_page = client.get(checkout)
+    declined = {**CARD, "card_number": "4000 0000 0000 0002"}
+    paid = client.post(checkout, data={"csrf_token": CSRF.search(card_page.text).group(1),
+                                       **declined})  # fmt: skip
+    result = client.get(paid.headers["Location"])
+    assert "did not go through" in result.text
+    group = db.session.scalars(select(PaymentGroup)).one()
+    assert group.status == "failed" and {m.status for m in group.members} == {"failed"}
+    assert client.get(f"{url}/receipt/{group.id}").status_code == 404
+
+
+def test_shares_must_be_open_requests(app, merchant):
+    _st, _ = setup_account(merchant)
+    with pytest.raises(PaymentRefused) as refused:
+        start_group(merchant.merchant, REF, Selection(requests=frozenset({"pr_x"})))
+    assert refused.value.code == "not_payable"
