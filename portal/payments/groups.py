@@ -29,6 +29,7 @@ from sqlalchemy import select
 
 from portal.db_types import utcnow
 from portal.extensions import db
+from portal.links import account_url
 from portal.payment_requests.models import PaymentRequest, StatementLine
 from portal.payments.models import Allocation, Payment, PaymentGroup
 from portal.payments.services import (
@@ -145,6 +146,13 @@ def account(merchant: Merchant, reference: str) -> Account:
             continue
         (found.items if pr.currency == merchant.currency else found.elsewhere).append(pr)
     return found
+
+
+def customer_link(merchant: Merchant, reference: str) -> tuple[str, str, list[str]]:
+    """The account page's link, its currency, and the requests it shows now."""
+    found = account(merchant, reference)
+    ids = [pr.id for pr in found.items + found.elsewhere]
+    return account_url(merchant.id, reference), found.currency, ids
 
 
 def topup_bounds(pr: PaymentRequest) -> tuple[int, int]:
