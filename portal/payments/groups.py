@@ -29,6 +29,7 @@ from sqlalchemy import select
 
 from portal.db_types import utcnow
 from portal.extensions import db
+from portal.jobs.queue import MAIL_ATTEMPTS, enqueue
 from portal.links import account_url
 from portal.payment_requests.models import PaymentRequest, StatementLine
 from portal.payments.models import Allocation, Payment, PaymentGroup
@@ -269,8 +270,9 @@ def start_group(
     group = PaymentGroup(
         merchant_id=merchant.id, customer_reference=reference, account_key=key,
         selection_key=selection.key, amount=sum(s.amount for s in shares),
-        currency=merchant.currency, provider=provider, receipt_email=receipt_email,
-        locale=locale,
+        currency=merchant.currency, provider=provider, locale=locale,
+        receipt_email=receipt_email or next((s.pr.customer_email for s in shares
+                                             if s.pr.customer_email), None),
     )  # fmt: skip
     db.session.add(group)
     db.session.flush()
@@ -407,6 +409,12 @@ def apply_group_state(
         return str(state.status)
     for member in members:
         _apply_locked(by_id[member.request_id], member, _member_state(member, state), source=source)
+    if (
+        group.status == PaymentStatus.SUCCEEDED
+        and group.receipt_email
+        and any(m.applied for m in members)
+    ):
+        enqueue("send_group_receipt", {"group_id": group.id}, max_attempts=MAIL_ATTEMPTS)
     db.session.flush()
     return str(group.status)
 

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.jobs.models import Job
+from portal.jobs.worker import run_due_jobs
 from portal.ledger.models import Event
 from portal.links import account_token, sign
 from portal.payment_requests.models import PaymentRequest
@@ -275,3 +276,26 @@ def test_shares_must_be_open_requests(app, merchant):
     with pytest.raises(PaymentRefused) as refused:
         start_group(merchant.merchant, REF, Selection(requests=frozenset({"pr_x"})))
     assert refused.value.code == "not_payable"
+
+
+@pytest.mark.parametrize("locale", ["en", "de"])
+def test_one_receipt_email_lists_each_request_and_line(app, merchant, smtp, locale):
+    st, dep = setup_account(merchant)
+    line = st.statement_lines[0].id
+    chosen = Selection(requests=frozenset({dep.id}), lines=frozenset({line}))
+    group = start_group(merchant.merchant, REF, chosen, locale=locale)
+    db.session.commit()
+    fulfil_group(group.id)
+    db.session.commit()
+    assert fulfil_group(group.id) == "already settled"  # a repeat changes nothing
+    db.session.commit()
+    run_due_jobs()
+    [mail] = smtp.messages
+    assert mail["X-Envelope-To"] == "jan@example.com"
+    text = mail.get_body(("plain",)).get_content()
+    numbers = [m.receipt_number for m in db.session.get(PaymentGroup, group.id).members]
+    for expected in ("STMT-1", "DEP-1", "Bread", f"/receipt/{group.id}", *numbers):
+        assert expected in text
+    assert ("80,00" if locale == "de" else "80.00") in str(mail["Subject"])
+    run_due_jobs()
+    assert len(smtp.messages) == 1

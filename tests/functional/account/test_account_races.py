@@ -15,9 +15,9 @@ from portal.ledger.models import Event
 from portal.links import account_token
 from portal.payment_requests.models import PaymentRequest
 from portal.payments.models import Payment, PaymentGroup
+from tests.factories import make_merchant
 from tests.functional.account.test_account_page import CARD, CSRF, REF, setup_account
 from tests.functional.payments.test_races import race
-from tests.factories import make_merchant
 from tests.servers import serve_wsgi
 
 
