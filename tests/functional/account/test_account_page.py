@@ -299,3 +299,19 @@ def test_one_receipt_email_lists_each_request_and_line(app, merchant, smtp, loca
     assert ("80,00" if locale == "de" else "80.00") in str(mail["Subject"])
     run_due_jobs()
     assert len(smtp.messages) == 1
+
+
+@pytest.mark.parametrize(
+    ("locale", "heading", "button"),
+    [
+        ("fr", "Votre compte chez Test Shop", "Payer les éléments cochés"),
+        ("nl", "Uw account bij Test Shop", "De aangevinkte posten betalen"),
+        ("de", "Ihr Konto bei Test Shop", "Die markierten Posten bezahlen"),
+    ],
+)
+def test_the_page_speaks_the_customers_language(app, client, locale, heading, button):
+    m = make_merchant()
+    setup_account(m)
+    _url, answer = page(client, m, lang=locale)
+    assert f'lang="{locale}"' in answer.text
+    assert heading in answer.text and button in answer.text
