@@ -84,3 +84,6 @@ def test_one_line_and_a_deposit_paid_at_once(live_server, browser, shot, receive
         told = sum(d["payment"]["amount"] for d in succeeded.values())
         got = sum(db.session.get(PaymentRequest, i).amount_paid for i in (st_id, dep_id))
         assert told == group.amount == got == 8000
+        assert {d["payment"]["group_id"] for d in succeeded.values()} == {group.id}
+        charge = {d["payment"]["provider_payment_id"] for d in succeeded.values()}
+        assert charge == {group.provider_payment_id}
