@@ -315,3 +315,135 @@ def test_the_page_speaks_the_customers_language(app, client, locale, heading, bu
     _url, answer = page(client, m, lang=locale)
     assert f'lang="{locale}"' in answer.text
     assert heading in answer.text and button in answer.text
+
+
+def checkout_of(client, url, answer, **fields):
+    started = pay_form(client, url, answer, **fields)
+    assert started.status_code == 303, started.text
+    checkout = started.headers["Location"]
+    return checkout, CSRF.search(client.get(checkout).text).group(1)
+
+
+def test_three_d_secure_and_a_mistyped_card(app, client):
+    m = make_merchant()
+    st, dep = setup_account(m)
+    url, answer = page(client, m, lang="en")
+    checkout, csrf = checkout_of(client, url, answer, request=[st.id, dep.id])
+    typo = client.post(checkout, data={"csrf_token": csrf, **CARD, "card_number": "4242"})
+    assert typo.status_code == 422 and "check the card number" in typo.text
+    secure = client.post(checkout, data={"csrf_token": csrf, **CARD,
+                                         "card_number": "4000 0027 6000 3184"})  # fmt: skip
+    assert secure.status_code == 303 and secure.headers["Location"].endswith("/3ds")
+    step = client.get(secure.headers["Location"])
+    assert "€125.00" in step.text
+    done = client.post(secure.headers["Location"], data={"csrf_token": csrf, "decision": "approve"})
+    assert done.status_code == 303
+    group = db.session.scalars(select(PaymentGroup)).one()
+    assert group.status == "succeeded" and {p.status for p in group.members} == {"succeeded"}
+    # Settled: the checkout leads to the result, a second submission changes nothing.
+    assert client.get(checkout).status_code == 303
+    again = client.post(checkout, data={"csrf_token": csrf, **CARD})
+    assert again.status_code == 303
+    assert db.session.get(PaymentRequest, st.id).amount_paid == 7500
+
+
+def test_the_provider_away_changes_nothing(app, client, monkeypatch):
+    from portal.providers.base import ProviderError
+    from portal.providers.sandbox import SandboxProvider
+
+    m = make_merchant()
+    st, _dep = setup_account(m)
+    url, answer = page(client, m, lang="en")
+    checkout, csrf = checkout_of(client, url, answer, request=st.id)
+
+    def away(*args, **kwargs):
+        raise ProviderError("down")
+
+    for method in ("submit", "checkout_page", "prepare"):
+        monkeypatch.setattr(SandboxProvider, method, away)
+    assert client.get(checkout).status_code == 503
+    assert client.post(checkout, data={"csrf_token": csrf, **CARD}).status_code == 503
+    dep_pick = pay_form(client, url, answer, request=_dep.id)
+    assert dep_pick.status_code == 503 and "did not answer" in dep_pick.text
+    group = db.session.scalars(select(PaymentGroup)).one()
+    assert group.status == "pending" and db.session.get(PaymentRequest, st.id).amount_paid == 0
+
+
+def test_a_replaced_attempt_the_provider_had_paid_is_applied(app, merchant, monkeypatch):
+    from portal.providers.base import ProviderPayment
+    from portal.providers.sandbox import SandboxProvider
+
+    st, dep = setup_account(merchant)
+    first = start_group(merchant.merchant, REF, Selection(requests=frozenset({dep.id})))
+    db.session.commit()
+
+    def too_late(self, payment):
+        return ProviderPayment(status="succeeded", amount=payment.amount, currency="EUR")
+
+    monkeypatch.setattr(SandboxProvider, "cancel", too_late)
+    with pytest.raises(PaymentRefused) as refused:
+        start_group(merchant.merchant, REF, Selection(requests=frozenset({st.id, dep.id})))
+    assert refused.value.code == "changed"
+    db.session.commit()  # what the boundary does for "changed"
+    assert db.session.get(PaymentGroup, first.id).status == "succeeded"
+    assert db.session.get(PaymentRequest, dep.id).status == "paid"
+
+
+def test_an_amount_the_provider_changed_is_flagged_not_applied(app, merchant):
+    from portal.payments.groups import apply_group_state, lock_group
+    from portal.providers.base import ProviderPayment
+
+    st, dep = setup_account(merchant)
+    group = start_group(merchant.merchant, REF, Selection(requests=frozenset({st.id, dep.id})))
+    db.session.commit()
+    prs, group, members = lock_group(group.id)
+    processing = ProviderPayment(status="processing", amount=group.amount, currency="EUR")
+    assert apply_group_state(prs, group, members, processing, source="test") == "processing"
+    assert {p.status for p in members} == {"processing"}
+    assert apply_group_state(prs, group, members, processing, source="test") == "processing"
+    wrong = ProviderPayment(status="succeeded", amount=100, currency="EUR")
+    assert apply_group_state(prs, group, members, wrong, source="test") == "flagged"
+    db.session.commit()
+    assert all(p.flagged for p in db.session.get(PaymentGroup, group.id).members)
+    assert db.session.get(PaymentRequest, st.id).amount_paid == 0
+
+
+def test_groups_need_a_provider_that_can_charge_them(app, client):
+    m = make_merchant()
+    st, _ = setup_account(m)
+    app.config["PORTAL_PAYMENT_PROVIDER"] = "stripe"
+    url, answer = page(client, m, lang="en")
+    refused = pay_form(client, url, answer, request=st.id)
+    assert refused.status_code == 422 and "not available here yet" in refused.text
+
+
+def test_other_requests_and_groups_are_not_reachable(app, client, merchant):
+    st, _dep = setup_account(merchant)
+    theirs = make_request(merchant, deposit("SOMEONE", reference="THEIRS"))
+    group = start_group(merchant.merchant, "SOMEONE", Selection(requests=frozenset({theirs.id})))
+    db.session.commit()
+    url, answer = page(client, merchant, lang="en")
+    for path in (f"/return/{group.id}", f"/receipt/{group.id}", "/checkout/pg_nothing"):
+        assert client.get(url + path).status_code == 404
+    other_shop = make_merchant(name="Other")
+    foreign_url = f"/a/{account_token(other_shop.id, 'SOMEONE')}"
+    assert client.get(f"{foreign_url}/return/{group.id}").status_code == 404
+    # A cross-site form is refused before anything is read.
+    csrf = CSRF.search(answer.text).group(1)
+    cross = client.post(f"{url}/pay", data={"csrf_token": csrf, "request": st.id},
+                        headers={"Origin": "https://evil.example"})  # fmt: skip
+    assert cross.status_code == 400
+    # A free top-up is chosen with its amount, not as a whole request; nor past its maximum.
+    wallet = make_request(merchant, wallet_body(customer=customer()))
+    _url, answer = page(client, merchant, lang="en")
+    assert pay_form(client, url, answer, request=wallet.id).status_code == 422
+    high = pay_form(client, url, answer, topup=wallet.id, topup_amount="600")
+    assert high.status_code == 422 and "between €5.00 and €500.00" in high.text
+
+
+def test_account_tokens_that_are_not_ours(app):
+    from portal.links import ACCOUNT_SALT, account_from_token
+
+    assert account_from_token(sign("a", ACCOUNT_SALT)) is None  # not base64
+    assert account_from_token(sign("bm9uZXdsaW5l", ACCOUNT_SALT)) is None  # "nonewline"
+    assert account_from_token("x" * 401) is None
