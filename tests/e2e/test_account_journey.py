@@ -17,6 +17,7 @@ from portal.ledger.callbacks import add_endpoint
 from portal.links import account_url
 from portal.payment_requests.models import PaymentRequest
 from portal.payments.models import PaymentGroup
+from tests.e2e.test_accessibility import axe_source, violations
 from tests.factories import make_merchant, make_request
 from tests.functional.account.test_account_page import deposit, statement
 from tests.servers import HTTPRecorder
@@ -45,6 +46,8 @@ def test_one_line_and_a_deposit_paid_at_once(live_server, browser, shot, receive
     page.goto(url)
     expect(page.get_by_role("heading", name="Your account at Boulangerie Dupont")).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    axe = axe_source()
+    assert violations(page, axe) == []
     shot(page, "account")
     page.get_by_role("checkbox", name=re.compile("Bread")).check()
     page.get_by_role("checkbox", name=re.compile(r"Pay all of it: €50\.00")).check()
@@ -55,12 +58,14 @@ def test_one_line_and_a_deposit_paid_at_once(live_server, browser, shot, receive
     page.get_by_label("CVC").fill("123")
     page.get_by_role("button", name="Pay €80.00").click()
     expect(page.get_by_role("heading", name="Payment received — thank you!")).to_be_visible()
+    assert violations(page, axe) == []
     shot(page, "paid")
     page.get_by_role("link", name="View your receipt").click()
     expect(page.get_by_role("heading", name="Receipt")).to_be_visible()
     expect(page.get_by_text("Bread")).to_be_visible()
     expect(page.get_by_text("DEP-1")).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    assert violations(page, axe) == []
     shot(page, "receipt")
 
     with app.app_context():
