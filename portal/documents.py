@@ -100,3 +100,12 @@ def pdf_name(prefix: str, reference: str | None) -> str:
 def receipt_pdf(payment: Any, locale: str) -> bytes:
     pr = payment.request
     return render_pdf("pdf/receipt.html", locale, pr.merchant, pr=pr, payment=payment)
+
+
+def group_receipt_pdf(group: Any, paid_lines: dict[str, list[Any]], locale: str) -> bytes:
+    """The receipt of an account-page payment: each request, its share and its lines."""
+    merchant = group.members[0].request.merchant
+    return render_pdf(
+        "pdf/group_receipt.html", locale, merchant, group=group, members=group.members,
+        paid_lines=paid_lines,
+    )  # fmt: skip

@@ -29,6 +29,7 @@ from werkzeug.wrappers import Response
 
 from portal.customer.forms import ascii_digits, normalise_email, parse_amount
 from portal.customer.views import LOCALE_COOKIE
+from portal.documents import group_receipt_pdf, pdf_name
 from portal.extensions import csrf, db, limiter
 from portal.links import account_from_token, check_form_token, form_token, link_url
 from portal.merchants.models import Merchant
@@ -282,6 +283,21 @@ def result(token: str, group_id: str) -> Response:
         "customer/account_result.html", owner, group=group, members=group.members,
         paid_lines=paid_lines(group.members),
     )  # fmt: skip
+
+
+@bp.get("/<token>/receipt/<group_id>.pdf")
+def receipt_document(token: str, group_id: str) -> Response:
+    owner = _owner(token)
+    group = _group_of(owner, group_id)
+    if group.status != PaymentStatus.SUCCEEDED:
+        abort(404)
+    response = Response(
+        group_receipt_pdf(group, paid_lines(group.members), str(g.locale)),
+        mimetype="application/pdf",
+    )
+    name = pdf_name("receipt", group.id)
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
 
 
 @bp.get("/<token>/receipt/<group_id>")

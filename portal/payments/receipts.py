@@ -13,7 +13,7 @@ from sqlalchemy import update
 
 from portal.dates import formatting_locale, local_moment
 from portal.db_types import utcnow
-from portal.documents import pdf_name, receipt_pdf
+from portal.documents import group_receipt_pdf, pdf_name, receipt_pdf
 from portal.extensions import db
 from portal.jobs.queue import job_handler
 from portal.links import account_token, link_url
@@ -129,8 +129,14 @@ def send_group_receipt(payload: dict[str, Any]) -> None:
     ]
     dates = formatting_locale(locale, merchant.country)
     token = account_token(merchant.id, group.customer_reference)
+    try:
+        body = group_receipt_pdf(group, lines, locale)
+        attachments = [(pdf_name("receipt", group.id), "application/pdf", body)]
+    except Exception:  # a missing system library must not cost the customer the receipt
+        log.exception("group %s: the receipt PDF could not be drawn", group.id)
+        attachments = []
     send_merchant_mail(
-        merchant, group.receipt_email, "group_receipt", locale,
+        merchant, group.receipt_email, "group_receipt", locale, attachments,
         amount=format_money(group.amount, group.currency, locale), members=members,
         pr=group.members[0].request,  # the greeting's name
         paid_at=local_moment(group.succeeded_at or utcnow(), dates, merchant.time_zone),

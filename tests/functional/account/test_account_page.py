@@ -121,6 +121,9 @@ def test_one_payment_for_a_line_and_a_deposit(app, client):
     assert "send_receipt" not in receipt_jobs  # one receipt for the group (not per member)
     receipt = client.get(f"{url}/receipt/{group.id}")
     assert receipt.status_code == 200 and "Bread" in receipt.text and "DEP-1" in receipt.text
+    pdf = client.get(f"{url}/receipt/{group.id}.pdf")
+    assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF")
+    assert pdf.headers["Content-Disposition"] == f'attachment; filename="receipt-{group.id}.pdf"'
 
 
 @pytest.mark.parametrize(
@@ -269,6 +272,7 @@ def test_a_declined_card_fails_every_member(app, client):
     group = db.session.scalars(select(PaymentGroup)).one()
     assert group.status == "failed" and {m.status for m in group.members} == {"failed"}
     assert client.get(f"{url}/receipt/{group.id}").status_code == 404
+    assert client.get(f"{url}/receipt/{group.id}.pdf").status_code == 404
 
 
 def test_shares_must_be_open_requests(app, merchant):
@@ -297,6 +301,10 @@ def test_one_receipt_email_lists_each_request_and_line(app, merchant, smtp, loca
     for expected in ("STMT-1", "DEP-1", "Bread", f"/receipt/{group.id}", *numbers):
         assert expected in text
     assert ("80,00" if locale == "de" else "80.00") in str(mail["Subject"])
+    [pdf] = [
+        part for part in mail.iter_attachments() if part.get_content_type() == "application/pdf"
+    ]
+    assert pdf.get_content().startswith(b"%PDF")
     run_due_jobs()
     assert len(smtp.messages) == 1
 
