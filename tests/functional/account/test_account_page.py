@@ -455,3 +455,25 @@ def test_account_tokens_that_are_not_ours(app):
     assert account_from_token(sign("a", ACCOUNT_SALT)) is None  # not base64
     assert account_from_token(sign("bm9uZXdsaW5l", ACCOUNT_SALT)) is None  # "nonewline"
     assert account_from_token("x" * 401) is None
+
+
+def test_expired_requests_are_not_offered_and_late_money_goes_back(app, client, merchant):
+    from datetime import timedelta
+
+    from portal.db_types import utcnow
+
+    st, dep = setup_account(merchant)
+    group = start_group(merchant.merchant, REF, Selection(requests=frozenset({st.id, dep.id})))
+    db.session.commit()
+    # The deposit's link expires before the money lands (the periodic job wrote it).
+    expired = db.session.get(PaymentRequest, dep.id)
+    expired.expires_at, expired.status = utcnow() - timedelta(minutes=1), "expired"
+    db.session.commit()
+    url, answer = page(client, merchant, lang="en")
+    assert "DEP-1" not in answer.text and "STMT-1" in answer.text
+    assert pay_form(client, url, answer, request=dep.id).status_code == 422
+    fulfil_group(group.id)
+    db.session.commit()
+    members = {m.request_id: m for m in db.session.get(PaymentGroup, group.id).members}
+    assert members[st.id].applied and members[dep.id].refund_due == "request_closed"
+    assert db.session.get(PaymentRequest, dep.id).amount_paid == 0
