@@ -62,6 +62,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from portal.api.reference import bp as api_reference_bp
     from portal.api.views import bp as api_bp
     from portal.cli import register_cli
+    from portal.customer.account import bp as account_bp
     from portal.customer.views import bp as customer_bp
     from portal.devtools import views as devtools
     from portal.merchant_console.views import bp as merchant_console_bp
@@ -76,6 +77,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(api_bp)
     app.register_blueprint(customer_bp)
+    app.register_blueprint(account_bp)
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(support_bp)
     app.register_blueprint(merchant_console_bp)

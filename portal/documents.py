@@ -121,3 +121,12 @@ def card_pdf(pr: Any, locale: str, size: str, url: str) -> bytes:
         "pdf/card.html", locale, pr.merchant, stylesheet=None, pr=pr, qr=qr, size=size,
         width=width, height=height,
     )  # fmt: skip
+
+
+def group_receipt_pdf(group: Any, paid_lines: dict[str, list[Any]], locale: str) -> bytes:
+    """The receipt of an account-page payment: each request, its share and its lines."""
+    merchant = group.members[0].request.merchant
+    return render_pdf(
+        "pdf/group_receipt.html", locale, merchant, group=group, members=group.members,
+        paid_lines=paid_lines,
+    )  # fmt: skip

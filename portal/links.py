@@ -7,6 +7,7 @@ Expiry and voiding are decided by the database, not by the token.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 
@@ -32,9 +33,9 @@ def sign(value: str, salt: str) -> str:
     return _signer(salt).sign(value.encode()).decode()
 
 
-def unsign(token: str, salt: str) -> str | None:
+def unsign(token: str, salt: str, max_length: int = 200) -> str | None:
     """The signed value, or None for anything tampered, truncated or foreign."""
-    if not token or len(token) > 200 or not _TOKEN.fullmatch(token):
+    if not token or len(token) > max_length or not _TOKEN.fullmatch(token):
         return None
     try:
         return _signer(salt).unsign(token.encode()).decode()
@@ -86,3 +87,33 @@ def link_url(request_id: str) -> str:
 
 def qr_code_url(request_id: str) -> str:
     return f"{link_url(request_id)}/qr.svg"
+
+
+# The customer's account page (every open request of one customer with one merchant):
+# ``<base>/a/<token>``, the token signing "<merchant id> <customer reference>" in base64.
+ACCOUNT_SALT = "portal.account-link.v1"
+
+
+def account_token(merchant_id: str, customer_reference: str) -> str:
+    raw = f"{merchant_id}\n{customer_reference}".encode()
+    return sign(base64.urlsafe_b64encode(raw).decode().rstrip("="), ACCOUNT_SALT)
+
+
+def account_from_token(token: str) -> tuple[str, str] | None:
+    """(merchant id, customer reference), or None for anything tampered or foreign."""
+    value = unsign(token, ACCOUNT_SALT, max_length=400)
+    if value is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    merchant_id, _, reference = raw.partition("\n")
+    if not merchant_id.startswith("mer_") or not reference:
+        return None
+    return merchant_id, reference
+
+
+def account_url(merchant_id: str, customer_reference: str) -> str:
+    token = account_token(merchant_id, customer_reference)
+    return f"{current_app.config['PORTAL_BASE_URL']}/a/{token}"

@@ -7,7 +7,7 @@ from portal.ledger.models import CallbackAttempt, CallbackDelivery, CallbackEndp
 from portal.merchant_console.models import MerchantLogo, MerchantSession, MerchantUser
 from portal.merchants.models import ApiKey, Merchant
 from portal.payment_requests.models import OrderLine, PaymentRequest, StatementLine
-from portal.payments.models import Payment, Refund
+from portal.payments.models import Payment, PaymentGroup, Refund
 from portal.providers.circuit import ProviderCircuit
 from portal.support.models import AuditLog, StaffSession, StaffUser
 from portal.webhooks.models import StripeEvent
@@ -28,6 +28,7 @@ __all__ = [
     "MerchantUser",
     "OrderLine",
     "Payment",
+    "PaymentGroup",
     "PaymentRequest",
     "ProviderCircuit",
     "Refund",

@@ -18,7 +18,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0011_reusable"
-down_revision = "0008"
+down_revision = "0010_account"
 branch_labels = None
 depends_on = None
 

@@ -345,6 +345,12 @@ class VoidCustomer(Contract):
     customer_reference: Text100
 
 
+class CustomerReference(Contract):
+    """A customer's reference in a path (``/customers/{reference}/link``)."""
+
+    reference: Text100
+
+
 class Send(Contract):
     channel: Channel
     to: str | None = Field(None, description="Overrides the customer's email or phone.")
@@ -503,6 +509,15 @@ class PaymentRequestList(Answer):
     data: list[PaymentRequest]
     has_more: bool
     next_starting_after: str | None
+
+
+class CustomerLink(Answer):
+    object: Literal["customer_link"] = "customer_link"
+    customer_reference: str
+    url: str = Field(description="The account page: every open request of this customer.")
+    currency: str = Field(description="What the page pays together; other currencies are "
+                          "listed with their own links.")  # fmt: skip
+    open_requests: list[str] = Field(description="Ids of the requests the page shows now.")
 
 
 class VoidResult(Answer):

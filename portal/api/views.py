@@ -36,8 +36,8 @@ from portal.ledger.models import CallbackEndpoint
 from portal.merchants.models import Merchant
 from portal.merchants.services import authenticate, update_settings
 from portal.payment_requests import services as requests_service
+from portal.payments import groups, reconcile
 from portal.payments import queries as payment_queries
-from portal.payments import reconcile
 from portal.payments.models import Payment
 from portal.payments.refunds import refund_payment
 from portal.states import PaymentStatus
@@ -286,6 +286,26 @@ def send_payment_request(request_id: str) -> Response:
     def produce() -> tuple[int, BaseModel]:
         pr = requests_service.get_for_merchant(g.merchant, request_id, lock=True)
         return 202, link_delivery_answer(send_link(pr, body.channel, body.to))
+
+    return idempotent(produce, raw)
+
+
+@operation(
+    bp, "POST", "/customers/{reference}/link",
+    summary="The customer's account link: every open request of this customer, paid together.",
+    answers={200: schemas.CustomerLink},
+    idempotent=True,
+    params={"reference": "The customer's reference (`customer.reference` of its requests)."},
+)  # fmt: skip
+def create_customer_link(reference: str) -> Response:
+    raw = json_body()
+    ref = parse(schemas.CustomerReference, {"reference": reference}).reference
+
+    def produce() -> tuple[int, BaseModel]:
+        url, currency, ids = groups.customer_link(g.merchant, ref)
+        return 200, schemas.CustomerLink(
+            customer_reference=ref, url=url, currency=currency, open_requests=ids
+        )
 
     return idempotent(produce, raw)
 

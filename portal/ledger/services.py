@@ -77,7 +77,10 @@ def payment_summary(payment: Any) -> dict[str, Any]:
             "card_last4": payment.card_last4,
         },
         "provider": payment.provider,
-        "provider_payment_id": payment.provider_payment_id,
+        # A share of an account-page payment: the one charge's id is the group's.
+        "provider_payment_id": payment.provider_payment_id
+        or (payment.group.provider_payment_id if payment.group_id else None),
+        "group_id": payment.group_id,
         "provider_charge_id": payment.provider_charge_id,
         "receipt_number": payment.receipt_number,
         "succeeded_at": isoformat(payment.succeeded_at),

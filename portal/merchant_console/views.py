@@ -34,7 +34,7 @@ from portal.delivery.services import deliveries_for
 from portal.documents import CARD_SIZES
 from portal.errors import ApiError, Invalid, NotFound
 from portal.extensions import db, limiter
-from portal.links import link_token, link_url, qr_code_url
+from portal.links import account_url, link_token, link_url, qr_code_url
 from portal.merchant_console import (
     accounts,
     activity,
@@ -404,6 +404,11 @@ def _detail_page(pr: PaymentRequest, error: ApiError | None = None) -> Response:
             pr=pr,
             url=link_url(pr.id),
             qr_url=qr_code_url(pr.id),
+            account_url=(
+                account_url(pr.merchant_id, pr.customer_reference)
+                if pr.customer_reference
+                else None
+            ),
             deliveries=deliveries_for(pr.id),
             timeline=activity.timeline(pr),
             payments=activity.payments_of(pr),

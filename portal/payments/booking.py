@@ -27,7 +27,11 @@ def allocate(pr: PaymentRequest, payment: Payment) -> dict[str, Any]:
     """Allocate a statement payment to its lines; returns the event's ``allocation``."""
     if pr.kind != Kind.STATEMENT:
         return {"allocation": []}
-    shares, unallocated = allocation.allocate_payment(line_states(pr), payment.amount)
+    lines = line_states(pr)
+    if payment.chosen_lines is not None:  # the customer ticked these (the account page)
+        chosen = set(payment.chosen_lines)
+        lines = [ln for ln in lines if ln.id in chosen]
+    shares, unallocated = allocation.allocate_payment(lines, payment.amount)
     write_shares(pr, payment.id, None, shares)
     return {"allocation": [s.as_json() for s in shares], "unallocated": unallocated}
 

@@ -50,6 +50,11 @@ class Payment(Model):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("pay"))
     request_id: Mapped[str] = mapped_column(ForeignKey("payment_requests.id"))
+    # Set when the payment is one request's share of an account-page payment (one charge
+    # at the provider for several requests, docs/customer-portal.md).
+    group_id: Mapped[str | None] = mapped_column(ForeignKey("payment_groups.id"), index=True)
+    # The statement lines the customer ticked (ids): the payment settles these only.
+    chosen_lines: Mapped[list[int] | None] = mapped_column(JSON)
     merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"), index=True)
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
@@ -84,6 +89,7 @@ class Payment(Model):
     succeeded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     request: Mapped[PaymentRequest] = relationship()
+    group: Mapped[PaymentGroup | None] = relationship(back_populates="members")
     refunds: Mapped[list[Refund]] = relationship(
         back_populates="payment", order_by="Refund.created_at"
     )
@@ -142,3 +148,58 @@ class Allocation(Model):
     line_id: Mapped[int] = mapped_column(ForeignKey("statement_lines.id"))
     amount: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PaymentGroup(Model):
+    """One charge at the provider for several requests of one customer (the account page):
+    its members are ordinary payments, one per request, each with its share."""
+
+    __tablename__ = "payment_groups"
+    statuses: ClassVar[type[StrEnum]] = PaymentStatus
+    __table_args__ = (
+        # One open attempt per customer and merchant: a second tab waits and reuses it.
+        unique_where("uq_payment_groups_open_attempt", "account_key", _OPEN),
+        CheckConstraint(
+            sql_in(
+                "status",
+                [
+                    PaymentStatus.PENDING,
+                    PaymentStatus.SUCCEEDED,
+                    PaymentStatus.FAILED,
+                    PaymentStatus.CANCELED,
+                    PaymentStatus.PROCESSING,
+                ],
+            ),
+            name="status",
+        ),
+        CheckConstraint("amount > 0", name="amount_positive"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("pg"))
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"), index=True)
+    customer_reference: Mapped[str] = mapped_column(String(100))
+    # merchant id and customer reference in one column, for the unique index.
+    account_key: Mapped[str] = mapped_column(String(160))
+    # What was ticked (request ids, line ids, top-up): a second click reuses the attempt.
+    selection_key: Mapped[str] = mapped_column(String(64))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(20), default=PaymentStatus.PENDING)
+    provider: Mapped[str] = mapped_column(String(20))
+    provider_payment_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    method_type: Mapped[str | None] = mapped_column(String(40))
+    card_brand: Mapped[str | None] = mapped_column(String(20))
+    card_last4: Mapped[str | None] = mapped_column(String(4))
+    failure_code: Mapped[str | None] = mapped_column(String(60))
+    failure_message: Mapped[str | None] = mapped_column(String(300))
+    flagged_reason: Mapped[str | None] = mapped_column(String(300))
+    receipt_email: Mapped[str | None] = mapped_column(String(254))
+    receipt_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    locale: Mapped[str | None] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    succeeded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    members: Mapped[list[Payment]] = relationship(
+        back_populates="group", order_by="Payment.request_id"
+    )

@@ -7,19 +7,22 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from flask import current_app
 from flask_babel import force_locale
 from sqlalchemy import update
 
 from portal.dates import formatting_locale, local_moment
 from portal.db_types import utcnow
-from portal.documents import pdf_name, receipt_pdf
+from portal.documents import group_receipt_pdf, pdf_name, receipt_pdf
 from portal.extensions import db
 from portal.jobs.queue import job_handler
-from portal.links import link_url
+from portal.links import account_token, link_url
+from portal.merchants.models import Merchant
 from portal.money import format_money
 from portal.notifications.mail import Attachment, send_merchant_mail
+from portal.payments.groups import paid_lines
 from portal.payments.methods import method_label
-from portal.payments.models import Payment, Refund
+from portal.payments.models import Payment, PaymentGroup, Refund
 
 log = logging.getLogger(__name__)
 
@@ -103,3 +106,42 @@ def send_refund_notice(payload: dict[str, Any]) -> None:
         paid=format_money(payment.amount, payment.currency, locale),
     )
     db.session.execute(update(Refund).where(Refund.id == refund.id).values(notice_sent_at=utcnow()))
+
+
+@job_handler("send_group_receipt")
+def send_group_receipt(payload: dict[str, Any]) -> None:
+    """One receipt for an account-page payment: each request and line it settled."""
+    group = db.session.get(PaymentGroup, payload["group_id"])
+    if group is None or group.receipt_sent_at is not None or not group.receipt_email:
+        return
+    merchant = db.session.get_one(Merchant, group.merchant_id)
+    locale = group.locale or merchant.default_locale or "en"
+    lines = paid_lines(group.members)
+    members = [
+        {
+            "request": m.request,
+            "share": format_money(m.amount, m.currency, locale),
+            "receipt_number": m.receipt_number,
+            "lines": [(ln, format_money(a, m.currency, locale)) for ln, a in lines[m.id]],
+        }
+        for m in group.members
+        if m.applied
+    ]
+    dates = formatting_locale(locale, merchant.country)
+    token = account_token(merchant.id, group.customer_reference)
+    try:
+        body = group_receipt_pdf(group, lines, locale)
+        attachments = [(pdf_name("receipt", group.id), "application/pdf", body)]
+    except Exception:  # a missing system library must not cost the customer the receipt
+        log.exception("group %s: the receipt PDF could not be drawn", group.id)
+        attachments = []
+    send_merchant_mail(
+        merchant, group.receipt_email, "group_receipt", locale, attachments,
+        amount=format_money(group.amount, group.currency, locale), members=members,
+        pr=group.members[0].request,  # the greeting's name
+        paid_at=local_moment(group.succeeded_at or utcnow(), dates, merchant.time_zone),
+        url=f"{current_app.config['PORTAL_BASE_URL']}/a/{token}/receipt/{group.id}",
+    )  # fmt: skip
+    db.session.execute(
+        update(PaymentGroup).where(PaymentGroup.id == group.id).values(receipt_sent_at=utcnow())
+    )

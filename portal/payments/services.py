@@ -198,6 +198,7 @@ def start_payment(
     provider = current_app.config["PORTAL_PAYMENT_PROVIDER"]
     for attempt in _open_attempts(pr):
         same = attempt.amount == charge and attempt.provider == provider
+        same = same and attempt.group_id is None  # a share of an account-page payment
         if same and attempt.status == PaymentStatus.PENDING:
             if receipt_email and not attempt.receipt_email:
                 attempt.receipt_email = receipt_email
@@ -443,7 +444,8 @@ def _apply_money(pr: PaymentRequest, payment: Payment) -> None:
     record_event("payment.succeeded", pr, payment, extra=allocate(pr, payment))
     if became_paid:
         record_event("payment_request.paid", pr, payment)
-    enqueue("send_receipt", {"payment_id": payment.id}, max_attempts=MAIL_ATTEMPTS)
+    if payment.group_id is None:  # a group's one receipt lists its members (groups.py)
+        enqueue("send_receipt", {"payment_id": payment.id}, max_attempts=MAIL_ATTEMPTS)
     _close_attempts_that_no_longer_fit(pr, payment)
 
 

@@ -93,6 +93,7 @@ def _objects(merchant: MerchantWithKey) -> dict[str, list[str]]:
         "request_id": [pr.id for pr in requests] + [paid.id],
         "payment_id": [payment.id],
         "event_id": list(events),
+        "reference": ["C-1", "C 1 é"],  # customers' references (the account link)
     }
 
 
