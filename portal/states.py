@@ -45,6 +45,7 @@ class EventType(StrEnum):
     REQUEST_PAID = "payment_request.paid"
     REQUEST_EXPIRED = "payment_request.expired"
     REQUEST_VOIDED = "payment_request.voided"
+    REQUEST_REMINDER_SENT = "payment_request.reminder_sent"
 
 
 class JobStatus(StrEnum):
@@ -62,6 +63,16 @@ class LinkDeliveryStatus(StrEnum):
     QUEUED = "queued"
     SENT = "sent"
     FAILED = "failed"
+    # A reminder the request's payment, voiding or expiry overtook before it went out.
+    CANCELED = "canceled"
+
+
+class ReminderStatus(StrEnum):
+    """One scheduled reminder of a payment request (portal/reminders/)."""
+
+    SCHEDULED = "scheduled"
+    SENT = "sent"  # sent on at least one channel (its deliveries say how it went)
+    SKIPPED = "skipped"  # due, but not sent: ``reason`` says why
 
 
 class CallbackStatus(StrEnum):

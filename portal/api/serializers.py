@@ -76,7 +76,8 @@ def payment_request_answer(
                 locale=pr.customer_locale, reference=pr.customer_reference,
             ),
             due_date=pr.due_date, expires_at=pr.expires_at, metadata=pr.metadata_dict,
-            allow_partial=pr.allow_partial, url=link_url(pr.id), qr_code_url=qr_code_url(pr.id),
+            allow_partial=pr.allow_partial, reminders=pr.reminders, url=link_url(pr.id),
+            qr_code_url=qr_code_url(pr.id),
             created_at=pr.created_at, paid_at=pr.paid_at, voided_at=pr.voided_at,
             opens=schemas.Opens(
                 count=pr.open_count, first_opened_at=pr.first_opened_at,

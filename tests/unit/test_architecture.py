@@ -68,7 +68,8 @@ def test_only_the_boundaries_commit():
 
 
 VIEWS = ("portal/customer/views.py", "portal/api/views.py", "portal/support/views.py",
-         "portal/webhooks/views.py", "portal/devtools/views.py")  # fmt: skip
+         "portal/webhooks/views.py", "portal/devtools/views.py",
+         "portal/reminders/views.py")  # fmt: skip
 
 
 @pytest.mark.parametrize("path", VIEWS)
