@@ -46,9 +46,7 @@ def schedule_of(pr) -> dict[str, datetime]:
 
 
 def deliveries(pr) -> list[LinkDelivery]:
-    return list(
-        db.session.scalars(select(LinkDelivery).where(LinkDelivery.request_id == pr.id))
-    )
+    return list(db.session.scalars(select(LinkDelivery).where(LinkDelivery.request_id == pr.id)))
 
 
 @pytest.fixture
@@ -167,7 +165,7 @@ def test_an_email_reminder_arrives_over_smtp_in_the_customers_language(app, smtp
     from portal.support.timeline import timeline
 
     story = timeline(db.session.get(PaymentRequest, pr.id))
-    assert [(e.title, e.status) for e in story if e.kind == "reminder"][0] == ("due-3", "sent")
+    assert next((e.title, e.status) for e in story if e.kind == "reminder") == ("due-3", "sent")
     assert any(e.kind == "event" and e.title == "payment_request.reminder_sent" for e in story)
     mine = merchant_timeline(db.session.get(PaymentRequest, pr.id))
     assert "due-3 · sent" in [e.detail for e in mine if e.kind == "reminder"]
@@ -315,14 +313,18 @@ def test_unsubscribe_is_honoured_and_asked_links_still_go(app, client, smtp):
     assert resp.status_code in (200, 201, 202), resp.json
     smtp.messages.clear()
     run_due_jobs()
-    assert len(smtp.messages) == 1 and "/u/" not in smtp.messages[0].get_body(("plain",)).get_content()
+    [asked] = smtp.messages
+    assert "/u/" not in asked.get_body(("plain",)).get_content()
     # Another merchant's reminders to the same address still go.
     shop2 = make_merchant(name="Other Shop")
     create(shop2, statement_body(due_date="2026-12-24"))
     send_due_reminders(utc(2026, 12, 21, 8, 0))
-    assert db.session.scalars(
-        select(Reminder.status).where(Reminder.merchant_id == shop2.id, Reminder.key == "due-3")
-    ).one() == "sent"
+    assert (
+        db.session.scalars(
+            select(Reminder.status).where(Reminder.merchant_id == shop2.id, Reminder.key == "due-3")
+        ).one()
+        == "sent"
+    )
     assert pr.id != other.id
 
 
@@ -372,9 +374,7 @@ def test_two_workers_send_each_reminder_once(app, database_url):
     ).all()
     assert sorted(n for _, n in per_reminder) == [1] * len(ids)
     events = db.session.scalar(
-        select(func.count()).select_from(Event).where(
-            Event.type == "payment_request.reminder_sent"
-        )
+        select(func.count()).select_from(Event).where(Event.type == "payment_request.reminder_sent")
     )
     assert events == len(ids)
 
