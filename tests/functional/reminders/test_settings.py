@@ -96,3 +96,41 @@ def test_the_console_changes_the_reminder_settings(app, client):
         assert resp.status_code in (200, 400, 422) and message in resp.text, bad
     db.session.expire_all()
     assert db.session.get(Merchant, m.id).quiet_start == 22
+
+
+def test_both_consoles_show_the_reminders_of_a_request(app):
+    from portal.jobs.periodic import send_due_reminders
+
+    m = make_merchant(name="Shop")
+    pr = create_payment_request(
+        m.merchant, statement_body(due_date="2026-12-20"),
+        now=datetime(2026, 12, 2, 10, tzinfo=UTC),
+    )  # fmt: skip
+    db.session.commit()
+    send_due_reminders(datetime(2026, 12, 17, 8, tzinfo=UTC))
+    owner = console_user(m.merchant, "owner@shop.test")
+    browser = https_client(app)
+    sign_in(browser, owner)
+    page = browser.get(f"/merchant/requests/{pr.id}")
+    assert page.status_code == 200
+    assert (
+        "Reminder" in page.text and "due-3 · sent" in page.text and "due+7 · scheduled" in page.text
+    )
+
+
+def test_the_support_timeline_shows_the_reminders(app):
+    from portal.jobs.periodic import send_due_reminders
+    from tests.functional.support.test_console import login, staff
+
+    m = make_merchant(name="Shop")
+    pr = create_payment_request(
+        m.merchant, statement_body(due_date="2026-12-20"),
+        now=datetime(2026, 12, 2, 10, tzinfo=UTC),
+    )  # fmt: skip
+    db.session.commit()
+    send_due_reminders(datetime(2026, 12, 17, 8, tzinfo=UTC))
+    agent = https_client(app)
+    login(agent, staff())
+    story = agent.get(f"/support/requests/{pr.id}")
+    assert story.status_code == 200, story.headers.get("Location")
+    assert "Reminder" in story.text and "payment_request.reminder_sent" in story.text
