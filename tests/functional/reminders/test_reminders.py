@@ -387,3 +387,46 @@ def test_the_duty_runs_from_the_worker(app):
     send_reminders()  # the real clock: every reminder of this old request is long past
     db.session.expire_all()
     assert set(db.session.scalars(select(Reminder.status))) <= {"skipped"}
+
+
+def test_the_claim_is_held_by_the_conditional_update(app):
+    from portal.reminders.services import _claim
+
+    m = make_merchant()
+    create(m, statement_body(due_date="2026-12-20"))
+    reminder = db.session.scalars(select(Reminder).where(Reminder.key == "due-3")).one()
+    now = utc(2026, 12, 17, 8, 0)
+    assert _claim(reminder.id, "sent", None, now) is True
+    assert _claim(reminder.id, "skipped", "late", now) is False  # already out of scheduled
+    db.session.commit()
+    db.session.refresh(reminder)
+    assert (reminder.status, reminder.reason) == ("sent", None)
+
+
+def test_a_signed_token_of_another_shape_is_refused(app):
+    from portal.links import sign
+    from portal.reminders.optouts import UNSUBSCRIBE_SALT
+
+    for value in ("fax-" + "0" * 64 + "-mer_x", "email-abc-mer_x", "email-" + "0" * 64 + "-pr_x"):
+        assert read_token(sign(value, UNSUBSCRIBE_SALT)) is None
+
+
+def test_one_failing_reminder_does_not_stop_the_others(app, monkeypatch):
+    import portal.jobs.periodic as periodic
+
+    m = make_merchant()
+    for i in range(3):
+        create(m, statement_body(due_date="2026-12-20", reference=f"R{i}"))
+    real, calls = periodic.send_reminder, []
+
+    def flaky(reminder_id, request_id, now=None):
+        calls.append(reminder_id)
+        if len(calls) == 1:
+            raise RuntimeError("a broken row")
+        return real(reminder_id, request_id, now)
+
+    monkeypatch.setattr(periodic, "send_reminder", flaky)
+    monkeypatch.setattr(periodic, "REMINDER_BATCH", 1)  # one statement per reminder
+    assert send_due_reminders(utc(2026, 12, 17, 8, 0)) >= 2
+    statuses = db.session.scalars(select(Reminder.status).where(Reminder.key == "due-3")).all()
+    assert sorted(statuses).count("sent") >= 2
