@@ -66,6 +66,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from portal.customer.views import bp as customer_bp
     from portal.devtools import views as devtools
     from portal.merchant_console.views import bp as merchant_console_bp
+    from portal.reminders.views import bp as reminders_bp
     from portal.support.views import bp as support_bp
     from portal.webhooks.views import bp as webhooks_bp
 
@@ -78,6 +79,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(api_bp)
     app.register_blueprint(customer_bp)
     app.register_blueprint(account_bp)
+    app.register_blueprint(reminders_bp)
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(support_bp)
     app.register_blueprint(merchant_console_bp)

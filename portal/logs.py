@@ -27,6 +27,8 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\b(pi_[A-Za-z0-9]+)_secret_[A-Za-z0-9]+"), r"\1_secret_…"),
     (re.compile(r"\b([A-Za-z0-9])[A-Za-z0-9._%+\-]*@([A-Za-z0-9.\-]+\.[A-Za-z]{2,})\b"), r"\1…@\2"),
     (re.compile(r"(?<![\w+])\+\d[\d \-]{5,16}(\d\d)\b"), r"+…\1"),
+    # An unsubscribe link (portal/reminders/views.py): its token, whole.
+    (re.compile(r"/u/[^\s\"'<>?#]+"), "/u/…"),
 ]
 
 
@@ -41,6 +43,8 @@ _LINK_WORDS = re.compile(r"pay|checkout|return|receipt|qr\.svg|qr\.png|3ds|pay_[
 def mask_path(path: str) -> str:
     """A ``/p/…`` path with its token masked whatever it contains (a zero-width space, a
     missing dot, a slash, blanks): only a request id and the pages' own words stay."""
+    if path.startswith("/u/"):
+        return "/u/…"
     if not path.startswith("/p/"):
         return path
     token, *rest = path[3:].split("/")

@@ -9,6 +9,7 @@ from portal.merchants.models import ApiKey, Merchant
 from portal.payment_requests.models import OrderLine, PaymentRequest, StatementLine
 from portal.payments.models import Payment, PaymentGroup, Refund
 from portal.providers.circuit import ProviderCircuit
+from portal.reminders.models import Reminder, ReminderOptOut
 from portal.support.models import AuditLog, StaffSession, StaffUser
 from portal.webhooks.models import StripeEvent
 
@@ -32,6 +33,8 @@ __all__ = [
     "PaymentRequest",
     "ProviderCircuit",
     "Refund",
+    "Reminder",
+    "ReminderOptOut",
     "StaffSession",
     "StaffUser",
     "StatementLine",

@@ -47,6 +47,7 @@ class EventType(StrEnum):
     REQUEST_VOIDED = "payment_request.voided"
     # The customer of a closed (expired or void) link asked for a new one.
     RENEWAL_REQUESTED = "payment_request.renewal_requested"
+    REQUEST_REMINDER_SENT = "payment_request.reminder_sent"
 
 
 class JobStatus(StrEnum):
@@ -64,6 +65,16 @@ class LinkDeliveryStatus(StrEnum):
     QUEUED = "queued"
     SENT = "sent"
     FAILED = "failed"
+    # A reminder the request's payment, voiding or expiry overtook before it went out.
+    CANCELED = "canceled"
+
+
+class ReminderStatus(StrEnum):
+    """One scheduled reminder of a payment request (portal/reminders/)."""
+
+    SCHEDULED = "scheduled"
+    SENT = "sent"  # sent on at least one channel (its deliveries say how it went)
+    SKIPPED = "skipped"  # due, but not sent: ``reason`` says why
 
 
 class CallbackStatus(StrEnum):

@@ -17,7 +17,7 @@ import portal.db_types
 
 # revision identifiers, used by Alembic.
 revision = "0010_account"
-down_revision = "0008"
+down_revision = "0009_reminders"
 branch_labels = None
 depends_on = None
 

@@ -19,6 +19,7 @@ from zoneinfo import available_timezones
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -35,6 +36,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from portal.money import is_supported_currency
+from portal.reminders.schedule import RULE_PATTERN, parse_rule
 from portal.states import EventType, PaymentStatus, RequestStatus
 
 MAX_AMOUNT = 10**15  # in minor units: more than any payment, well inside a 64-bit column
@@ -297,6 +299,9 @@ class _Create(Contract):
     expires_at: AwareDateTime | None = None
     metadata: Metadata | None = None
     send: Annotated[list[Channel], Field(max_length=2)] = []
+    reminders: StrictBool = Field(
+        True, description="false: no reminders for this request (docs/reminders.md)."
+    )
 
 
 class CreateStatement(_Create):
@@ -399,7 +404,7 @@ class LinkDelivery(Answer):
     object: Literal["link_delivery"] = "link_delivery"
     channel: Literal["email", "sms"]
     destination: str = Field(description="Masked address or number.")
-    status: Literal["queued", "sent", "failed"]
+    status: Literal["queued", "sent", "failed", "canceled"]
     attempts: int
     provider_message_id: str | None
     error: str | None
@@ -468,6 +473,7 @@ class _PaymentRequest(Answer):
     parent_request_id: str | None = Field(
         description="For a payment made through a reusable link: that link's request."
     )
+    reminders: bool = Field(description="Whether the merchant's reminders apply.")
     url: str = Field(json_schema_extra={"format": "uri"}, description="The customer's link.")
     qr_code_url: str = Field(json_schema_extra={"format": "uri"})
     created_at: Timestamp
@@ -672,6 +678,44 @@ class RefundList(Answer):
     data: list[Refund]
 
 
+def _rule(value: str) -> str:
+    try:
+        parse_rule(value)
+    except ValueError:
+        raise PydanticCustomError("invalid_reminder_rule", "is not a reminder rule") from None
+    return value
+
+
+Hour = Annotated[
+    StrictInt, Field(ge=0, le=23, description="A whole hour of the merchant's clock (0-23)."),
+    coded(greater_than_equal="invalid_hour", less_than_equal="invalid_hour"),
+]  # fmt: skip
+ReminderRule = Annotated[
+    str,
+    Field(pattern=RULE_PATTERN, max_length=10,
+          description="due-N / due+N (N days before / after the due date, 0-60), or "
+          "expiry-N (N days before the link expires, 1-60)."),
+    coded(string_pattern_mismatch="invalid_reminder_rule"),
+    AfterValidator(_rule),
+]  # fmt: skip
+
+
+class QuietHours(Contract):
+    start: Hour = Field(description="No reminder from this hour… (21)")
+    end: Hour = Field(description="…until this hour (8); equal to start: no quiet hours.")
+
+
+class ReminderSettings(Contract):
+    """The merchant's reminders, the same shape read and written (``PATCH`` replaces it
+    whole); sent at 09:00 on the merchant's clock, after the quiet hours if they cover it."""
+
+    schedule: Annotated[list[ReminderRule], Field(max_length=10)]
+    channels: Annotated[list[Channel], Field(max_length=2)] = Field(
+        description="The customer's contacts reminded (email, sms); empty: no reminders."
+    )
+    quiet_hours: QuietHours
+
+
 class Merchant(Answer):
     id: prefixed("mer")  # type: ignore[valid-type]
     object: Literal["merchant"] = "merchant"
@@ -689,6 +733,7 @@ class Merchant(Answer):
     stripe_account: str | None
     country: str
     time_zone: str
+    reminders: ReminderSettings
 
 
 def _country(value: str) -> str:
@@ -737,6 +782,7 @@ class UpdateMerchant(Contract):
         int, Field(gt=0, le=MAX_AMOUNT, description="Largest amount of any request, in minor "
                    "units; at most the operator's maximum (PORTAL_MAX_CEILING).")
     ] | None = None  # fmt: skip
+    reminders: ReminderSettings | None = None
 
 
 CallbackUrl = Annotated[

@@ -77,7 +77,7 @@ def payment_request_answer(
             ),
             due_date=pr.due_date, expires_at=None if pr.reusable else pr.expires_at,
             metadata=pr.metadata_dict, allow_partial=pr.allow_partial, reusable=pr.reusable,
-            parent_request_id=pr.parent_request_id, url=link_url(pr.id),
+            parent_request_id=pr.parent_request_id, reminders=pr.reminders, url=link_url(pr.id),
             qr_code_url=qr_code_url(pr.id),
             created_at=pr.created_at, paid_at=pr.paid_at, voided_at=pr.voided_at,
             opens=schemas.Opens(

@@ -30,3 +30,5 @@ class LinkDelivery(Model):
     error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set when the delivery is a reminder (portal/reminders/), not a link asked for.
+    reminder_id: Mapped[str | None] = mapped_column(ForeignKey("reminders.id"))

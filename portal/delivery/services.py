@@ -21,6 +21,7 @@ from portal.links import link_url
 from portal.money import format_money
 from portal.notifications.mail import send_merchant_mail
 from portal.payment_requests.models import PaymentRequest
+from portal.reminders.optouts import unsubscribe_url
 from portal.states import LinkDeliveryStatus, RequestStatus
 
 log = logging.getLogger(__name__)
@@ -127,14 +128,34 @@ def sms_text(pr: PaymentRequest, locale: str, url: str) -> str:
     return text
 
 
+def reminder_sms_text(pr: PaymentRequest, locale: str, url: str, stop_url: str) -> str:
+    """A reminder by SMS: what is due, the link, and how to stop reminders."""
+    amount = _amount_text(pr, locale)
+    name = pr.merchant.display_name
+    with force_locale(locale):
+        if amount:
+            text = gettext(
+                "Reminder from %(merchant)s: %(amount)s to pay: %(url)s",
+                merchant=name, amount=amount, url=url,
+            )  # fmt: skip
+        else:
+            text = gettext(
+                "Reminder from %(merchant)s: top up your wallet: %(url)s", merchant=name, url=url
+            )
+        text += " " + gettext("No more reminders: %(url)s", url=stop_url)
+    return text.replace("\u202f", " ").replace("\xa0", " ")
+
+
 def _send(delivery: LinkDelivery, to: str) -> str:
     pr = db.session.get_one(PaymentRequest, delivery.request_id)
     url = link_url(pr.id)
     locale = delivery.locale
     merchant = pr.merchant
+    reminder = delivery.reminder_id is not None
+    stop = unsubscribe_url(merchant.id, delivery.channel, to, locale) if reminder else None
     if delivery.channel == "sms":
         config = current_app.config
-        text = sms_text(pr, locale, url)
+        text = reminder_sms_text(pr, locale, url, stop) if stop else sms_text(pr, locale, url)
         return send_sms(config["PORTAL_SMS_URL"], to, text, log_file=sms_log_file(config))
     dates = formatting_locale(locale, merchant.country)
     due = local_day(pr.due_date, "long", dates, merchant.time_zone) if pr.due_date else None
@@ -142,14 +163,24 @@ def _send(delivery: LinkDelivery, to: str) -> str:
     return send_merchant_mail(
         merchant,
         to,
-        "link",
+        "reminder" if reminder else "link",
         locale,
         pr=pr,
         url=url,
         amount=_amount_text(pr, locale),
         due_date=due,
         expires=expires,
+        unsubscribe_url=stop,
     )
+
+
+def _overtaken(delivery: LinkDelivery) -> bool:
+    """A reminder whose request was paid, voided or expired since it was decided: it
+    does not go (a link the merchant asked for goes as asked)."""
+    if delivery.reminder_id is None:
+        return False
+    pr = db.session.get_one(PaymentRequest, delivery.request_id)
+    return pr.status not in SENDABLE or pr.is_expired()
 
 
 @job_handler("send_link")
@@ -159,6 +190,9 @@ def send_link_job(payload: dict[str, Any]) -> None:
     if delivery is None or delivery.status != LinkDeliveryStatus.QUEUED:
         return
     delivery_id = delivery.id
+    if _overtaken(delivery):
+        delivery.status = LinkDeliveryStatus.CANCELED
+        return
     try:
         message_id = _send(delivery, payload["to"])
     except Exception as exc:  # any transport failure: record, then retry or give up

@@ -1,12 +1,12 @@
 """The worker's periodic duties, each in a thread of its own beside the claim loop.
 
-Expiring overdue links, asking the payment provider about stuck payments and
-forgetting old finished jobs never run in the thread that claims jobs: a provider
-that does not answer holds its own duty, never a callback, a receipt or a link (it
-used to hold them all, for minutes). Every worker runs every duty, each safe on many
-workers at once. The reconciliation has a time budget per run and a circuit breaker
-per provider (:mod:`portal.providers.circuit`): an unreachable Stripe costs one probe
-per cool-down, not a timeout per stuck payment.
+Expiring overdue links, sending due reminders (their messages go as jobs), asking the
+payment provider about stuck payments and forgetting old finished jobs never run in the
+thread that claims jobs: a provider that does not answer holds its own duty, never a
+callback, a receipt or a link (it used to hold them all, for minutes). Every worker
+runs every duty, each safe on many workers at once. The reconciliation has a time
+budget per run and a circuit breaker per provider (:mod:`portal.providers.circuit`):
+an unreachable Stripe costs one probe per cool-down, not a timeout per stuck payment.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import Flask
 from sqlalchemy import delete, select
@@ -28,6 +28,7 @@ from portal.payment_requests.services import expire_overdue
 from portal.payments.services import mark_asked, refresh_payment, stuck_payments
 from portal.providers.base import ProviderError
 from portal.providers.circuit import ProviderGuard
+from portal.reminders.services import due_reminders, send_reminder
 from portal.states import JobStatus
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,8 @@ RECONCILE_BUDGET = 30.0  # seconds a reconciliation run may go on starting provi
 KEEP_DONE = timedelta(days=7)
 CLEANUP_BATCH = 5000  # finished jobs forgotten per statement
 CLEANUP_BATCHES = 20  # statements per run (100,000 jobs a minute at most)
+REMINDER_BATCH = 200  # due reminders read per statement
+REMINDER_BATCHES = 25  # statements per run
 
 
 def expire_links() -> None:
@@ -76,6 +79,38 @@ def reconcile_payments(budget: float | None = None) -> None:
         log.info("%s stuck payment(s) wait for the next run (budget or circuit)", guard.skipped)
 
 
+def send_reminders() -> None:
+    send_due_reminders()
+
+
+def send_due_reminders(now: datetime | None = None) -> int:
+    """Every due reminder, one transaction each (its request locked, its outcome, its
+    deliveries, jobs and events together: :func:`portal.reminders.services.send_reminder`).
+    Safe on many workers at once: a reminder another worker decided is left alone.
+    Returns how many this run decided (sent, skipped or postponed)."""
+    now = now or utcnow()
+    decided = 0
+    for _ in range(REMINDER_BATCHES):
+        due = due_reminders(now, REMINDER_BATCH)
+        db.session.rollback()  # the read's transaction: each reminder has its own
+        for reminder_id, request_id in due:
+            try:
+                outcome = send_reminder(reminder_id, request_id, now)
+                db.session.commit()
+            except (OperationalError, InterfaceError):
+                raise
+            except Exception:
+                db.session.rollback()
+                log.exception("reminder %s failed; tried again next run", reminder_id)
+                continue
+            decided += outcome is not None
+        if len(due) < REMINDER_BATCH:
+            break
+    if decided:
+        log.info("decided %s due reminder(s)", decided)
+    return decided
+
+
 def forget_finished_jobs() -> None:
     cutoff = utcnow() - KEEP_DONE
     # In batches: a week's backlog in one statement could outlast the statement timeout.
@@ -101,6 +136,7 @@ class Duty:
 DUTIES = (
     Duty("expire-links", expire_links),
     Duty("reconcile-payments", reconcile_payments),
+    Duty("send-reminders", send_reminders),
     Duty("forget-finished-jobs", forget_finished_jobs),
 )
 

@@ -21,6 +21,7 @@ from portal.payment_requests.models import PaymentRequest
 from portal.payment_requests.services import void_customer_requests, void_request
 from portal.payments.models import Payment, Refund
 from portal.payments.refunds import refund_payment
+from portal.reminders.services import reminders_for
 
 PAGE = 100
 
@@ -112,6 +113,11 @@ def timeline(pr: PaymentRequest) -> list[Entry]:
     for d in db.session.scalars(select(LinkDelivery).where(LinkDelivery.request_id == pr.id)):
         entries.append(Entry(d.sent_at or d.created_at, f"sent_{d.status}",
                              f"{d.channel} {d.destination}"))  # fmt: skip
+    for rem in reminders_for(pr.id):
+        why = f" ({rem.reason})" if rem.reason else ""
+        entries.append(
+            Entry(rem.done_at or rem.due_at, "reminder", f"{rem.key} · {rem.status}{why}")
+        )
     if pr.first_opened_at:
         entries.append(Entry(pr.first_opened_at, "opened", str(pr.open_count)))
     for p in payments_of(pr):

@@ -46,7 +46,27 @@ def form_changes(form: Any, currency: str = "EUR", locale: str = "en") -> dict[s
         body["ceiling"] = ceiling
     origins = [line.strip() for line in (form.get("embed_origins") or "").splitlines()]
     body["embed_origins"] = [o for o in origins if o]
+    if "quiet_start" in form:
+        body["reminders"] = _reminder_form(form)
     return body
+
+
+def _hour(form: Any, name: str) -> int:
+    typed = (form.get(name) or "").strip()
+    if not typed.isdigit():
+        raise Invalid("invalid_hour", "Quiet hours are whole hours from 0 to 23.",
+                      f"reminders.quiet_hours.{name[6:]}")  # fmt: skip
+    return int(typed)
+
+
+def _reminder_form(form: Any) -> dict[str, Any]:
+    """The reminder fields as the API's ``reminders`` object."""
+    rules = [r.strip() for r in (form.get("reminder_schedule") or "").split(",")]
+    return {
+        "schedule": [r for r in rules if r],
+        "channels": [c for c in form.getlist("reminder_channels") if c in ("email", "sms")],
+        "quiet_hours": {"start": _hour(form, "quiet_start"), "end": _hour(form, "quiet_end")},
+    }
 
 
 def change_settings(user: MerchantUser, body: dict[str, Any]) -> None:

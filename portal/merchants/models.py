@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, String, Text
+from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.db_types import UTCDateTime, utcnow
 from portal.extensions import Model
 from portal.ids import new_id
 
+# The reminders of a merchant that set none (docs/reminders.md): 3 days before the due
+# date, on it, 7 days after it, 3 days before the link expires.
+DEFAULT_REMINDERS = ["due-3", "due+0", "due+7", "expiry-3"]
+REMINDER_CHANNELS = ["email", "sms"]
+
 
 class Merchant(Model):
     __tablename__ = "merchants"
+    __table_args__ = (
+        CheckConstraint(
+            "quiet_start >= 0 AND quiet_start <= 23 AND quiet_end >= 0 AND quiet_end <= 23",
+            name="quiet_hours",
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("mer"))
     name: Mapped[str] = mapped_column(String(200))
@@ -49,9 +61,29 @@ class Merchant(Model):
     receipt_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # The smallest partial or chosen amount this merchant takes (None: the provider's minimum).
     min_payment: Mapped[int | None] = mapped_column(BigInteger)
+    # Reminders: the schedule's rules, the channels they use, and the quiet hours (whole
+    # hours of the merchant's clock, start to end; equal: none) when none is sent.
+    reminder_schedule: Mapped[list[str]] = mapped_column(
+        JSON, default=lambda: list(DEFAULT_REMINDERS),
+        server_default='["due-3", "due+0", "due+7", "expiry-3"]',
+    )  # fmt: skip
+    reminder_channels: Mapped[list[str]] = mapped_column(
+        JSON, default=lambda: list(REMINDER_CHANNELS), server_default='["email", "sms"]'
+    )
+    quiet_start: Mapped[int] = mapped_column(Integer, default=21, server_default="21")
+    quiet_end: Mapped[int] = mapped_column(Integer, default=8, server_default="8")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="merchant")
+
+    @property
+    def reminders(self) -> dict[str, Any]:
+        """The reminder settings as the API reads and writes them."""
+        return {
+            "schedule": list(self.reminder_schedule or []),
+            "channels": list(self.reminder_channels or []),
+            "quiet_hours": {"start": self.quiet_start, "end": self.quiet_end},
+        }
 
 
 class ApiKey(Model):

@@ -170,6 +170,8 @@ def update_settings(merchant: Merchant, changes: dict[str, Any]) -> Merchant:
                       "colour (WCAG AA asks 4.5:1).", "accent_color")  # fmt: skip
     if changes.get("ceiling") is not None:
         _check_ceiling(merchant, changes["ceiling"])
+    if "reminders" in changes:
+        _set_reminders(merchant, changes["reminders"])
     for name in ("display_name", "support_email", "support_phone", "default_locale",
                  "embed_origins", "accent_color", "country", "time_zone", "ceiling"):  # fmt: skip
         if name in changes:
@@ -180,6 +182,17 @@ def update_settings(merchant: Merchant, changes: dict[str, Any]) -> Merchant:
             setattr(merchant, name, changes[name])
     db.session.flush()
     return merchant
+
+
+def _set_reminders(merchant: Merchant, reminders: dict[str, Any] | None) -> None:
+    """The whole reminder settings at once (PATCH replaces them); they apply to the
+    requests created from now on (docs/reminders.md)."""
+    if reminders is None:
+        raise Invalid("invalid_value", "reminders cannot be removed.", "reminders")
+    merchant.reminder_schedule = list(dict.fromkeys(reminders["schedule"]))
+    merchant.reminder_channels = list(dict.fromkeys(reminders["channels"]))
+    merchant.quiet_start = reminders["quiet_hours"]["start"]
+    merchant.quiet_end = reminders["quiet_hours"]["end"]
 
 
 def _check_ceiling(merchant: Merchant, ceiling: int) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     false,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -96,6 +97,8 @@ class PaymentRequest(Model):
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
     allow_partial: Mapped[bool] = mapped_column(Boolean, default=False)
     allow_full_payment: Mapped[bool] = mapped_column(Boolean, default=False)
+    # False: no reminders for this request (the API's ``reminders: false``).
+    reminders: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     # statement
     period_start: Mapped[date | None] = mapped_column(Date)
     period_end: Mapped[date | None] = mapped_column(Date)

@@ -25,6 +25,7 @@ from portal.payment_requests.models import OrderLine, PaymentRequest, StatementL
 from portal.payments.models import Payment
 from portal.payments.reusable import NEVER, open_children
 from portal.payments.services import REQUEST_CLOSED, PaymentRefused, close_attempt, minimum_for
+from portal.reminders.services import schedule_reminders
 from portal.states import OPEN_ATTEMPT, Kind, PaymentStatus, RequestStatus, transition
 
 DEFAULT_LIFETIME = {
@@ -197,12 +198,14 @@ def create_payment_request(
     merchant: Merchant,
     data: schemas.AnyCreate | Mapping[str, Any],
     api_key_id: str | None = None,
+    now: datetime | None = None,
 ) -> PaymentRequest:
     """Add a new request to the session from the API's body (a model, or the JSON object,
     which is parsed as the API parses it). Adds and flushes; the caller commits.
 
     The shapes and limits are the contract's (:mod:`portal.api.schemas`); the rules
-    here are the ones that need the merchant or the clock. Raises :class:`Invalid`
+    here are the ones that need the merchant or the clock (``now``: tests drive it; the
+    request's reminders are scheduled from it). Raises :class:`Invalid`
     (422 with a code and a field); nothing is written then.
     """
     body = data if isinstance(data, schemas.AnyCreate) else parse_create(data)
@@ -212,14 +215,15 @@ def create_payment_request(
             f"This merchant charges in {merchant.currency} only.",
             "currency",
         )
-    now = utcnow()
+    now = now or utcnow()
     pr = PaymentRequest(
         merchant=merchant, merchant_id=merchant.id, kind=body.kind, status=RequestStatus.OPEN,
         currency=body.currency, created_by_key_id=api_key_id, created_at=now, updated_at=now,
         amount=body.amount, reference=body.reference, description=body.description,
         due_date=body.due_date, metadata_=dict(body.metadata or {}),
         allow_partial=body.allow_partial, allow_full_payment=body.allow_full_payment,
-        wallet_suggested=[], amount_paid=0, amount_refunded=0, open_count=0,
+        reminders=body.reminders, wallet_suggested=[], amount_paid=0, amount_refunded=0,
+        open_count=0,
     )  # fmt: skip
     if pr.amount is not None:
         _ceiling_check(merchant, pr.amount, "amount")
@@ -239,6 +243,7 @@ def create_payment_request(
     db.session.flush()
     if lines:
         _insert_lines(pr, lines)
+    schedule_reminders(pr, now)
     for i, channel in enumerate(dict.fromkeys(body.send)):
         try:
             send_link(pr, channel)

@@ -14,6 +14,7 @@ from portal.ledger.models import CallbackAttempt, CallbackDelivery, Event
 from portal.merchants.models import ApiKey
 from portal.payment_requests.models import PaymentRequest
 from portal.payments.models import Payment, Refund
+from portal.reminders.services import reminders_for
 
 
 @dataclass
@@ -28,6 +29,14 @@ class Entry:
     code: str = ""
 
 
+def _reminders(pr: PaymentRequest) -> list[Entry]:
+    """Each scheduled reminder: when it is (or was) due, and what became of it."""
+    return [
+        Entry(r.done_at or r.due_at, "reminder", r.key, r.reason or "", status=r.status)
+        for r in reminders_for(pr.id)
+    ]
+
+
 def timeline(pr: PaymentRequest) -> list[Entry]:
     entries: list[Entry] = []
     key = db.session.get(ApiKey, pr.created_by_key_id) if pr.created_by_key_id else None
@@ -40,6 +49,7 @@ def timeline(pr: PaymentRequest) -> list[Entry]:
             Entry(d.sent_at or d.created_at, "sent", d.channel, d.destination,
                   status=d.status, code=d.error or "")
         )  # fmt: skip
+    entries.extend(_reminders(pr))
     if pr.first_opened_at:
         entries.append(
             Entry(pr.first_opened_at, "opened", str(pr.open_count), "", extra=[pr.last_opened_at])
