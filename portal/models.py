@@ -1,11 +1,12 @@
 """Every model, imported in one place so Alembic and ``create_all`` see them all."""
 
 from portal.api.models import IdempotencyKey
-from portal.delivery.models import LinkDelivery
+from portal.delivery.models import LinkDelivery, ShortLink
 from portal.jobs.models import Job
 from portal.ledger.models import CallbackAttempt, CallbackDelivery, CallbackEndpoint, Event
 from portal.merchant_console.models import MerchantLogo, MerchantSession, MerchantUser
 from portal.merchants.models import ApiKey, Merchant
+from portal.notices.models import MerchantNotice
 from portal.payment_requests.models import OrderLine, PaymentRequest, StatementLine
 from portal.payments.models import Payment, Refund
 from portal.providers.circuit import ProviderCircuit
@@ -24,6 +25,7 @@ __all__ = [
     "LinkDelivery",
     "Merchant",
     "MerchantLogo",
+    "MerchantNotice",
     "MerchantSession",
     "MerchantUser",
     "OrderLine",
@@ -31,6 +33,7 @@ __all__ = [
     "PaymentRequest",
     "ProviderCircuit",
     "Refund",
+    "ShortLink",
     "StaffSession",
     "StaffUser",
     "StatementLine",

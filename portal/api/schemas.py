@@ -655,6 +655,9 @@ class Merchant(Answer):
     stripe_account: str | None
     country: str
     time_zone: str
+    daily_digest: bool = Field(
+        description="A morning e-mail to the owners with yesterday's payments and refunds."
+    )
 
 
 def _country(value: str) -> str:
@@ -703,6 +706,11 @@ class UpdateMerchant(Contract):
         int, Field(gt=0, le=MAX_AMOUNT, description="Largest amount of any request, in minor "
                    "units; at most the operator's maximum (PORTAL_MAX_CEILING).")
     ] | None = None  # fmt: skip
+    daily_digest: bool | None = Field(
+        None,
+        description="Yesterday's payments and refunds by e-mail each morning (the "
+        "merchant's time zone); off by default.",
+    )
 
 
 CallbackUrl = Annotated[

@@ -414,6 +414,7 @@ def merchant_answer(m: Merchant) -> schemas.Merchant:
         accent_color=m.accent_color, logo_url=m.logo_url, support_email=m.support_email,
         support_phone=m.support_phone, embed_origins=list(m.embed_origins or []),
         stripe_account=m.stripe_account, country=m.country, time_zone=m.time_zone,
+        daily_digest=bool(m.daily_digest),
     )  # fmt: skip
 
 

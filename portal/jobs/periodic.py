@@ -1,12 +1,12 @@
 """The worker's periodic duties, each in a thread of its own beside the claim loop.
 
-Expiring overdue links, asking the payment provider about stuck payments and
-forgetting old finished jobs never run in the thread that claims jobs: a provider
-that does not answer holds its own duty, never a callback, a receipt or a link (it
-used to hold them all, for minutes). Every worker runs every duty, each safe on many
-workers at once. The reconciliation has a time budget per run and a circuit breaker
-per provider (:mod:`portal.providers.circuit`): an unreachable Stripe costs one probe
-per cool-down, not a timeout per stuck payment.
+Expiring overdue links, asking the payment provider about stuck payments, queuing
+the merchants' daily digests and forgetting old finished jobs never run in the thread
+that claims jobs: a provider that does not answer holds its own duty, never a
+callback, a receipt or a link (it used to hold them all, for minutes). Every worker
+runs every duty, each safe on many workers at once. The reconciliation has a time
+budget per run and a circuit breaker per provider (:mod:`portal.providers.circuit`): an
+unreachable Stripe costs one probe per cool-down, not a timeout per stuck payment.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from portal.db_types import utcnow
 from portal.extensions import db, execute_count
 from portal.jobs.models import Job
+from portal.notices.services import plan_digests
 from portal.payment_requests.services import expire_overdue
 from portal.payments.services import mark_asked, refresh_payment, stuck_payments
 from portal.providers.base import ProviderError
@@ -92,6 +93,13 @@ def forget_finished_jobs() -> None:
             break
 
 
+def daily_digests() -> None:
+    """Queue the daily digests now due (each merchant's own morning); commits per merchant."""
+    queued = plan_digests()
+    if queued:
+        log.info("queued %s daily digest(s)", queued)
+
+
 @dataclass(frozen=True)
 class Duty:
     name: str
@@ -102,6 +110,7 @@ DUTIES = (
     Duty("expire-links", expire_links),
     Duty("reconcile-payments", reconcile_payments),
     Duty("forget-finished-jobs", forget_finished_jobs),
+    Duty("daily-digests", daily_digests),
 )
 
 

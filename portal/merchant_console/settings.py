@@ -46,6 +46,7 @@ def form_changes(form: Any, currency: str = "EUR", locale: str = "en") -> dict[s
         body["ceiling"] = ceiling
     origins = [line.strip() for line in (form.get("embed_origins") or "").splitlines()]
     body["embed_origins"] = [o for o in origins if o]
+    body["daily_digest"] = form.get("daily_digest") == "1"  # an unticked box is not sent
     return body
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.db_types import UTCDateTime, utcnow
@@ -49,6 +49,8 @@ class Merchant(Model):
     receipt_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # The smallest partial or chosen amount this merchant takes (None: the provider's minimum).
     min_payment: Mapped[int | None] = mapped_column(BigInteger)
+    # A daily e-mail of yesterday's payments and refunds to the owners (off by default).
+    daily_digest: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="merchant")

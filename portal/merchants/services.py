@@ -171,10 +171,11 @@ def update_settings(merchant: Merchant, changes: dict[str, Any]) -> Merchant:
     if changes.get("ceiling") is not None:
         _check_ceiling(merchant, changes["ceiling"])
     for name in ("display_name", "support_email", "support_phone", "default_locale",
-                 "embed_origins", "accent_color", "country", "time_zone", "ceiling"):  # fmt: skip
+                 "embed_origins", "accent_color", "country", "time_zone", "ceiling",
+                 "daily_digest"):  # fmt: skip
         if name in changes:
             required = ("display_name", "default_locale", "accent_color", "country", "time_zone",
-                        "ceiling")  # fmt: skip
+                        "ceiling", "daily_digest")  # fmt: skip
             if name in required and changes[name] is None:
                 raise Invalid("invalid_value", f"{name} cannot be removed.", name)
             setattr(merchant, name, changes[name])
