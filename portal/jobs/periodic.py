@@ -15,7 +15,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import Flask
 from sqlalchemy import delete, select
@@ -24,7 +24,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from portal.db_types import utcnow
 from portal.extensions import db, execute_count
 from portal.jobs.models import Job
-from portal.notices.services import plan_digests
+from portal.notices.services import digest_merchants, plan_digest
 from portal.payment_requests.services import expire_overdue
 from portal.payments.services import mark_asked, refresh_payment, stuck_payments
 from portal.providers.base import ProviderError
@@ -93,17 +93,23 @@ def forget_finished_jobs() -> None:
             break
 
 
-def daily_digests() -> None:
-    """Queue the daily digests now due (each merchant's own morning); commits per merchant."""
-    queued = plan_digests()
+def daily_digests(now: datetime | None = None) -> int:
+    """Queue the daily digests due (each merchant's own morning), one transaction per
+    merchant; returns how many were queued."""
+    now = now or utcnow()
+    queued = 0
+    for merchant_id in digest_merchants():
+        queued += plan_digest(merchant_id, now)
+        db.session.commit()  # a periodic duty is its own boundary
     if queued:
         log.info("queued %s daily digest(s)", queued)
+    return queued
 
 
 @dataclass(frozen=True)
 class Duty:
     name: str
-    run: Callable[[], None]
+    run: Callable[[], object]
 
 
 DUTIES = (

@@ -143,28 +143,27 @@ def _insert_ignoring_duplicates(values: dict[str, Any]) -> bool:
     return written is not None
 
 
-def plan_digests(now: datetime | None = None) -> int:
-    """Queue the digest of every merchant that wants one and has not had today's; one
-    transaction per merchant (the caller's boundary commits after each). Returns how
-    many were queued. Two workers at once: the unique index lets one row in."""
-    now = now or utcnow()
-    merchant_ids = db.session.scalars(
+def digest_merchants() -> list[str]:
+    """The merchants that want a daily digest."""
+    return list(db.session.scalars(
         select(Merchant.id).where(Merchant.daily_digest.is_(True)).order_by(Merchant.id)
-    ).all()
-    queued = 0
-    for merchant_id in merchant_ids:
-        merchant = db.session.get_one(Merchant, merchant_id)
-        day = digest_day(merchant, now)
-        if day is None:
-            continue
-        values = {"id": new_id("mn"), "merchant_id": merchant_id, "kind": "digest", "day": day,
-                  "deliveries": 0, "send_at": now, "created_at": now}  # fmt: skip
-        if _insert_ignoring_duplicates(values):
-            enqueue("send_merchant_notice", {"notice_id": values["id"]},
-                    max_attempts=MAIL_ATTEMPTS)  # fmt: skip
-            queued += 1
-        db.session.commit()  # a periodic duty is its own boundary, one merchant at a time
-    return queued
+    ))  # fmt: skip
+
+
+def plan_digest(merchant_id: str, now: datetime) -> bool:
+    """Queue the merchant's digest due at ``now`` unless it already was (no commit; the
+    periodic duty commits per merchant). Two workers at once: the unique index lets one
+    row in, and only the transaction that wrote it queues the e-mail."""
+    merchant = db.session.get_one(Merchant, merchant_id)
+    day = digest_day(merchant, now)
+    if day is None:
+        return False
+    values = {"id": new_id("mn"), "merchant_id": merchant_id, "kind": "digest", "day": day,
+              "deliveries": 0, "send_at": now, "created_at": now}  # fmt: skip
+    if not _insert_ignoring_duplicates(values):
+        return False
+    enqueue("send_merchant_notice", {"notice_id": values["id"]}, max_attempts=MAIL_ATTEMPTS)
+    return True
 
 
 def day_bounds(day: date, zone_name: str) -> tuple[datetime, datetime]:

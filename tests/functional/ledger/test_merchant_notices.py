@@ -212,7 +212,7 @@ def test_the_digest_reads_the_day_on_the_merchants_clock_and_leaves_once_with_tw
     db.session.query(Job).delete()
     db.session.commit()
     # 05:30 in Brussels: too early for yesterday's digest.
-    assert notices.plan_digests(MORNING - timedelta(hours=1)) == 0
+    assert periodic.daily_digests(MORNING - timedelta(hours=1)) == 0
     # Two workers run the duty at the same moment: one digest.
     start = threading.Barrier(2)
     queued: list[int] = []
@@ -220,7 +220,7 @@ def test_the_digest_reads_the_day_on_the_merchants_clock_and_leaves_once_with_tw
     def worker() -> None:
         with app.app_context():
             start.wait()
-            queued.append(notices.plan_digests(MORNING))
+            queued.append(periodic.daily_digests(MORNING))
             db.session.remove()
 
     threads = [threading.Thread(target=worker) for _ in range(2)]
@@ -229,7 +229,7 @@ def test_the_digest_reads_the_day_on_the_merchants_clock_and_leaves_once_with_tw
     for thread in threads:
         thread.join()
     assert sorted(queued) == [0, 1]
-    assert notices.plan_digests(MORNING + timedelta(hours=10)) == 0  # later the same day
+    assert periodic.daily_digests(MORNING + timedelta(hours=10)) == 0  # later the same day
     run_due_jobs()
     assert len(to_merchant(smtp)) == 1
     mail = to_merchant(smtp)[0]
@@ -242,19 +242,18 @@ def test_the_digest_reads_the_day_on_the_merchants_clock_and_leaves_once_with_tw
     notice = db.session.scalars(select(MerchantNotice)).one()
     assert str(notice.day) == "2026-12-01" and notice.merchant_id == m.id
     # The next morning: Wednesday's digest (payment D).
-    assert notices.plan_digests(MORNING + timedelta(days=1)) == 1
+    assert periodic.daily_digests(MORNING + timedelta(days=1)) == 1
     run_due_jobs()
     assert len(to_merchant(smtp)) == 2 and "1 payment:" in body_of(to_merchant(smtp)[1])
 
 
-def test_a_quiet_day_sends_nothing_and_the_duty_is_a_periodic_one(app, smtp, monkeypatch):
+def test_a_quiet_day_sends_nothing_and_the_duty_is_a_periodic_one(app, smtp):
     m = make_merchant(name="Shop")
     console_user(m.merchant, "owner@shop.test")
     db.session.get_one(Merchant, m.id).daily_digest = True
     db.session.commit()
-    duty = next(d for d in DUTIES if d.name == "daily-digests")
-    monkeypatch.setattr(periodic, "plan_digests", lambda: notices.plan_digests(MORNING))
-    duty.run()
+    assert next(d for d in DUTIES if d.name == "daily-digests").run is periodic.daily_digests
+    assert periodic.daily_digests(MORNING) == 1
     run_due_jobs()
     assert to_merchant(smtp) == []
     assert db.session.scalars(select(MerchantNotice)).one().sent_at is not None
