@@ -102,7 +102,7 @@ def test_the_email_speaks_the_merchants_language_and_goes_to_the_support_address
     app, smtp, receiver
 ):
     receiver.answers.append(410)
-    m = make_merchant(name="Boutique", default_locale="fr", support_email="aide@boutique.test")
+    m = make_merchant(name="Boutique", locale="fr", support_email="aide@boutique.test")
     add_endpoint(m.id, receiver.url, ["payment.succeeded"])
     db.session.commit()
     settle(m)
