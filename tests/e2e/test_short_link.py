@@ -23,6 +23,6 @@ def test_the_short_link_of_an_sms_opens_the_page(live_server, browser):
     assert page.url.startswith(f"{base}/p/{token}")
     expect(page.get_by_text("Bäckerei Müller").first).to_be_visible()
     assert page.locator("html").get_attribute("lang") == "de"
-    forged = page.goto(f"{base}/s/{code[:-1]}x")
+    forged = page.goto(f"{base}/s/{code[:-1]}{'y' if code[-1] == 'x' else 'x'}")
     assert forged is not None and forged.status == 404
     expect(page.get_by_role("heading", name="Dieser Link ist nicht verfügbar")).to_be_visible()

@@ -291,3 +291,17 @@ def test_the_digest_setting_in_the_api_and_the_console(app, client):
     db.session.expire_all()
     assert db.session.get_one(Merchant, m.id).daily_digest is True
     assert db.session.get_one(CallbackEndpoint, add_endpoint(m.id, "http://127.0.0.1:9/").id)
+
+
+def test_a_notice_job_run_twice_sends_once(app, smtp, receiver):
+    receiver.answers.append(410)
+    m = make_merchant(name="Shop")
+    console_user(m.merchant, "owner@shop.test")
+    add_endpoint(m.id, receiver.url, ["payment.succeeded"])
+    db.session.commit()
+    settle(m)
+    run_due_jobs()
+    notice = db.session.scalars(select(MerchantNotice)).one()
+    notices.send_merchant_notice({"notice_id": notice.id})  # a job re-run after its commit
+    notices.send_merchant_notice({"notice_id": "mn_unknown"})
+    assert len(to_merchant(smtp)) == 1
