@@ -64,6 +64,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from portal.cli import register_cli
     from portal.customer.account import bp as account_bp
     from portal.customer.views import bp as customer_bp
+    from portal.customer.views import short_bp
     from portal.devtools import views as devtools
     from portal.merchant_console.views import bp as merchant_console_bp
     from portal.reminders.views import bp as reminders_bp
@@ -80,6 +81,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(customer_bp)
     app.register_blueprint(account_bp)
     app.register_blueprint(reminders_bp)
+    app.register_blueprint(short_bp)
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(support_bp)
     app.register_blueprint(merchant_console_bp)

@@ -32,8 +32,9 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
-# A /p/ path in a line of text: up to a blank, a quote, an angle bracket or the query.
-_LINK_PATH = re.compile(r"/p/[^\s\"'<>?#]*")
+# A /p/ (or /s/, short link) path in a line of text: up to a blank, a quote, an angle
+# bracket or the query.
+_LINK_PATH = re.compile(r"/[ps]/[^\s\"'<>?#]*")
 _MASKED_TOKEN = re.compile(r"pr_[A-Za-z0-9]+\.…")
 _LINK_ID = re.compile(r"pr_[A-Za-z0-9]{22}")
 # What may follow a link token in the clear: the customer pages' own words, payment ids.
@@ -42,9 +43,12 @@ _LINK_WORDS = re.compile(r"pay|checkout|return|receipt|qr\.svg|qr\.png|3ds|pay_[
 
 def mask_path(path: str) -> str:
     """A ``/p/…`` path with its token masked whatever it contains (a zero-width space, a
-    missing dot, a slash, blanks): only a request id and the pages' own words stay."""
+    missing dot, a slash, blanks): only a request id and the pages' own words stay. A
+    ``/s/…`` short link is masked whole: its code alone opens the page."""
     if path.startswith("/u/"):
         return "/u/…"
+    if path.startswith("/s/"):
+        return "/s/…" if len(path) > 3 else path
     if not path.startswith("/p/"):
         return path
     token, *rest = path[3:].split("/")

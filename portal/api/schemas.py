@@ -734,6 +734,9 @@ class Merchant(Answer):
     country: str
     time_zone: str
     reminders: ReminderSettings
+    daily_digest: bool = Field(
+        description="A morning e-mail to the owners with yesterday's payments and refunds."
+    )
 
 
 def _country(value: str) -> str:
@@ -783,6 +786,11 @@ class UpdateMerchant(Contract):
                    "units; at most the operator's maximum (PORTAL_MAX_CEILING).")
     ] | None = None  # fmt: skip
     reminders: ReminderSettings | None = None
+    daily_digest: bool | None = Field(
+        None,
+        description="Yesterday's payments and refunds by e-mail each morning (the "
+        "merchant's time zone); off by default.",
+    )
 
 
 CallbackUrl = Annotated[

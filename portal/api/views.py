@@ -454,6 +454,7 @@ def merchant_answer(m: Merchant) -> schemas.Merchant:
         support_phone=m.support_phone, embed_origins=list(m.embed_origins or []),
         stripe_account=m.stripe_account, country=m.country, time_zone=m.time_zone,
         reminders=schemas.ReminderSettings.model_validate(m.reminders),
+        daily_digest=bool(m.daily_digest),
     )  # fmt: skip
 
 

@@ -1,4 +1,5 @@
-"""The customer's pages under ``/p/<token>``: read, pay, 3-D Secure, result, receipt, QR code.
+"""The customer's pages under ``/p/<token>``: read, pay, 3-D Secure, result, receipt, QR code;
+and ``/s/<code>``, the short links of SMS, which lead there.
 
 Views parse the form, call one service and render. Amounts always come from
 the database (:func:`portal.payments.services.start_payment` decides them);
@@ -33,6 +34,7 @@ from werkzeug.wrappers import Response
 
 from portal.customer import forms
 from portal.db_types import utcnow
+from portal.delivery.shortlinks import request_id_for
 from portal.documents import pdf_name, receipt_pdf, statement_pdf
 from portal.extensions import csrf, db, limiter
 from portal.links import (
@@ -101,6 +103,11 @@ renewal_limits = [
     )
     for key, scope in ((_renewal_key, "renew"), (get_remote_address, "renew-address"))
 ]
+
+
+# /s/<code>: the short link of an SMS, under the same budget per address as /p/.
+short_bp = Blueprint("short_link", __name__, url_prefix="/s")
+limiter.shared_limit(lambda: current_app.config["PORTAL_LINK_RATE_LIMIT"], scope="links")(short_bp)
 
 LOCALE_COOKIE = "portal_locale"
 CLOSED = (RequestStatus.VOID, RequestStatus.EXPIRED)
@@ -486,3 +493,31 @@ def receipt(token: str, payment_id: str) -> Response:
     if payment.status not in SETTLED:
         abort(404)
     return _render("customer/receipt.html", pr, payment=payment)
+
+
+# --- /s/<code>: short links (portal/delivery/shortlinks.py) ----------------------------
+
+
+@short_bp.url_value_preprocessor
+def _short_link_locale(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    """An unknown code's 404 page speaks the language asked, remembered or the browser's."""
+    asked = request.args.get("lang") or request.cookies.get(LOCALE_COOKIE)
+    if asked in SUPPORTED_LOCALES:
+        g.locale = asked
+
+
+@short_bp.after_request
+def _short_link_headers(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@short_bp.get("/<code>")
+def short_link(code: str) -> Response:
+    """To the request's page, where expiry and voiding are decided as for the long link;
+    a forged, mistyped or unknown code gets the plain 404 page."""
+    request_id = request_id_for(code)
+    if request_id is None:
+        abort(404)
+    return redirect(url_for("customer.show", token=link_token(request_id)), 303)

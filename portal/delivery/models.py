@@ -32,3 +32,16 @@ class LinkDelivery(Model):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Set when the delivery is a reminder (portal/reminders/), not a link asked for.
     reminder_id: Mapped[str | None] = mapped_column(ForeignKey("reminders.id"))
+
+
+class ShortLink(Model):
+    """``/s/<code>``: a short name of a request's link, for SMS (portal/delivery/shortlinks.py).
+
+    The code is random (stored here, unique) and carries a short signature, so a forged
+    one is refused before the database is asked. One per request."""
+
+    __tablename__ = "short_links"
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("payment_requests.id"), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

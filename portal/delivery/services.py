@@ -13,7 +13,8 @@ from portal.api.schemas import normalise_email, normalise_phone
 from portal.dates import formatting_locale, local_day
 from portal.db_types import utcnow
 from portal.delivery.models import LinkDelivery
-from portal.delivery.sms import gsm7_length, send_sms, sms_log_file
+from portal.delivery.shortlinks import short_code, short_url
+from portal.delivery.sms import fit_one_segment, send_sms, sms_log_file
 from portal.errors import Conflict, Invalid
 from portal.extensions import db
 from portal.jobs.queue import RetryLater, enqueue, job_handler
@@ -80,6 +81,8 @@ def send_link(pr: PaymentRequest, channel: Any, to: Any = None) -> LinkDelivery:
     )
     db.session.add(delivery)
     db.session.flush()
+    if channel == "sms":
+        short_code(pr.id)  # made here: the SMS never carries a code a rollback undid
     enqueue(
         "send_link",
         {"delivery_id": delivery.id, "to": destination},
@@ -104,28 +107,22 @@ def _amount_text(pr: PaymentRequest, locale: str) -> str | None:
 
 
 def sms_text(pr: PaymentRequest, locale: str, url: str) -> str:
-    """One message within 160 GSM-7 characters where possible (name shortened if needed)."""
+    """The link SMS in one segment (160 GSM-7 characters): the wording of each language
+    fits, and the shop's name is shortened by :func:`fit_one_segment` when it is long."""
     amount = _amount_text(pr, locale)
-    name = pr.merchant.display_name
-    with force_locale(locale):
-        for attempt in range(2):
+
+    def render(name: str) -> str:
+        with force_locale(locale):
             if amount:
-                text = gettext(
-                    "%(merchant)s: please pay %(amount)s here: %(url)s",
-                    merchant=name,
-                    amount=amount,
-                    url=url,
-                )
+                text = gettext("%(merchant)s: please pay %(amount)s here: %(url)s",
+                               merchant=name, amount=amount, url=url)  # fmt: skip
             else:
                 text = gettext(
                     "%(merchant)s: top up your wallet here: %(url)s", merchant=name, url=url
                 )
-            text = text.replace("\u202f", " ").replace("\xa0", " ")
-            length = gsm7_length(text)
-            if length is None or length <= 160 or attempt:
-                return text
-            name = name[: max(len(name) - (length - 160) - 1, 3)] + "."
-    return text
+        return text.replace("\u202f", " ").replace("\xa0", " ")
+
+    return fit_one_segment(render, pr.merchant.display_name)
 
 
 def reminder_sms_text(pr: PaymentRequest, locale: str, url: str, stop_url: str) -> str:
@@ -148,15 +145,16 @@ def reminder_sms_text(pr: PaymentRequest, locale: str, url: str, stop_url: str) 
 
 def _send(delivery: LinkDelivery, to: str) -> str:
     pr = db.session.get_one(PaymentRequest, delivery.request_id)
-    url = link_url(pr.id)
     locale = delivery.locale
     merchant = pr.merchant
     reminder = delivery.reminder_id is not None
     stop = unsubscribe_url(merchant.id, delivery.channel, to, locale) if reminder else None
     if delivery.channel == "sms":
         config = current_app.config
-        text = reminder_sms_text(pr, locale, url, stop) if stop else sms_text(pr, locale, url)
+        short = short_url(pr.id)
+        text = reminder_sms_text(pr, locale, short, stop) if stop else sms_text(pr, locale, short)
         return send_sms(config["PORTAL_SMS_URL"], to, text, log_file=sms_log_file(config))
+    url = link_url(pr.id)
     dates = formatting_locale(locale, merchant.country)
     due = local_day(pr.due_date, "long", dates, merchant.time_zone) if pr.due_date else None
     expires = local_day(pr.expires_at, "long", dates, merchant.time_zone)

@@ -15,8 +15,10 @@ import json
 import logging
 import os
 import threading
+import unicodedata
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -49,6 +51,82 @@ def gsm7_length(text: str) -> int | None:
         else:
             return None
     return length
+
+
+GSM7_SINGLE, GSM7_PART = 160, 153  # septets: one message; each part of a long one
+UCS2_SINGLE, UCS2_PART = 70, 67  # UTF-16 code units, the same way
+
+
+@dataclass(frozen=True)
+class Segments:
+    """How an SMS travels: its encoding, its length in that encoding's units (septets
+    for GSM-7, an extension-table character counting 2; UTF-16 code units for UCS-2, a
+    character outside the BMP counting 2) and how many messages it takes."""
+
+    encoding: str  # "gsm7" or "ucs2"
+    units: int
+    count: int
+
+
+def _parts(sizes: list[int], single: int, part: int) -> int:
+    """Messages for characters of these sizes: one when they fit ``single``, else parts
+    of ``part`` units, a character never split across two (an escape pair, a surrogate
+    pair)."""
+    if sum(sizes) <= single:
+        return 1
+    count, used = 1, 0
+    for size in sizes:
+        if used + size > part:
+            count, used = count + 1, 0
+        used += size
+    return count
+
+
+def sms_segments(text: str) -> Segments:
+    """The segments ``text`` is sent in: GSM-7 when every character has a septet (160 in
+    one message, 153 per part), else UCS-2 (70, 67 per part)."""
+    if not text:
+        return Segments("gsm7", 0, 1)
+    if gsm7_length(text) is not None:
+        sizes = [2 if char in GSM7_EXTENDED else 1 for char in text]
+        return Segments("gsm7", sum(sizes), _parts(sizes, GSM7_SINGLE, GSM7_PART))
+    sizes = [2 if ord(char) > 0xFFFF else 1 for char in text]
+    return Segments("ucs2", sum(sizes), _parts(sizes, UCS2_SINGLE, UCS2_PART))
+
+
+def gsm7_name(name: str) -> str:
+    """A shop's name in GSM-7 characters only, so one accent never turns a whole SMS into
+    UCS-2 (70 characters instead of 160): accents the alphabet lacks are dropped (ç → c,
+    ô → o; é, è, à, ü, ñ… are kept: GSM-7 has them), typographic quotes and dashes become
+    plain ones, anything else without a septet is left out."""
+    plain = {"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-",
+             "\u2014": "-", "\u2026": "...", "\xa0": " ", "\u202f": " ", "\u0153": "oe",
+             "\u0152": "OE"}  # fmt: skip
+    out = []
+    for char in name:
+        char = plain.get(char, char)
+        if gsm7_length(char) is None:
+            char = "".join(c for c in unicodedata.normalize("NFKD", char)
+                           if gsm7_length(c) is not None)  # fmt: skip
+        out.append(char)
+    return " ".join("".join(out).split())
+
+
+def fit_one_segment(render: Callable[[str], str], name: str, minimum: int = 3) -> str:
+    """``render(name)`` in one SMS, the shop's name made to fit (the rule, for every link
+    SMS: docs/merchant-console.md). The name is first written in GSM-7 characters
+    (:func:`gsm7_name`); while the message is longer than one segment the name is cut
+    at the length that fits and ends with "." (at least ``minimum`` characters are
+    kept). Returns the shortest form tried when even that does not fit."""
+    name = gsm7_name(name) or "?"
+    text = render(name)
+    while sms_segments(text).count > 1 and len(name) > minimum + 1:
+        over = sms_segments(text).units - (GSM7_SINGLE if sms_segments(text).encoding ==
+                                           "gsm7" else UCS2_SINGLE)  # fmt: skip
+        keep = max(len(name.rstrip(".")) - over - 1, minimum)
+        name = name[:keep].rstrip() + "."
+        text = render(name)
+    return text
 
 
 def sms_log_file(config: Mapping[str, Any]) -> Path | None:

@@ -1,12 +1,13 @@
 """The worker's periodic duties, each in a thread of its own beside the claim loop.
 
 Expiring overdue links, sending due reminders (their messages go as jobs), asking the
-payment provider about stuck payments and forgetting old finished jobs never run in the
-thread that claims jobs: a provider that does not answer holds its own duty, never a
-callback, a receipt or a link (it used to hold them all, for minutes). Every worker
-runs every duty, each safe on many workers at once. The reconciliation has a time
-budget per run and a circuit breaker per provider (:mod:`portal.providers.circuit`):
-an unreachable Stripe costs one probe per cool-down, not a timeout per stuck payment.
+payment provider about stuck payments, queuing the merchants' daily digests and
+forgetting old finished jobs never run in the thread that claims jobs: a provider that
+does not answer holds its own duty, never a callback, a receipt or a link (it used to
+hold them all, for minutes). Every worker runs every duty, each safe on many workers at
+once. The reconciliation has a time budget per run and a circuit breaker per provider
+(:mod:`portal.providers.circuit`): an unreachable Stripe costs one probe per cool-down,
+not a timeout per stuck payment.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from portal.db_types import utcnow
 from portal.extensions import db, execute_count
 from portal.jobs.models import Job
+from portal.notices.services import digest_merchants, plan_digest
 from portal.payment_requests.services import expire_overdue
 from portal.payments.services import mark_asked, refresh_payment, stuck_payments
 from portal.providers.base import ProviderError
@@ -127,10 +129,23 @@ def forget_finished_jobs() -> None:
             break
 
 
+def daily_digests(now: datetime | None = None) -> int:
+    """Queue the daily digests due (each merchant's own morning), one transaction per
+    merchant; returns how many were queued."""
+    now = now or utcnow()
+    queued = 0
+    for merchant_id in digest_merchants():
+        queued += plan_digest(merchant_id, now)
+        db.session.commit()  # a periodic duty is its own boundary
+    if queued:
+        log.info("queued %s daily digest(s)", queued)
+    return queued
+
+
 @dataclass(frozen=True)
 class Duty:
     name: str
-    run: Callable[[], None]
+    run: Callable[[], object]
 
 
 DUTIES = (
@@ -138,6 +153,7 @@ DUTIES = (
     Duty("reconcile-payments", reconcile_payments),
     Duty("send-reminders", send_reminders),
     Duty("forget-finished-jobs", forget_finished_jobs),
+    Duty("daily-digests", daily_digests),
 )
 
 

@@ -43,6 +43,7 @@ from portal.ledger.models import (
     Event,
     event_body,
 )
+from portal.notices import services as notices
 from portal.states import CallbackStatus, EventType
 
 log = logging.getLogger(__name__)
@@ -288,6 +289,18 @@ def _delay_after(attempts: int) -> float | None:
     return base * random.uniform(0.9, 1.1)
 
 
+def _dead_letter(delivery: CallbackDelivery, endpoint: CallbackEndpoint, gone: bool) -> None:
+    """No more tries; the merchant hears of it in this transaction (portal/notices): at
+    once when the endpoint has just gone (410), else in the endpoint's hourly batch."""
+    delivery.status = CallbackStatus.DEAD
+    delivery.next_attempt_at = None
+    log.warning("callback %s dead-lettered after %s attempts", delivery.id, delivery.attempts)
+    if gone:
+        notices.endpoint_disabled(endpoint)
+    else:
+        notices.dead_lettered(endpoint)
+
+
 @job_handler("deliver_callback")
 def deliver_callback(payload: dict[str, Any]) -> None:
     delivery = db.session.get(
@@ -338,17 +351,16 @@ def deliver_callback(payload: dict[str, Any]) -> None:
         delivery.next_attempt_at = None
         db.session.add(attempt)
         return
-    if status == 410:
+    gone = status == 410 and endpoint.enabled
+    if gone:
         endpoint.enabled = False
         endpoint.disabled_reason = f"answered 410 Gone on {isoformat(attempt.attempted_at)}"
     delay = None if status == 410 or not endpoint.enabled else _delay_after(delivery.attempts)
     if delay is not None and retry_after is not None:
         delay = min(max(delay, retry_after), 86400)
     if delay is None:
-        delivery.status = CallbackStatus.DEAD
-        delivery.next_attempt_at = None
         db.session.add(attempt)
-        log.warning("callback %s dead-lettered after %s attempts", delivery.id, delivery.attempts)
+        _dead_letter(delivery, endpoint, gone)
         return
     attempt.next_attempt_at = delivery.next_attempt_at = utcnow() + timedelta(seconds=delay)
     db.session.add(attempt)

@@ -48,6 +48,7 @@ def form_changes(form: Any, currency: str = "EUR", locale: str = "en") -> dict[s
     body["embed_origins"] = [o for o in origins if o]
     if "quiet_start" in form:
         body["reminders"] = _reminder_form(form)
+    body["daily_digest"] = form.get("daily_digest") == "1"  # an unticked box is not sent
     return body
 
 

@@ -173,10 +173,11 @@ def update_settings(merchant: Merchant, changes: dict[str, Any]) -> Merchant:
     if "reminders" in changes:
         _set_reminders(merchant, changes["reminders"])
     for name in ("display_name", "support_email", "support_phone", "default_locale",
-                 "embed_origins", "accent_color", "country", "time_zone", "ceiling"):  # fmt: skip
+                 "embed_origins", "accent_color", "country", "time_zone", "ceiling",
+                 "daily_digest"):  # fmt: skip
         if name in changes:
             required = ("display_name", "default_locale", "accent_color", "country", "time_zone",
-                        "ceiling")  # fmt: skip
+                        "ceiling", "daily_digest")  # fmt: skip
             if name in required and changes[name] is None:
                 raise Invalid("invalid_value", f"{name} cannot be removed.", name)
             setattr(merchant, name, changes[name])

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import pytest
 import zxingcpp
 from PIL import Image
 
+from portal.delivery import shortlinks
 from portal.delivery.models import LinkDelivery
 from portal.delivery.services import sms_text
 from portal.delivery.sms import gsm7_length
@@ -90,7 +92,10 @@ def test_sms_through_twilio_sdk(client, merchant, twilio):
     assert form["From"] == ["+3225550100"]
     text = form["Body"][0]
     # the wallet_body customer reads French
-    assert text == f"Test Shop : merci de régler 25,00 € ici : {pr['url']}"
+    # the short link of the request (/s/<code>), one GSM-7 segment
+    url = shortlinks.short_url(pr["id"])
+    assert re.fullmatch(r"https://portal\.test/s/[0-9A-Za-z]{16}", url)
+    assert text == f"Test Shop : merci de régler 25,00 € ici : {url}"
     assert gsm7_length(text) is not None and gsm7_length(text) <= 160
     delivery = db.session.get(LinkDelivery, resp.json["id"])
     assert delivery.status == "sent" and delivery.provider_message_id.startswith("SM")

@@ -33,6 +33,7 @@ from sqlalchemy import select
 from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.routing import Rule
 
+from portal.delivery import shortlinks
 from portal.delivery.models import LinkDelivery
 from portal.extensions import db
 from portal.ledger.models import CallbackDelivery, CallbackEndpoint, Event
@@ -420,7 +421,7 @@ def area(rule: Rule) -> str:
         return "console"
     if rule.endpoint.startswith("merchant_console."):
         return "merchant"
-    if rule.rule.startswith("/p/<token>"):
+    if rule.rule.startswith(("/p/<token>", "/s/<code>")):
         return "link"
     return "unknown"
 
@@ -453,7 +454,7 @@ def test_every_route_is_covered_or_allow_listed(app: Flask) -> None:
                 problems.append(f"{route}: no kind of object in MERCHANT_OBJECTS for {args}")
             elif not args and set(methods(rule)) & STATE_CHANGING:
                 problems.append(f"{route}: changes state without an object; add to MERCHANT_OWN")
-        elif where == "link" and args - {"token"} - set(LINK_OBJECTS):
+        elif where == "link" and args - {"token", "code"} - set(LINK_OBJECTS):
             problems.append(f"{route}: no kind of object in LINK_OBJECTS for {args}")
     missing = set(support.ACTIONS) - set(ACTION_CASES)
     if missing:
@@ -903,6 +904,25 @@ def test_a_link_never_reaches_another_links_payments(app: Flask, world: World) -
     assert ("GET", "/p/<token>/receipt/<payment_id>") in swept
 
 
+def test_a_short_link_opens_its_own_request_only(app: Flask, world: World) -> None:
+    """``/s/<code>``: the code of B's request leads to B's page; a code changed by one
+    character, of another key, unknown or not of the alphabet is a 404; nothing changes
+    but the short link rows made here; other methods are refused."""
+    client = https_client(app)
+    b_code = shortlinks.short_code(world.b.ids["open"])
+    db.session.commit()
+    before = rows_of(world.a.merchant.id)
+    opened = client.get(f"/s/{b_code}")
+    assert opened.status_code == 303
+    assert opened.headers["Location"] == f"/p/{link_token(world.b.ids['open'])}"
+    flipped = b_code[:-1] + ("a" if b_code[-1] != "a" else "b")
+    for code in (flipped, shortlinks.new_code(), "0" * 16, b_code + "\u200b", b_code[:15]):
+        assert client.get(f"/s/{code}").status_code == 404, code
+    for method in ("POST", "PUT", "DELETE", "PATCH"):
+        assert client.open(f"/s/{b_code}", method=method).status_code == 405
+    assert rows_of(world.a.merchant.id) == before
+
+
 # --- 3. methods, CSRF tokens and the allow-list -----------------------------------
 
 
@@ -911,6 +931,7 @@ def every_value(world: World) -> dict[str, str]:
     ids = world.a.ids
     return {
         "token": link_token(ids["pending_request"]),
+        "code": "0" * 16,  # the short link's code: of the right form, of no request
         "payment_id": ids["pending_payment"],
         "request_id": ids["open"],
         "event_id": ids["event"],
