@@ -38,14 +38,16 @@ def console_user(
 
 
 def fresh_code(user: MerchantUser) -> str:
-    """A code the portal will take now: a step after the last one used. When the steps
-    around now are all used, the account is set back as if 30 seconds had passed."""
+    """A code the portal will take now and for at least the next 30 seconds, however slow
+    the machine: the step after now (the portal accepts one step of drift either way),
+    or later when that one is used. When the steps around now are all used, the account
+    is set back as if the last code had been now's."""
     user = db.session.get(MerchantUser, user.id)  # in this session, as stored now
     db.session.refresh(user)
     now = credentials.current_step()
-    step = max(now - 1, (user.totp_last_step if user.totp_last_step is not None else -9) + 1)
+    step = max(now + 1, (user.totp_last_step if user.totp_last_step is not None else -9) + 1)
     if step > now + 1:
-        user.totp_last_step, step = now - 2, now - 1
+        user.totp_last_step, step = now, now + 1
         db.session.commit()
     return pyotp.TOTP(user.totp_secret).generate_otp(step)
 
