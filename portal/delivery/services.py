@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from flask import current_app
@@ -106,41 +107,53 @@ def _amount_text(pr: PaymentRequest, locale: str) -> str | None:
     return None if amount is None else format_money(amount, pr.currency, locale)
 
 
-def sms_text(pr: PaymentRequest, locale: str, url: str) -> str:
-    """The link SMS in one segment (160 GSM-7 characters): the wording of each language
-    fits, and the shop's name is shortened by :func:`fit_one_segment` when it is long."""
+# (shop's name, amount or None, URL) -> the message, in the locale forced around it.
+Wording = Callable[[str, str | None, str], str]
+
+
+def one_segment_sms(pr: PaymentRequest, locale: str, wording: Wording, url: str) -> str:
+    """A customer SMS about ``pr`` in one segment: ``wording`` renders it in ``locale``
+    (no-break spaces made plain), and the shop's name is shortened by the rule of
+    :func:`fit_one_segment` when the message would not fit. Every link SMS goes
+    through here — the reminders too, with ``short_url(pr.id)`` for ``url`` (make the
+    code with ``short_code`` in the transaction that schedules the SMS)."""
     amount = _amount_text(pr, locale)
 
     def render(name: str) -> str:
         with force_locale(locale):
-            if amount:
-                text = gettext("%(merchant)s: please pay %(amount)s here: %(url)s",
-                               merchant=name, amount=amount, url=url)  # fmt: skip
-            else:
-                text = gettext(
-                    "%(merchant)s: top up your wallet here: %(url)s", merchant=name, url=url
-                )
+            text = wording(name, amount, url)
         return text.replace("\u202f", " ").replace("\xa0", " ")
 
     return fit_one_segment(render, pr.merchant.display_name)
 
 
+def _link_wording(name: str, amount: str | None, url: str) -> str:
+    if amount:
+        return gettext("%(merchant)s: please pay %(amount)s here: %(url)s",
+                       merchant=name, amount=amount, url=url)  # fmt: skip
+    return gettext("%(merchant)s: top up your wallet here: %(url)s", merchant=name, url=url)
+
+
+def sms_text(pr: PaymentRequest, locale: str, url: str) -> str:
+    """The link SMS in one segment (160 GSM-7 characters) in every language."""
+    return one_segment_sms(pr, locale, _link_wording, url)
+
+
+def _reminder_wording(name: str, amount: str | None, url: str) -> str:
+    if amount:
+        return gettext("Reminder from %(merchant)s: %(amount)s to pay: %(url)s",
+                       merchant=name, amount=amount, url=url)  # fmt: skip
+    return gettext(
+        "Reminder from %(merchant)s: top up your wallet: %(url)s", merchant=name, url=url
+    )
+
+
 def reminder_sms_text(pr: PaymentRequest, locale: str, url: str, stop_url: str) -> str:
-    """A reminder by SMS: what is due, the link, and how to stop reminders."""
-    amount = _amount_text(pr, locale)
-    name = pr.merchant.display_name
+    """A reminder by SMS: what is due and the short link in one segment (as a link SMS),
+    then how to stop reminders, whose signed link makes it a second segment."""
     with force_locale(locale):
-        if amount:
-            text = gettext(
-                "Reminder from %(merchant)s: %(amount)s to pay: %(url)s",
-                merchant=name, amount=amount, url=url,
-            )  # fmt: skip
-        else:
-            text = gettext(
-                "Reminder from %(merchant)s: top up your wallet: %(url)s", merchant=name, url=url
-            )
-        text += " " + gettext("No more reminders: %(url)s", url=stop_url)
-    return text.replace("\u202f", " ").replace("\xa0", " ")
+        stop = gettext("No more reminders: %(url)s", url=stop_url)
+    return one_segment_sms(pr, locale, _reminder_wording, url) + " " + stop
 
 
 def _send(delivery: LinkDelivery, to: str) -> str:

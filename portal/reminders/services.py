@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 from portal.db_types import utcnow
 from portal.delivery.models import LinkDelivery
 from portal.delivery.services import MAX_ATTEMPTS, mask
+from portal.delivery.shortlinks import short_code
 from portal.extensions import db, execute_count
 from portal.jobs.queue import enqueue
 from portal.ledger.services import record_event
@@ -166,6 +167,8 @@ def _queue(pr: PaymentRequest, reminder: Reminder, channel: str, address: str) -
     )  # fmt: skip
     db.session.add(delivery)
     db.session.flush()
+    if channel == "sms":
+        short_code(pr.id)  # made here: the SMS never carries a code a rollback undid
     enqueue("send_link", {"delivery_id": delivery.id, "to": address},
             max_attempts=MAX_ATTEMPTS + 1)  # fmt: skip
     record_event(

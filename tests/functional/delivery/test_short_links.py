@@ -10,7 +10,7 @@ import pytest
 
 from portal.delivery import shortlinks
 from portal.delivery.models import ShortLink
-from portal.delivery.services import send_link, sms_text
+from portal.delivery.services import one_segment_sms, send_link, sms_text
 from portal.delivery.sms import fit_one_segment, gsm7_name, recent_sms, sms_segments
 from portal.extensions import db
 from portal.jobs.worker import run_due_jobs
@@ -199,3 +199,16 @@ def test_short_links_share_the_link_rate_limit(database_url):
     limited = client.get(f"/s/{code}", environ_base=ip)
     assert limited.status_code == 429 and limited.headers["Cache-Control"] == "no-store"
     _empty(app)
+
+
+def test_another_sms_wording_goes_through_the_same_rule(app):
+    """What the reminders call: their own wording, the short link, one segment."""
+    m = make_merchant(name=LONG_NAME[:200])
+    pr = make_request(m)
+    url = shortlinks.short_url(pr.id)
+
+    def reminder(name: str, amount: str | None, link: str) -> str:
+        return f"{name}: reminder, {amount} is due on 3 December: {link}"
+
+    text = one_segment_sms(pr, "en", reminder, url)
+    assert sms_segments(text).count == 1 and text.endswith(url) and "€125.00" in text

@@ -9,6 +9,7 @@ import re
 import time
 
 from portal.delivery import sms as sms_module
+from portal.delivery.shortlinks import short_url
 from portal.delivery.sms import LOG_KEEP, recent_sms, send_sms, sms_log_file
 from portal.devtools.views import MAIL_HTML_POLICY
 from portal.jobs.worker import run_due_jobs
@@ -128,7 +129,8 @@ def test_a_sent_link_shows_up_in_the_sms_log_and_the_mail_viewer(dev_sqlite_app)
     assert run_due_jobs() == 2
     start = client.get("/").text
     [sms] = recent_sms(sms_log_file(dev_sqlite_app.config))
-    assert created.json["url"] in sms["body"] and sms["to"] == "+32470123456"
+    # the SMS carries the request's short link (/s/<code>), which leads to its page
+    assert short_url(created.json["id"]) in sms["body"] and sms["to"] == "+32470123456"
     assert sms["body"] in start
     assert "jan@example.com" in start.split('id="mail"')[1]
 

@@ -305,3 +305,33 @@ def test_a_notice_job_run_twice_sends_once(app, smtp, receiver):
     notices.send_merchant_notice({"notice_id": notice.id})  # a job re-run after its commit
     notices.send_merchant_notice({"notice_id": "mn_unknown"})
     assert len(to_merchant(smtp)) == 1
+
+
+def test_two_workers_dead_lettering_at_once_fill_one_batch(app, smtp):
+    """The endpoint's row lock (BEGIN IMMEDIATE on SQLite) puts both in the same notice."""
+    m = make_merchant()
+    endpoint_id = add_endpoint(m.id, "http://127.0.0.1:9/ledger").id
+    db.session.commit()
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        with app.app_context():
+            try:
+                start.wait()
+                notices.dead_lettered(db.session.get_one(CallbackEndpoint, endpoint_id))
+                db.session.commit()
+            except BaseException as exc:  # reported below, not lost in the thread
+                errors.append(exc)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    (notice,) = db.session.scalars(select(MerchantNotice)).all()
+    assert notice.deliveries == 2 and notice.sent_at is None
+    assert db.session.query(Job).filter_by(kind="send_merchant_notice").count() == 1
