@@ -433,3 +433,12 @@ def test_one_failing_reminder_does_not_stop_the_others(app, monkeypatch):
     assert send_due_reminders(utc(2026, 12, 17, 8, 0)) >= 2
     statuses = db.session.scalars(select(Reminder.status).where(Reminder.key == "due-3")).all()
     assert sorted(statuses).count("sent") >= 2
+
+
+def test_unsubscribe_tokens_are_masked_in_logs(app):
+    from portal.logs import mask, mask_path
+
+    token = unsubscribe_token("mer_abc", "email", "jan@example.com")
+    assert mask_path(f"/u/{token}") == "/u/…"
+    line = mask(f'"GET /u/{token}?lang=fr HTTP/1.1" 200')
+    assert token not in line and "/u/…?lang=fr" in line
