@@ -182,7 +182,10 @@ def _send(delivery: LinkDelivery, to: str) -> str:
         due_date=due,
         expires=expires,
         unsubscribe_url=stop,
-    )
+        # One-click unsubscribe (RFC 8058): the mail client POSTs to the same link.
+        headers={"List-Unsubscribe": f"<{stop}>",
+                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"} if stop else None,
+    )  # fmt: skip
 
 
 def _overtaken(delivery: LinkDelivery) -> bool:

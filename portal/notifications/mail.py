@@ -51,6 +51,7 @@ def build_message(
     from_name: str | None = None,
     reply_to: str | None = None,
     attachments: Sequence[Attachment] = (),
+    headers: dict[str, str] | None = None,
 ) -> EmailMessage:
     sender = current_app.config["PORTAL_MAIL_FROM"]
     message = EmailMessage()
@@ -61,6 +62,8 @@ def build_message(
     message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or "portal.localhost")
     if reply_to:
         message["Reply-To"] = reply_to
+    for name, value in (headers or {}).items():
+        message[name] = value
     message.set_content(text)
     if html:
         message.add_alternative(html, subtype="html")
@@ -79,11 +82,13 @@ def send_mail(
     from_name: str | None = None,
     reply_to: str | None = None,
     attachments: Sequence[Attachment] = (),
+    headers: dict[str, str] | None = None,
 ) -> str:
     """Send one message through the configured transport; returns its Message-ID."""
     message = build_message(
-        to, subject, text, html, from_name=from_name, reply_to=reply_to, attachments=attachments
-    )
+        to, subject, text, html, from_name=from_name, reply_to=reply_to,
+        attachments=attachments, headers=headers,
+    )  # fmt: skip
     deliver(message, current_app.config["PORTAL_MAIL_URL"])
     return message["Message-ID"]
 
@@ -94,6 +99,7 @@ def send_merchant_mail(
     name: str,
     locale: str,
     attachments: Sequence[Attachment] = (),
+    headers: dict[str, str] | None = None,
     **context: object,
 ) -> str:
     """A customer email on a merchant's behalf: rendered in ``locale``, from the merchant's
@@ -101,7 +107,7 @@ def send_merchant_mail(
     subject, text, html = render_mail(name, locale, merchant=merchant, **context)
     return send_mail(
         to, subject, text, html, from_name=merchant.display_name,
-        reply_to=merchant.support_email, attachments=attachments,
+        reply_to=merchant.support_email, attachments=attachments, headers=headers,
     )  # fmt: skip
 
 

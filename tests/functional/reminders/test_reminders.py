@@ -150,6 +150,8 @@ def test_an_email_reminder_arrives_over_smtp_in_the_customers_language(app, smtp
     assert "Payer maintenant" in html
     stop = re.search(r"https?://\S+/u/(\S+)\?lang=fr", text)
     assert stop and stop.group(1) in html
+    assert message["List-Unsubscribe"] == f"<{stop.group(0)}>"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     [delivery] = deliveries(pr)
     assert (delivery.status, delivery.channel, delivery.locale) == ("sent", "email", "fr")
     reminder = db.session.scalars(select(Reminder).where(Reminder.key == "due-3")).one()
@@ -298,7 +300,7 @@ def test_unsubscribe_is_honoured_and_asked_links_still_go(app, client, smtp):
     assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
     assert "Zahlungserinnerungen beenden?" in page.text and 'lang="de"' in page.text
     assert db.session.scalar(select(func.count()).select_from(ReminderOptOut)) == 0  # GET: nothing
-    done = client.post(path)
+    done = client.post(path, data={"List-Unsubscribe": "One-Click"})  # as a mail client does
     assert done.status_code == 200 and "keine Erinnerungen mehr" in done.text
     assert client.post(path).status_code == 200  # twice: one row
     assert db.session.scalar(select(func.count()).select_from(ReminderOptOut)) == 1
@@ -315,6 +317,7 @@ def test_unsubscribe_is_honoured_and_asked_links_still_go(app, client, smtp):
     run_due_jobs()
     [asked] = smtp.messages
     assert "/u/" not in asked.get_body(("plain",)).get_content()
+    assert asked["List-Unsubscribe"] is None
     # Another merchant's reminders to the same address still go.
     shop2 = make_merchant(name="Other Shop")
     create(shop2, statement_body(due_date="2026-12-24"))
@@ -430,3 +433,12 @@ def test_one_failing_reminder_does_not_stop_the_others(app, monkeypatch):
     assert send_due_reminders(utc(2026, 12, 17, 8, 0)) >= 2
     statuses = db.session.scalars(select(Reminder.status).where(Reminder.key == "due-3")).all()
     assert sorted(statuses).count("sent") >= 2
+
+
+def test_unsubscribe_tokens_are_masked_in_logs(app):
+    from portal.logs import mask, mask_path
+
+    token = unsubscribe_token("mer_abc", "email", "jan@example.com")
+    assert mask_path(f"/u/{token}") == "/u/…"
+    line = mask(f'"GET /u/{token}?lang=fr HTTP/1.1" 200')
+    assert token not in line and "/u/…?lang=fr" in line
