@@ -68,14 +68,18 @@ def reminder_moment(
     (a due-date rule without a due date, or a moment at or after the link's expiry)."""
     anchor, days = parse_rule(rule)
     tz = zone(zone_name)
-    if anchor == "due":
-        if due_date is None:
-            return None
-        day = due_date + timedelta(days=days)
-    else:
-        day = expires_at.astimezone(tz).date() + timedelta(days=days)
-    local = after_quiet_hours(datetime.combine(day, time(SEND_HOUR), tzinfo=tz), *quiet)
-    moment = local.astimezone(UTC)
+    if anchor == "due" and due_date is None:
+        return None
+    try:
+        if anchor == "due":
+            assert due_date is not None
+            day = due_date + timedelta(days=days)
+        else:
+            day = expires_at.astimezone(tz).date() + timedelta(days=days)
+        local = after_quiet_hours(datetime.combine(day, time(SEND_HOUR), tzinfo=tz), *quiet)
+        moment = local.astimezone(UTC)
+    except OverflowError:  # a due date at the end of the calendar (9999-12-31)
+        return None
     return None if moment >= expires_at else moment
 
 

@@ -442,3 +442,9 @@ def test_unsubscribe_tokens_are_masked_in_logs(app):
     assert mask_path(f"/u/{token}") == "/u/…"
     line = mask(f'"GET /u/{token}?lang=fr HTTP/1.1" 200')
     assert token not in line and "/u/…?lang=fr" in line
+
+
+def test_a_due_date_at_the_end_of_the_calendar(app):
+    m = make_merchant()
+    pr = create(m, statement_body(due_date="9999-12-31"))
+    assert set(schedule_of(pr)) <= {"expiry-3"}  # the due date is past the link's expiry
