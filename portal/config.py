@@ -115,6 +115,8 @@ class Settings(BaseModel):
     ready_max_job_age: PositiveInt = 600  # seconds
     # Seconds a PostgreSQL statement may run (0: no limit); below gunicorn's 30 s timeout.
     db_statement_timeout: NonNegativeInt = 20
+    # Statement lines tables kept rendered per worker process (0: rendered on every view).
+    statement_cache_size: NonNegativeInt = 2048
     job_lease_seconds: PositiveInt = 60
     worker_threads: PositiveInt = 4
     callback_timeout: PositiveFloat = 15.0  # seconds

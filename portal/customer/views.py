@@ -30,7 +30,7 @@ from sqlalchemy import Table, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.wrappers import Response
 
-from portal.customer import forms
+from portal.customer import forms, lines
 from portal.db_types import utcnow
 from portal.documents import pdf_name, receipt_pdf, statement_pdf
 from portal.extensions import csrf, db, limiter
@@ -51,7 +51,7 @@ from portal.payments.services import (
     test_mode,
 )
 from portal.states import OPEN_ATTEMPT, SETTLED, PaymentStatus, RequestStatus
-from portal.web import SUPPORTED_LOCALES
+from portal.web import SUPPORTED_LOCALES, bound_helpers
 
 log = logging.getLogger(__name__)
 bp = Blueprint("customer", __name__, url_prefix="/p")
@@ -77,6 +77,8 @@ pay_limit = limiter.limit(
     override_defaults=False,
 )
 
+bp.record_once(lambda state: lines.init_app(state.app))
+
 LOCALE_COOKIE = "portal_locale"
 CLOSED = (RequestStatus.VOID, RequestStatus.EXPIRED)
 
@@ -84,7 +86,9 @@ CLOSED = (RequestStatus.VOID, RequestStatus.EXPIRED)
 def load_request(token: str) -> PaymentRequest:
     """The request behind a link; one plain 404 for tampered and unknown tokens."""
     request_id = request_id_from_token(token)
-    pr = db.session.get(PaymentRequest, request_id) if request_id else None
+    pr = g.get("link_request")
+    if pr is None or pr.id != request_id:
+        pr = db.session.get(PaymentRequest, request_id) if request_id else None
     if pr is None:
         abort(404)
     _allow_framing(pr)
@@ -100,7 +104,9 @@ def _locale_before_any_check(endpoint: str | None, values: dict[str, Any] | None
     request_id = request_id_from_token(str((values or {}).get("token", "")))
     pr = db.session.get(PaymentRequest, request_id) if request_id else None
     if pr is not None:
-        g.link_request_id = pr.id
+        # Kept in g: the session's identity map holds its objects weakly, so without a
+        # reference the hooks and the view below would each load the request again.
+        g.link_request, g.link_request_id = pr, pr.id
         _allow_framing(pr)
         choose_locale(pr)
         return
@@ -121,7 +127,7 @@ def _check_form() -> None:
     pages (an ``Origin`` of ours when the browser says one). Refused: a 400 page, in the
     customer's language, that the merchant's frame may show."""
     request_id = g.get("link_request_id")
-    pr = db.session.get(PaymentRequest, request_id) if request_id else None
+    pr = g.get("link_request")
     if pr is not None:
         _allow_framing(pr)
     if request.method != "POST" or request_id is None:
@@ -218,6 +224,7 @@ def _render(template: str, pr: PaymentRequest, status: int = 200, **context: Any
             locales=SUPPORTED_LOCALES,
             test_mode=test_mode(),
             csrf_token=lambda: form_token(pr.id),  # the link's, not the session's
+            **bound_helpers(),
             **context,
         ),
         status,
