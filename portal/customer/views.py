@@ -26,12 +26,11 @@ from flask import (
 )
 from flask_babel import refresh
 from flask_wtf.csrf import CSRFError
-from sqlalchemy import Table, select, text, update
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.wrappers import Response
 
-from portal.customer import forms, lines
-from portal.db_types import utcnow
+from portal.customer import forms, lines, opens
 from portal.documents import pdf_name, receipt_pdf, statement_pdf
 from portal.extensions import csrf, db, limiter
 from portal.links import check_form_token, form_token, link_url, request_id_from_token
@@ -78,6 +77,7 @@ pay_limit = limiter.limit(
 )
 
 bp.record_once(lambda state: lines.init_app(state.app))
+bp.record_once(lambda state: opens.init_app(state.app))
 
 LOCALE_COOKIE = "portal_locale"
 CLOSED = (RequestStatus.VOID, RequestStatus.EXPIRED)
@@ -161,29 +161,6 @@ def choose_locale(pr: PaymentRequest) -> None:
     refresh()  # the locale is decided per request, never taken from an earlier one
 
 
-def record_open(request_id: str) -> None:
-    """Count a link open for support: one UPDATE, no IP kept (the request commits it).
-
-    ``updated_at`` is set to itself: an open is not a change of the request, and the
-    column's ``onupdate`` would otherwise fire on this Core UPDATE too."""
-    now = utcnow()
-    if db.engine.dialect.name == "postgresql":
-        # A visit counter need not wait for the WAL flush; payments and events still do.
-        db.session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-    table = PaymentRequest.__table__  # Core: no ORM objects to synchronise with a counter
-    assert isinstance(table, Table)
-    db.session.execute(
-        update(table)
-        .where(table.c.id == request_id)
-        .values(
-            open_count=table.c.open_count + 1,
-            last_opened_at=now,
-            first_opened_at=db.func.coalesce(table.c.first_opened_at, now),
-            updated_at=table.c.updated_at,
-        )
-    )
-
-
 def _payment_of(pr: PaymentRequest, payment_id: str) -> Payment:
     payment = db.session.get(Payment, payment_id)
     if payment is None or payment.request_id != pr.id:
@@ -196,7 +173,7 @@ def _token_page_headers(response: Response) -> Response:
     response.headers["Cache-Control"] = "no-store"
     if g.get("count_open"):
         try:
-            record_open(g.pop("count_open"))
+            opens.record_open(g.pop("count_open"))
         except SQLAlchemyError:  # a counter must never cost the customer the page
             db.session.rollback()
             log.warning("could not count a link open", exc_info=True)
