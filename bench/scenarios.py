@@ -239,7 +239,7 @@ def webhook_ingest(ctx: Context) -> dict[str, Any]:
         raise NotMeasured("no /webhooks/stripe endpoint in the app yet (portal/webhooks/)")
     prefix = f"wh{int(time.time()) % 100000}"
     # Enough unique events that wrk never wraps around (which would add duplicates).
-    count = 300 if ctx.plan.smoke else 8_000
+    count = 150 if ctx.plan.smoke else 8_000
     payments = seed.seed_stripe_payments(ctx.app, count, prefix)
     requests_file = ctx.work / "webhooks.txt"
     lines = _webhook_file(requests_file, payments, prefix)
@@ -339,7 +339,7 @@ class Workers:
         from bench.run import ensure_schema
         from bench.servers import ROOT
 
-        ensure_schema(self.ctx.seeded.url)
+        ensure_schema(self.ctx.seeded.url, once=self.ctx.plan.smoke)
         env = {**os.environ, **self.ctx.portal_env, "PYTHONPATH": str(ROOT)}
         cmd = [sys.executable, "-m", "flask", "--app", "portal", "worker"]
         if self.threads:
@@ -384,7 +384,7 @@ def callback_latency(ctx: Context) -> dict[str, Any]:
     from portal.extensions import db
     from portal.payments.services import fulfil_payment
 
-    count = 10 if ctx.plan.smoke else 200
+    count = 5 if ctx.plan.smoke else 200
     prefix = f"cl{int(time.time()) % 100000}"
     payments = seed.seed_stripe_payments(ctx.app, count, prefix)
     latencies: list[float] = []
