@@ -125,3 +125,20 @@ def test_sqlite_counts_in_the_page_s_own_transaction(tmp_path):
         pr = make_request(make_merchant())
         assert app.test_client().get(f"/p/{link_token(pr.id)}").status_code == 200
         assert _counts(pr) == [1]
+
+
+def test_a_tally_put_back_adds_to_the_opens_since():
+    from datetime import UTC, datetime, timedelta
+
+    from portal.customer.opens import OpenCounter
+
+    counter = OpenCounter(None, 3600)  # type: ignore[arg-type]
+    earlier = datetime(2026, 12, 1, tzinfo=UTC)
+    try:
+        counter.record("pr_a", earlier + timedelta(hours=1))
+        counter._put_back({"pr_a": [2, earlier, earlier], "pr_b": [1, earlier, earlier]})
+        assert counter.pending() == 4
+        assert counter._pending["pr_a"][:2] == [3, earlier]  # the first open is the earliest
+    finally:
+        counter.stop()
+        counter._pending.clear()  # nothing for its exit flush to write
