@@ -118,3 +118,26 @@ def test_the_lru_keeps_the_most_recently_shown_tables():
     assert renders == ["a", "b", "c", "b"] and len(cache) == 2
     assert (cache.hits, cache.misses) == (2, 4)
     assert cache.get("empty", lambda: Markup("")) == ""  # a request without lines
+
+
+def test_the_bound_helpers_give_what_the_globals_give(app):
+    from datetime import date
+
+    from flask import g, render_template_string
+    from flask_babel import refresh
+
+    from portal.web import bound_helpers
+
+    source = (
+        "{{ ngettext('%(num)s line', '%(num)s lines', 1) }}|{{ ngettext('%(num)s line', "
+        "'%(num)s lines', 3) }}|{{ _('Amount due') }}|{{ format_date(None) }}|"
+        "{{ format_date(day, 'short') }}|{{ format_money(12500, 'EUR') }}|{{ get_locale() }}"
+    )
+    with app.test_request_context("/"):
+        g.locale, g.merchant_country, g.time_zone = "fr", "BE", "Europe/Brussels"
+        refresh()
+        plain = render_template_string(source, day=date(2026, 10, 3))
+        bound = render_template_string(source, day=date(2026, 10, 3), **bound_helpers())
+    assert bound == plain
+    assert bound.startswith("1 line|3 lines|Montant dû||3/10/26|125,00")
+    assert bound.endswith("|fr")
