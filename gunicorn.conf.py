@@ -54,6 +54,17 @@ def child_exit(server, worker) -> None:
     multiprocess.mark_process_dead(worker.pid, _metrics_dir)
 
 
+def worker_exit(server, worker) -> None:
+    """A worker leaving (restart, recycle, shutdown) writes the link opens it still holds
+    (portal/customer/opens.py); ``atexit`` would too, this is the documented hook."""
+    from portal.customer.opens import flush_app
+
+    try:
+        flush_app(getattr(worker, "wsgi", None))
+    except Exception:  # a failed last flush must not keep the worker from exiting
+        server.log.exception("could not write the link opens at exit")
+
+
 def on_exit(server) -> None:
     if _own_metrics_dir:
         shutil.rmtree(_metrics_dir, ignore_errors=True)

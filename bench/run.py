@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import scenarios, seed
-from bench.servers import BENCH_DIR, GunicornConfig, Server, run_wrk
+from bench.servers import BENCH_DIR, GunicornConfig, Server, measured_wrk, run_wrk
 
 BENCH_SECRET = "bench-secret-key-0123456789abcdef0123456789"
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/"
@@ -71,8 +71,8 @@ class Plan:
             connections=4,
             api_connections=2,
             smoke=True,
-            backlog_sizes=(100, 300, 600),
-            backlog_done=600,
+            backlog_sizes=(50, 150, 300),
+            backlog_done=300,
             drain_seconds=120.0,
         )
         for key, value in overrides.items():
@@ -97,7 +97,7 @@ class Context:
         return self.work / f"profile-{scenario or self.scenario}"
 
     def portal(self, env: dict[str, str] | None = None) -> Server:
-        ensure_schema(self.seeded.url)
+        ensure_schema(self.seeded.url, once=self.plan.smoke)
         return Server(
             "portal:create_app()",
             env or self.portal_env,
@@ -107,15 +107,26 @@ class Context:
             profile_dir=self.profile_dir() if self.plan.profile else None,
         )
 
-    def wrk(self, url: str, script: str, env: dict[str, str], connections: int | None = None):
+    def wrk(
+        self, server: Server, script: str, env: dict[str, str], connections: int | None = None
+    ) -> dict[str, Any]:
+        """wrk against ``server`` after the warm-up, with its workers' CPU per request."""
         conns = connections or self.plan.connections
         if self.plan.warmup_s:
-            run_wrk(url, script, self.plan.warmup_s, conns, env=env)
-        return run_wrk(url, script, self.plan.duration_s, conns, env=env)
+            run_wrk(server.url, script, self.plan.warmup_s, conns, env=env)
+        return measured_wrk(server, script, self.plan.duration_s, conns, env)
 
 
-def ensure_schema(url: str) -> None:
-    """Create tables added to the models since seeding (the tree may change during a run)."""
+_ENSURED: set[str] = set()
+
+
+def ensure_schema(url: str, once: bool = False) -> None:
+    """Create tables added to the models since seeding (the tree may change during a run).
+    ``once``: not again for a database already checked in this process (the smoke run,
+    where each check's import of the portal is a real part of the run's minute)."""
+    if once and url in _ENSURED:
+        return
+    _ENSURED.add(url)
     code = (
         "import sys; from portal import create_app; from portal.extensions import db; "
         "app = create_app({'database_url': sys.argv[1]}); ctx = app.app_context(); ctx.push(); "
@@ -150,7 +161,7 @@ def baseline(ctx: Context, label: str) -> dict[str, Any]:
     paths = ctx.work / "baseline_paths.txt"
     paths.write_text("/\n")
     with Server("bench.baseline:app", {}, ctx.plan.gunicorn, log_path=ctx.log_path) as server:
-        result = ctx.wrk(server.url, "paths.lua", {"BENCH_PATHS": str(paths)})
+        result = ctx.wrk(server, "paths.lua", {"BENCH_PATHS": str(paths)})
         result["rss_mb"] = server.worker_rss_mb()
     log(f"baseline ({label}): {result['rps']:.0f} req/s, p99 {result['p99_ms']:.1f} ms")
     return result
@@ -184,7 +195,8 @@ def measure(ctx: Context, name: str, func: Callable[[Context], dict[str, Any]]) 
 def summary(result: dict[str, Any]) -> str:
     if not result.get("measured"):
         return f"not measured: {result.get('why')}"
-    keys = ("rps", "p50_ms", "p99_ms", "error_count", "rate", "rss_mb_max", "p50_s", "p99_s")
+    keys = ("rps", "cpu_ms_per_req", "p50_ms", "p99_ms", "error_count", "rate", "rss_mb_max",
+            "p50_s", "p99_s")  # fmt: skip
     return ", ".join(f"{k}={result[k]:.1f}" for k in keys if isinstance(result.get(k), float | int))
 
 
@@ -197,11 +209,17 @@ def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out = dict(measured[-1])
     for key in ("rps", "p50_ms", "p99_ms"):
         out[key] = statistics.median(r[key] for r in measured)
+    cpu = [r["cpu_ms_per_req"] for r in measured if r.get("cpu_ms_per_req") is not None]
+    out["cpu_ms_per_req"] = statistics.median(cpu) if cpu else None
     out["requests"] = sum(r["requests"] for r in measured)
     out["error_count"] = sum(r["error_count"] for r in measured)
     out["rss_mb_max"] = max(max(r.get("rss_mb") or [0.0]) for r in measured)
     out["rounds"] = [
-        {k: r[k] for k in ("rps", "p50_ms", "p99_ms", "error_count", "rss_mb")} for r in measured
+        {
+            k: r.get(k)
+            for k in ("rps", "cpu_ms_per_req", "p50_ms", "p99_ms", "error_count", "rss_mb")
+        }
+        for r in measured
     ]
     out["elapsed_s"] = round(sum(r.get("elapsed_s", 0) for r in runs), 1)
     return out
@@ -267,12 +285,18 @@ def run(plan: Plan) -> dict[str, Any]:
         log(f"seeded in {small_s:.0f} s + {large_s:.0f} s")
         results["baseline_before"] = baseline(ctx, "before")
         # The two page sizes alternate, so that drift on a noisy machine hits both alike.
-        rounds: dict[str, list[dict[str, Any]]] = {"page_small": [], "page_large": []}
+        # The lean reference page (bench/lean.py) runs in every round beside the portal's.
+        rounds: dict[str, list[dict[str, Any]]] = {
+            "page_small": [],
+            "page_large": [],
+            "page_lean": [],
+        }
         for i in range(plan.rounds if plan.wants("page") else 0):
             measure(small, f"page_small_{i + 1}", scenarios.statement_page)
             measure(ctx, f"page_large_{i + 1}", scenarios.statement_page)
-            rounds["page_small"].append(results["scenarios"].pop(f"page_small_{i + 1}"))
-            rounds["page_large"].append(results["scenarios"].pop(f"page_large_{i + 1}"))
+            measure(ctx, f"page_lean_{i + 1}", scenarios.lean_page)
+            for name in rounds:
+                rounds[name].append(results["scenarios"].pop(f"{name}_{i + 1}"))
         for name, runs in rounds.items():
             if runs:
                 results["scenarios"][name] = combine(runs)

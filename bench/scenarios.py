@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import text
 
 from bench import seed
-from bench.servers import cpu_seconds, run_wrk, start_spies, stop_spies
+from bench.servers import cpu_seconds, measured_wrk, start_spies, stop_spies
 
 if TYPE_CHECKING:
     from bench.run import Context
@@ -62,7 +62,22 @@ def statement_page(ctx: Context) -> dict[str, Any]:
     paths, sample = _page_paths(ctx)
     with ctx.portal() as server:
         shape = _page_shape(server.url + sample)
-        result = ctx.wrk(server.url, "paths.lua", {"BENCH_PATHS": paths})
+        result = ctx.wrk(server, "paths.lua", {"BENCH_PATHS": paths})
+        result["rss_mb"] = server.worker_rss_mb()
+    result.update(shape, rows=ctx.seeded.rows)
+    return result
+
+
+def lean_page(ctx: Context) -> dict[str, Any]:
+    """The lean reference page (bench/lean.py) on the same data and load as the portal's."""
+    from bench.servers import Server
+
+    paths, sample = _page_paths(ctx)
+    with Server(
+        "bench.lean:create_app()", ctx.portal_env, ctx.plan.gunicorn, "/healthz", ctx.log_path
+    ) as server:
+        shape = _page_shape(server.url + sample)
+        result = ctx.wrk(server, "paths.lua", {"BENCH_PATHS": paths})
         result["rss_mb"] = server.worker_rss_mb()
     result.update(shape, rows=ctx.seeded.rows)
     return result
@@ -75,7 +90,7 @@ def api_create(ctx: Context) -> dict[str, Any]:
     run_id = f"API{ctx.plan.db_name[-6:]}"
     with ctx.portal() as server:
         result = ctx.wrk(
-            server.url,
+            server,
             "api_create.lua",
             {
                 "BENCH_BODY": str(body_path),
@@ -136,9 +151,7 @@ def support_search(ctx: Context) -> dict[str, Any]:
             body = resp.read().decode()
         if "/support/requests/pr_" not in body:
             raise NotMeasured("the search page found nothing for a seeded email")
-        result = ctx.wrk(
-            server.url, "paths.lua", {"BENCH_PATHS": str(path), "BENCH_COOKIE": cookie}
-        )
+        result = ctx.wrk(server, "paths.lua", {"BENCH_PATHS": str(path), "BENCH_COOKIE": cookie})
     result["rows"] = ctx.seeded.rows
     return result
 
@@ -222,18 +235,18 @@ def stripe_env(ctx: Context) -> dict[str, str]:
 
 
 def webhook_ingest(ctx: Context) -> dict[str, Any]:
-    if not _has_route(ctx, "/webhooks/stripe"):
+    if not _has_route(ctx, "/webhooks/"):
         raise NotMeasured("no /webhooks/stripe endpoint in the app yet (portal/webhooks/)")
     prefix = f"wh{int(time.time()) % 100000}"
     # Enough unique events that wrk never wraps around (which would add duplicates).
-    count = 300 if ctx.plan.smoke else 8_000
+    count = 150 if ctx.plan.smoke else 8_000
     payments = seed.seed_stripe_payments(ctx.app, count, prefix)
     requests_file = ctx.work / "webhooks.txt"
     lines = _webhook_file(requests_file, payments, prefix)
     with ctx.portal(stripe_env(ctx)) as server:
         t0 = time.monotonic()
-        result = run_wrk(
-            server.url,
+        result = measured_wrk(
+            server,
             "signed_posts.lua",
             ctx.plan.duration_s,
             ctx.plan.api_connections,
@@ -268,6 +281,8 @@ def webhook_ingest(ctx: Context) -> dict[str, Any]:
     seconds = result["duration_us"] / 1e6
     result.update(
         rate=fulfilled / seconds if seconds else 0.0,
+        # per fulfilled event: the duplicates' cost is part of what a fulfilment costs
+        cpu_ms_per_req=1000 * result["worker_cpu_s"] / fulfilled if fulfilled else None,
         fulfilled=fulfilled,
         double_fulfilments=doubles,
         events_prepared=lines,
@@ -324,7 +339,7 @@ class Workers:
         from bench.run import ensure_schema
         from bench.servers import ROOT
 
-        ensure_schema(self.ctx.seeded.url)
+        ensure_schema(self.ctx.seeded.url, once=self.ctx.plan.smoke)
         env = {**os.environ, **self.ctx.portal_env, "PYTHONPATH": str(ROOT)}
         cmd = [sys.executable, "-m", "flask", "--app", "portal", "worker"]
         if self.threads:
@@ -369,7 +384,7 @@ def callback_latency(ctx: Context) -> dict[str, Any]:
     from portal.extensions import db
     from portal.payments.services import fulfil_payment
 
-    count = 10 if ctx.plan.smoke else 200
+    count = 5 if ctx.plan.smoke else 200
     prefix = f"cl{int(time.time()) % 100000}"
     payments = seed.seed_stripe_payments(ctx.app, count, prefix)
     latencies: list[float] = []
@@ -477,9 +492,10 @@ def callback_throughput(ctx: Context) -> dict[str, Any]:
             db.session.remove()
         before = len(receiver.arrivals)
         with Workers(ctx, 2) as workers:
-            started = time.time()
+            pids = [proc.pid for proc in workers.procs]
+            started, cpu0 = time.time(), cpu_seconds(pids)
             done = receiver.wait_for(before + count, timeout=30 if ctx.plan.smoke else 120)
-            finished = time.time()
+            finished, worker_cpu = time.time(), cpu_seconds(pids) - cpu0
             alive = workers.alive()
         arrivals = sorted(receiver.arrivals.values())[before:]
     _drain_jobs(ctx)
@@ -495,6 +511,7 @@ def callback_throughput(ctx: Context) -> dict[str, Any]:
         "rate_from_start": delivered / (finished - started),
         "endpoints": len(pairs),
         "queue_s": round(queue_s, 1),
+        "cpu_ms_per_req": worker_cpu * 1000 / delivered,
         "note": (
             f"{delivered}/{count} delivered to {len(pairs)} endpoints; "
             f"rate from first to last arrival"
@@ -653,6 +670,7 @@ def callback_backlog(ctx: Context) -> dict[str, Any]:
         rate_from_start=delivered / (finished - started),
         claim_growth=last / first if first else None,
         worker_cpu_ms_per_delivery=worker_cpu * 1000 / delivered,
+        cpu_ms_per_req=worker_cpu * 1000 / delivered,
         fairness=fairness,
         note=(
             f"{delivered}/{total} delivered; claim median "

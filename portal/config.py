@@ -115,6 +115,11 @@ class Settings(BaseModel):
     ready_max_job_age: PositiveInt = 600  # seconds
     # Seconds a PostgreSQL statement may run (0: no limit); below gunicorn's 30 s timeout.
     db_statement_timeout: NonNegativeInt = 20
+    # Link opens are written by a thread of each web process this often (0: in the page's
+    # own transaction, as always on SQLite); portal/customer/opens.py.
+    open_count_flush_seconds: Annotated[float, Field(ge=0)] = 1.0
+    # Statement lines tables kept rendered per worker process (0: rendered on every view).
+    statement_cache_size: NonNegativeInt = 2048
     job_lease_seconds: PositiveInt = 60
     worker_threads: PositiveInt = 4
     callback_timeout: PositiveFloat = 15.0  # seconds

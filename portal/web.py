@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import flask_babel
 from babel.numbers import format_decimal
@@ -21,6 +23,9 @@ from flask import (
 )
 from flask_babel import get_locale
 from flask_wtf.csrf import CSRFError
+from jinja2 import pass_eval_context
+from jinja2.nodes import EvalContext
+from markupsafe import Markup
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
@@ -77,6 +82,58 @@ def format_moment_here(value: datetime | None) -> str:
     return "" if value is None else local_moment(value, _dates_locale(), g.get("time_zone"))
 
 
+def _bound_gettext(func: Callable[[str], str]) -> Callable[..., str]:
+    """Jinja's new-style ``gettext`` (escaped, ``%`` formatted) over one catalogue."""
+
+    @pass_eval_context
+    def gettext(eval_ctx: EvalContext, string: str, /, **variables: Any) -> str:
+        rv = func(string)
+        # As Jinja's own: a catalogue string is markup; the variables are escaped by %.
+        return (Markup(rv) if eval_ctx.autoescape else rv) % variables  # noqa: S704
+
+    return gettext
+
+
+def _bound_ngettext(func: Callable[[str, str, int], str]) -> Callable[..., str]:
+    @pass_eval_context
+    def ngettext(eval_ctx: EvalContext, singular: str, plural: str, num: int, /,
+                 **variables: Any) -> str:  # fmt: skip
+        variables.setdefault("num", num)
+        rv = func(singular, plural, num)
+        # As Jinja's own: a catalogue string is markup; the variables are escaped by %.
+        return (Markup(rv) if eval_ctx.autoescape else rv) % variables  # noqa: S704
+
+    return ngettext
+
+
+def bound_helpers() -> dict[str, Any]:
+    """The page's translations and formatters, each looked up once per render instead of
+    at every call (a statement page makes about 60 ``gettext`` and 30 format calls, each
+    of which would find the locale, the catalogue and the merchant's formats again).
+    Passed in a template's context, they take the place of the globals of the same name,
+    with the same output."""
+    translations = flask_babel.get_translations()
+    language = _language()
+    dates_locale = formatting_locale(language, g.get("merchant_country"))
+    zone_name = g.get("time_zone")
+
+    def money(amount: int, currency: str) -> str:
+        return format_money(amount, currency, language)
+
+    def day(value: date | datetime | None, fmt: str = "medium") -> str:
+        if value is None:
+            return ""
+        return local_day(value, fmt, dates_locale, zone_name).replace(" ", "\u00a0")
+
+    return {
+        "gettext": _bound_gettext(translations.ugettext),
+        "ngettext": _bound_ngettext(translations.ungettext),
+        "format_money": money,
+        "format_date": day,
+        "get_locale": lambda: language,
+    }
+
+
 def label(text: str) -> str:
     """``Date:`` — in French ``Date\u202f:`` (a narrow no-break space before the colon)."""
     return f"{text}\u202f:" if _language().startswith("fr") else f"{text}:"
@@ -114,7 +171,7 @@ def apple_pay_association() -> Response:
 def _forget_merchant_clock(endpoint: str | None, values: dict[str, object] | None) -> None:
     """Each request starts without an earlier one's locale or merchant (an app context may
     be reused); URL processors run first, so the customer's pages decide before any check."""
-    for name in ("locale", "merchant_country", "time_zone", "link_request_id"):
+    for name in ("locale", "merchant_country", "time_zone", "link_request_id", "link_request"):
         g.pop(name, None)
 
 

@@ -82,6 +82,9 @@ def make_app(database_url: str, **overrides: object) -> Flask:
         "base_url": BASE_URL,
         "allow_private_callbacks": True,
         "WTF_CSRF_ENABLED": True,
+        # Opens counted in the page's transaction, so a test reads them at once; the
+        # batched counter has its own tests (tests/functional/customer/test_opens.py).
+        "open_count_flush_seconds": 0,
     }
     config.update(overrides)
     return create_app(config)

@@ -55,6 +55,7 @@ def test_bench_smoke_run_reports_every_scenario(admin_url: str, tmp_path: Path) 
     expected = {
         "page_small",
         "page_large",
+        "page_lean",
         "api_create",
         "support_search",
         "webhook_ingest",
@@ -63,12 +64,17 @@ def test_bench_smoke_run_reports_every_scenario(admin_url: str, tmp_path: Path) 
         "callback_backlog",
     }
     assert set(scenarios) == expected
-    for name in ("page_small", "page_large"):
+    for name in ("page_small", "page_large", "page_lean"):
         page = scenarios[name]
         assert page["measured"], page
         assert page["status"] == 200
         assert page["requests"] > 0 and page["error_count"] == 0, page
     assert scenarios["page_large"]["rows"] == 1_000
+    assert scenarios["page_lean"]["lines_shown"] == scenarios["page_large"]["lines_shown"] == 20
+    # Every scenario with a load has the workers' CPU per request beside its rate.
+    for name in ("page_small", "page_large", "page_lean", "api_create", "webhook_ingest"):
+        assert scenarios[name]["cpu_ms_per_req"] > 0, name
+    assert results["baseline_before"]["cpu_ms_per_req"] > 0
     assert scenarios["page_large"]["rss_mb_max"] > 0
     api = scenarios["api_create"]
     assert api["measured"], api
@@ -83,7 +89,7 @@ def test_bench_smoke_run_reports_every_scenario(admin_url: str, tmp_path: Path) 
     for row in table[1:]:
         assert row["value"] is not None or row["note"].startswith("not measured: "), row
     md = (tmp_path / "latest.md").read_text()
-    assert "| scenario | figure | value | baseline | ratio | target | met |" in md
+    assert "| scenario | figure | value | CPU ms/req | baseline | ratio | target | met |" in md
     # The smoke database is dropped afterwards.
     assert db_name not in _databases(admin_url).split(",")
 

@@ -28,12 +28,11 @@ from flask import (
 from flask_babel import refresh
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFError
-from sqlalchemy import Table, select, text, update
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.wrappers import Response
 
-from portal.customer import forms
-from portal.db_types import utcnow
+from portal.customer import forms, lines, opens
 from portal.delivery.shortlinks import request_id_for
 from portal.documents import pdf_name, receipt_pdf, statement_pdf
 from portal.extensions import csrf, db, limiter
@@ -62,7 +61,7 @@ from portal.payments.services import (
     test_mode,
 )
 from portal.states import OPEN_ATTEMPT, SETTLED, PaymentStatus, RequestStatus
-from portal.web import SUPPORTED_LOCALES
+from portal.web import SUPPORTED_LOCALES, bound_helpers
 
 log = logging.getLogger(__name__)
 bp = Blueprint("customer", __name__, url_prefix="/p")
@@ -109,6 +108,10 @@ renewal_limits = [
 short_bp = Blueprint("short_link", __name__, url_prefix="/s")
 limiter.shared_limit(lambda: current_app.config["PORTAL_LINK_RATE_LIMIT"], scope="links")(short_bp)
 
+
+bp.record_once(lambda state: lines.init_app(state.app))
+bp.record_once(lambda state: opens.init_app(state.app))
+
 LOCALE_COOKIE = "portal_locale"
 CLOSED = (RequestStatus.VOID, RequestStatus.EXPIRED)
 
@@ -116,7 +119,9 @@ CLOSED = (RequestStatus.VOID, RequestStatus.EXPIRED)
 def load_request(token: str) -> PaymentRequest:
     """The request behind a link; one plain 404 for tampered and unknown tokens."""
     request_id = request_id_from_token(token)
-    pr = db.session.get(PaymentRequest, request_id) if request_id else None
+    pr = g.get("link_request")
+    if pr is None or pr.id != request_id:
+        pr = db.session.get(PaymentRequest, request_id) if request_id else None
     if pr is None:
         abort(404)
     _allow_framing(pr)
@@ -132,7 +137,9 @@ def _locale_before_any_check(endpoint: str | None, values: dict[str, Any] | None
     request_id = request_id_from_token(str((values or {}).get("token", "")))
     pr = db.session.get(PaymentRequest, request_id) if request_id else None
     if pr is not None:
-        g.link_request_id = pr.id
+        # Kept in g: the session's identity map holds its objects weakly, so without a
+        # reference the hooks and the view below would each load the request again.
+        g.link_request, g.link_request_id = pr, pr.id
         _allow_framing(pr)
         choose_locale(pr)
         return
@@ -153,7 +160,7 @@ def _check_form() -> None:
     pages (an ``Origin`` of ours when the browser says one). Refused: a 400 page, in the
     customer's language, that the merchant's frame may show."""
     request_id = g.get("link_request_id")
-    pr = db.session.get(PaymentRequest, request_id) if request_id else None
+    pr = g.get("link_request")
     if pr is not None:
         _allow_framing(pr)
     if request.method != "POST" or request_id is None:
@@ -187,29 +194,6 @@ def choose_locale(pr: PaymentRequest) -> None:
     refresh()  # the locale is decided per request, never taken from an earlier one
 
 
-def record_open(request_id: str) -> None:
-    """Count a link open for support: one UPDATE, no IP kept (the request commits it).
-
-    ``updated_at`` is set to itself: an open is not a change of the request, and the
-    column's ``onupdate`` would otherwise fire on this Core UPDATE too."""
-    now = utcnow()
-    if db.engine.dialect.name == "postgresql":
-        # A visit counter need not wait for the WAL flush; payments and events still do.
-        db.session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-    table = PaymentRequest.__table__  # Core: no ORM objects to synchronise with a counter
-    assert isinstance(table, Table)
-    db.session.execute(
-        update(table)
-        .where(table.c.id == request_id)
-        .values(
-            open_count=table.c.open_count + 1,
-            last_opened_at=now,
-            first_opened_at=db.func.coalesce(table.c.first_opened_at, now),
-            updated_at=table.c.updated_at,
-        )
-    )
-
-
 def _payment_of(pr: PaymentRequest, payment_id: str) -> Payment:
     payment = db.session.get(Payment, payment_id)
     if payment is None or payment.request_id != pr.id:
@@ -222,7 +206,7 @@ def _token_page_headers(response: Response) -> Response:
     response.headers["Cache-Control"] = "no-store"
     if g.get("count_open"):
         try:
-            record_open(g.pop("count_open"))
+            opens.record_open(g.pop("count_open"))
         except SQLAlchemyError:  # a counter must never cost the customer the page
             db.session.rollback()
             log.warning("could not count a link open", exc_info=True)
@@ -254,6 +238,7 @@ def _render(template: str, pr: PaymentRequest, status: int = 200, **context: Any
             again=url_for("customer.show", token=link_token(pr.parent_request_id))
             if pr.parent_request_id
             else None,
+            **bound_helpers(),
             **context,
         ),
         status,

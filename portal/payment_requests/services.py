@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, select
 from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.api import schemas
@@ -257,14 +258,31 @@ def parse_create(data: Mapping[str, Any]) -> schemas.AnyCreate:
     return parse(schemas.CreatePaymentRequest, data).root
 
 
+@cache
+def _multirow_insert(table: str, columns: tuple[str, ...], rows: int, paramstyle: str) -> str:
+    mark = "?" if paramstyle == "qmark" else "%s"
+    row = "(" + ", ".join([mark] * len(columns)) + ")"
+    # Names from the models' own tables, values only as parameters: nothing from input.
+    names = ", ".join(columns)
+    return f"INSERT INTO {table} ({names}) VALUES " + ", ".join([row] * rows)  # noqa: S608
+
+
 def _insert_lines(pr: PaymentRequest, lines: list[StatementLine] | list[OrderLine]) -> None:
-    """Up to 500 lines in one executemany, not as ORM objects (a create's largest cost);
-    the request's collection is filled from the same objects, so the answer shows them."""
+    """Up to 500 lines in one multi-row ``INSERT … VALUES (…), (…)``: one statement and one
+    round trip, not an executemany of one statement per line, nor ORM objects (a create's
+    largest cost). The request's collection is filled from the same objects, so the
+    answer shows them."""
     model = type(lines[0])
-    columns = [c.key for c in model.__table__.columns if c.key != "id"]
+    table = model.__table__
+    assert isinstance(table, Table)
+    columns = [c.key for c in table.columns if c.key != "id"]
     for line in lines:
         line.request_id = pr.id
-    db.session.execute(insert(model), [{c: getattr(ln, c) for c in columns} for ln in lines])
+    # The driver's own SQL, built once per (table, number of lines): SQLAlchemy would
+    # compile and key a multi-row VALUES statement again at every create.
+    sql = _multirow_insert(table.name, tuple(columns), len(lines), db.engine.dialect.paramstyle)
+    values = tuple(getattr(ln, c) for ln in lines for c in columns)
+    db.session.connection().exec_driver_sql(sql, values)
     attribute = "statement_lines" if model is StatementLine else "order_lines"
     set_committed_value(pr, attribute, lines)
 

@@ -259,3 +259,24 @@ def test_phone_is_normalised_to_e164(client, merchant):
     resp = post(client, merchant, body)
     assert resp.status_code == 201
     assert resp.json["customer"]["phone"] == "+32470123456"
+
+
+@pytest.mark.parametrize("count", [1, 7, 500])
+def test_every_line_goes_in_with_one_insert_in_order(client, merchant, count):
+    """The lines of a create are one multi-row INSERT, whatever their number (up to 500)."""
+    lines = [
+        {"date": "2026-10-03", "description": f"Line {i} 'quoted' %s ?", "amount": 100 + i,
+         "reference": f"L{i}" if i % 2 else None}
+        for i in range(count)
+    ]  # fmt: skip
+    body = statement_body(amount=sum(ln["amount"] for ln in lines))
+    body["statement"]["lines"] = lines
+    body["statement"]["balance"] = body["amount"]
+    resp = post(client, merchant, body)
+    assert resp.status_code == 201, resp.text
+    got = client.get(f"{URL}/{resp.json['id']}", headers=merchant.headers).json
+    stored = got["statement"]["lines"]
+    assert [ln["description"] for ln in stored] == [ln["description"] for ln in lines]
+    assert [ln["amount"] for ln in stored] == [ln["amount"] for ln in lines]
+    assert [ln["reference"] for ln in stored] == [ln["reference"] for ln in lines]
+    assert resp.json["statement"]["lines"] == stored
