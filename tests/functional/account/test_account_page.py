@@ -477,3 +477,21 @@ def test_expired_requests_are_not_offered_and_late_money_goes_back(app, client, 
     members = {m.request_id: m for m in db.session.get(PaymentGroup, group.id).members}
     assert members[st.id].applied and members[dep.id].refund_due == "request_closed"
     assert db.session.get(PaymentRequest, dep.id).amount_paid == 0
+
+
+def test_a_reusable_top_up_link_is_paid_through_its_own_link(app, client, merchant):
+    """A reusable top-up and the children it makes are never offered on the account page
+    (nothing is owed on them, and the parent must never be paid itself): ticking one is
+    refused like any request that is not the customer's to pay here."""
+    st = make_request(merchant, statement())
+    parent = make_request(
+        merchant, wallet_body(reusable=True, reference="CARD-1", customer=customer())
+    )
+    url, answer = page(client, merchant, lang="en")
+    assert "STMT-1" in answer.text and "CARD-1" not in answer.text
+    assert parent.id not in answer.text
+    assert pay_form(client, url, answer, topup=parent.id, topup_amount="20").status_code == 422
+    assert pay_form(client, url, answer, request=parent.id).status_code == 422
+    assert db.session.get(PaymentRequest, parent.id).amount_paid == 0
+    assert db.session.scalars(select(Payment).where(Payment.request_id == parent.id)).all() == []
+    assert st.id in answer.text
