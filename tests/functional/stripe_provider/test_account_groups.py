@@ -354,3 +354,32 @@ def test_group_intent_production_parameters(app, client):
         assert create.headers["Stripe-Account"] == "acct_connected_1"
     finally:
         recorder.stop()
+
+
+def test_concurrent_group_deliveries_settle_once(pg_app):
+    """Ten deliveries at once (PostgreSQL), half under one event id, half each under its
+    own: each request settled once, one receipt for the group."""
+    from tests.factories import make_merchant
+    from tests.functional.stripe_provider.test_webhooks import _threads
+
+    pg_app.config.update(PORTAL_STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET)
+    m = make_merchant()
+    group = sandbox_group(pg_app, m)
+    bodies = [group_event(group, event_id="evt_same" if i % 2 else f"evt_{i}") for i in range(10)]
+    statuses = []
+
+    def deliver(i):
+        body = json.dumps(bodies[i]).encode()
+        answer = pg_app.test_client().post(
+            "/webhooks/stripe", data=body, content_type="application/json",
+            headers={"Stripe-Signature": sign(body, WEBHOOK_SECRET)},
+        )  # fmt: skip
+        statuses.append(answer.status_code)
+
+    assert _threads(10, deliver) == []
+    assert statuses == [200] * 10
+    db.session.expire_all()
+    for member in db.session.get(PaymentGroup, group.id).members:
+        assert events_of(member.request_id).count("payment.succeeded") == 1
+        assert member.status == "succeeded" and member.applied
+    assert len(db.session.scalars(select(Job).where(Job.kind == "send_group_receipt")).all()) == 1
