@@ -565,7 +565,11 @@ def handle_event(event: dict[str, Any]) -> str:
     if kind == "charge.dispute.created":
         payment = _payment_for(obj.get("payment_intent"), obj.get("charge"))
         if payment is None:
-            return "unknown charge"
+            group = _group_for(obj.get("payment_intent"))
+            if group is None:
+                return "unknown charge"
+            _flag_group(group.id, f"dispute opened ({obj.get('reason') or 'no reason given'})")
+            return "dispute flagged"
         _flag(payment, f"dispute opened ({obj.get('reason') or 'no reason given'})")
         return "dispute flagged"
     return "ignored"

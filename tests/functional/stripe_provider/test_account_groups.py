@@ -317,6 +317,16 @@ def test_dashboard_refunds_of_a_group(group_app, client, merchant):
     other = {"id": "evt_r4", "object": "event", "type": "charge.refunded",
              "data": {"object": nobody}}  # fmt: skip
     assert post_event(client, other)["outcome"] == "unknown charge"
+    dispute = {"id": "dp_1", "object": "dispute", "charge": "ch_g", "reason": "fraudulent",
+               "payment_intent": group.provider_payment_id}  # fmt: skip
+    disputed = {"id": "evt_d", "object": "event", "type": "charge.dispute.created",
+                "data": {"object": dispute}}  # fmt: skip
+    assert post_event(client, disputed)["outcome"] == "dispute flagged"
+    db.session.expire_all()
+    assert "fraudulent" in db.session.get(PaymentGroup, group.id).flagged_reason
+    nobody_dispute = {**disputed, "id": "evt_d2",
+                      "data": {"object": {**dispute, "payment_intent": "pi_nobody"}}}  # fmt: skip
+    assert post_event(client, nobody_dispute)["outcome"] == "unknown charge"
     unknown = group_event(group, event_id="evt_u", id="pi_nobody")
     assert post_event(client, unknown)["outcome"] == "unknown payment intent"
 
