@@ -317,6 +317,8 @@ def test_dashboard_refunds_of_a_group(group_app, client, merchant):
     other = {"id": "evt_r4", "object": "event", "type": "charge.refunded",
              "data": {"object": nobody}}  # fmt: skip
     assert post_event(client, other)["outcome"] == "unknown charge"
+    no_intent = {**other, "id": "evt_r5", "data": {"object": {"id": "ch_y", "amount_refunded": 1}}}
+    assert post_event(client, no_intent)["outcome"] == "unknown charge"
     dispute = {"id": "dp_1", "object": "dispute", "charge": "ch_g", "reason": "fraudulent",
                "payment_intent": group.provider_payment_id}  # fmt: skip
     disputed = {"id": "evt_d", "object": "event", "type": "charge.dispute.created",
@@ -393,3 +395,28 @@ def test_concurrent_group_deliveries_settle_once(pg_app):
         assert events_of(member.request_id).count("payment.succeeded") == 1
         assert member.status == "succeeded" and member.applied
     assert len(db.session.scalars(select(Job).where(Job.kind == "send_group_receipt")).all()) == 1
+
+
+def test_stripe_unreachable_leaves_groups_open(group_app, client, merchant):
+    """The return page says "being processed", the checkout page "try again" (503), the
+    reconciliation waits for its next run: nothing settles, nothing breaks."""
+    from tests.servers import free_port
+
+    group_app.config["PORTAL_STRIPE_API_BASE"] = f"http://127.0.0.1:{free_port()}"
+    group = sandbox_group(group_app, merchant)
+    url = f"/a/{account_token(merchant.id, REF)}"
+    result = client.get(f"{url}/return/{group.id}", query_string={"lang": "en"})
+    assert result.status_code == 200
+    checkout = client.get(f"{url}/checkout/{group.id}", query_string={"lang": "en"})
+    assert checkout.status_code == 503
+    db.session.execute(
+        update(PaymentGroup)
+        .where(PaymentGroup.id == group.id)
+        .values(updated_at=utcnow() - timedelta(minutes=20))
+    )
+    db.session.commit()
+    reconcile_payments()
+    db.session.expire_all()
+    group = db.session.get(PaymentGroup, group.id)
+    assert group.status == "pending" and group.updated_at > utcnow() - timedelta(minutes=5)
+    assert {m.status for m in group.members} == {"pending"}
