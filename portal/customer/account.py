@@ -39,6 +39,7 @@ from portal.payments.groups import (
     account,
     group_checkout_page,
     paid_lines,
+    refresh_group_for_customer,
     submit_group,
     tickable_lines,
     topup_bounds,
@@ -48,7 +49,7 @@ from portal.payments.groups import (
 from portal.payments.groups import start_group as open_group
 from portal.payments.models import PaymentGroup
 from portal.payments.services import CheckoutPage, PaymentRefused, minimum_for, test_mode
-from portal.states import PaymentStatus
+from portal.states import OPEN_ATTEMPT, PaymentStatus
 from portal.web import SUPPORTED_LOCALES
 
 log = logging.getLogger(__name__)
@@ -279,6 +280,9 @@ def _checkout_page(owner: Owner, group: PaymentGroup, page: CheckoutPage) -> Res
 def result(token: str, group_id: str) -> Response:
     owner = _owner(token)
     group = _group_of(owner, group_id)
+    if group.status in OPEN_ATTEMPT and group.provider_payment_id:
+        refresh_group_for_customer(group_id)  # the truth comes from the provider
+        group = _group_of(owner, group_id)
     return _render(
         "customer/account_result.html", owner, group=group, members=group.members,
         paid_lines=paid_lines(group.members),

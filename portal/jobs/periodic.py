@@ -27,6 +27,8 @@ from portal.extensions import db, execute_count
 from portal.jobs.models import Job
 from portal.notices.services import digest_merchants, plan_digest
 from portal.payment_requests.services import expire_overdue
+from portal.payments.groups import mark_group_asked, refresh_group, stuck_groups
+from portal.payments.models import PaymentGroup
 from portal.payments.services import mark_asked, refresh_payment, stuck_payments
 from portal.providers.base import ProviderError
 from portal.providers.circuit import ProviderGuard
@@ -75,10 +77,32 @@ def reconcile_payments(budget: float | None = None) -> None:
         mark_asked(payment_id)
         db.session.commit()
         checked += 1
+    checked += _reconcile_groups(guard)
     if checked:
         log.info("asked the provider about %s stuck payment(s)", checked)
     if guard.skipped:
         log.info("%s stuck payment(s) wait for the next run (budget or circuit)", guard.skipped)
+
+
+def _reconcile_groups(guard: ProviderGuard) -> int:
+    """The account page's groups stuck the same way: one transaction each."""
+    checked = 0
+    for group_id in stuck_groups():
+        provider = db.session.get_one(PaymentGroup, group_id).provider
+        if not guard.allow(provider):
+            continue
+        try:
+            refresh_group(group_id)
+        except ProviderError as exc:
+            db.session.rollback()
+            log.warning("reconciling %s failed: %s", group_id, exc)
+            guard.failed(provider, exc)
+        else:
+            guard.succeeded(provider)
+        mark_group_asked(group_id)
+        db.session.commit()
+        checked += 1
+    return checked
 
 
 def send_reminders() -> None:

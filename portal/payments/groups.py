@@ -22,10 +22,11 @@ import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from portal.db_types import utcnow
 from portal.extensions import db
@@ -57,10 +58,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # The providers whose charge may stand for several requests. The sandbox charges the
-# group as it charges a payment; Stripe would need the PaymentIntent made for the group
-# (its metadata, its connected account) and refunds of a member as partial refunds of
-# that intent: not built yet (docs/customer-portal.md).
-GROUP_PROVIDERS = ("sandbox",)
+# group as it charges a payment; Stripe makes one PaymentIntent for the group (its
+# metadata names the group, on the merchant's connected account), maps its events to the
+# group, and refunds a member as a partial refund of that intent (docs/stripe.md).
+GROUP_PROVIDERS = ("sandbox", "stripe")
 
 
 @dataclass(frozen=True)
@@ -425,9 +426,10 @@ def apply_group_state(
 
 def group_checkout_page(group: PaymentGroup, step: str | None) -> CheckoutPage:
     """The provider's checkout page for an open group (its card form, its 3-D Secure)."""
+    prepared = _prepare(group) if step is None else {}
     try:
         return get_provider(group.provider).checkout_page(
-            _as_payment(group), cast(Any, None), step, {}
+            _as_payment(group), cast(Any, None), step, prepared
         )
     except ProviderError as exc:
         log.warning("the provider could not show %s: %s", group.id, exc)
@@ -448,6 +450,51 @@ def submit_group(group_id: str, step: str | None, form: Mapping[str, str]) -> Su
     if submission.state is not None:
         apply_group_state(prs, group, members, submission.state, source=f"group:{step or 'pay'}")
     return submission
+
+
+def refresh_group(group_id: str) -> str:
+    """Ask the provider about an open group and apply what it says (the return page, the
+    reconciliation of a lost webhook). Raises ProviderError when it does not answer."""
+    group = db.session.get_one(PaymentGroup, group_id)
+    state = get_provider(group.provider).retrieve(_as_payment(group))
+    prs, group, members = lock_group(group_id)
+    return apply_group_state(prs, group, members, state, source="refresh")
+
+
+def refresh_group_for_customer(group_id: str) -> None:
+    """The return page: when the provider does not answer, the page says "being processed"
+    and the webhook will tell."""
+    try:
+        refresh_group(group_id)
+    except ProviderError as exc:
+        db.session.rollback()
+        log.warning("could not ask the provider about %s: %s", group_id, exc)
+
+
+def stuck_groups(older_than: timedelta = timedelta(minutes=15), limit: int = 100) -> list[str]:
+    """Open groups at a provider with webhooks not heard of for ``older_than`` (a lost
+    webhook), for a week, oldest asked first (the worker's reconciliation)."""
+    now = utcnow()
+    return list(
+        db.session.scalars(
+            select(PaymentGroup.id)
+            .where(
+                PaymentGroup.status.in_(OPEN_ATTEMPT),
+                PaymentGroup.provider != "sandbox",
+                PaymentGroup.provider_payment_id.is_not(None),
+                PaymentGroup.updated_at < now - older_than,
+                PaymentGroup.created_at > now - timedelta(days=7),
+            )
+            .order_by(PaymentGroup.updated_at)
+            .limit(limit)
+        )
+    )
+
+
+def mark_group_asked(group_id: str) -> None:
+    db.session.execute(
+        update(PaymentGroup).where(PaymentGroup.id == group_id).values(updated_at=utcnow())
+    )
 
 
 def fulfil_group(group_id: str) -> str:

@@ -25,10 +25,12 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 from sqlalchemy import or_, select
 
 from portal.extensions import db
-from portal.links import link_url
+from portal.links import account_url, link_url
 from portal.merchants.models import Merchant
-from portal.payments.models import Payment
-from portal.payments.refunds import record_provider_refunds
+from portal.payments.booking import note_provider_refunds
+from portal.payments.groups import apply_group_state, lock_group
+from portal.payments.models import Payment, PaymentGroup
+from portal.payments.refunds import record_provider_refunds, serialize_refunds
 from portal.payments.services import apply_provider_payment, flag, lock_payment_and_request
 from portal.providers.base import (
     AccountStatus,
@@ -184,8 +186,10 @@ def checked_event(event: Any) -> dict[str, Any]:
 
 
 def _options(payment: Payment, idempotency_key: str | None = None) -> stripe.RequestOptions:
+    """The merchant's connected account (a payment's, or an account-page group's: both
+    name their merchant) and the idempotency key."""
     options: stripe.RequestOptions = {}
-    account = payment.request.merchant.stripe_account
+    account = db.session.get_one(Merchant, payment.merchant_id).stripe_account
     if account:
         options["stripe_account"] = account
     if idempotency_key:
@@ -194,6 +198,12 @@ def _options(payment: Payment, idempotency_key: str | None = None) -> stripe.Req
 
 
 def _intent_id(payment: Payment) -> str:
+    """The attempt's PaymentIntent; a member of an account-page group has none of its
+    own: its group's intent charged it (its refunds are partial refunds of that one)."""
+    if isinstance(payment, Payment) and payment.group_id:
+        group = db.session.get_one(PaymentGroup, payment.group_id)
+        if group.provider_payment_id:
+            return group.provider_payment_id
     if not payment.provider_payment_id:
         raise ProviderError("this attempt has no PaymentIntent yet")
     return payment.provider_payment_id
@@ -243,6 +253,25 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def _metadata(payment: Payment, request: PaymentRequest) -> dict[str, str]:
+    """What the PaymentIntent names: the attempt and its request, or (an account-page
+    group, which has no one request) the group; and the merchant."""
+    if isinstance(payment, PaymentGroup):
+        return {"payment_group_id": payment.id, "merchant_id": payment.merchant_id}
+    return {
+        "payment_id": payment.id,
+        "payment_request_id": request.id,
+        "merchant_id": request.merchant_id,
+    }
+
+
+def _page_url(payment: Payment, request: PaymentRequest) -> str:
+    """The page the browser comes back to: the payment link's, or the account page's."""
+    if isinstance(payment, PaymentGroup):
+        return account_url(payment.merchant_id, payment.customer_reference)
+    return link_url(request.id)
+
+
 # Stripe.js, its frames, its API, and the page 3-D Secure and redirect methods return through.
 STRIPE_ORIGINS = "https://js.stripe.com https://*.js.stripe.com"
 
@@ -264,7 +293,7 @@ class StripeProvider:
             "clientSecret": prepared["client_secret"],
             "stripeAccount": prepared["stripe_account"],
             "locale": str(get_locale() or "en"),
-            "returnUrl": f"{link_url(request.id)}/return/{payment.id}",
+            "returnUrl": f"{_page_url(payment, request)}/return/{payment.id}",
         }
         csp = {
             "script": f"{_origin(js_url)} {STRIPE_ORIGINS}",
@@ -299,11 +328,7 @@ class StripeProvider:
                 params: dict[str, Any] = {
                     "amount": payment.amount,
                     "currency": payment.currency.lower(),
-                    "metadata": {
-                        "payment_id": payment.id,
-                        "payment_request_id": request.id,
-                        "merchant_id": request.merchant_id,
-                    },
+                    "metadata": _metadata(payment, request),
                 }
                 types = config["PORTAL_STRIPE_PAYMENT_METHOD_TYPES"]
                 if types:
@@ -321,7 +346,7 @@ class StripeProvider:
             "client_secret": intent.client_secret,
             "publishable_key": config["PORTAL_STRIPE_PUBLISHABLE_KEY"],
             "js_url": config["PORTAL_STRIPE_JS_URL"],
-            "stripe_account": request.merchant.stripe_account,
+            "stripe_account": db.session.get_one(Merchant, payment.merchant_id).stripe_account,
         }
 
     def confirm(self, payment: Payment, payment_method: str) -> ProviderPayment:
@@ -520,7 +545,7 @@ def handle_event(event: dict[str, Any]) -> str:
     if kind in INTENT_EVENTS:
         payment = _payment_for(obj.get("id"))
         if payment is None:
-            return "unknown payment intent"
+            return _group_event(event)
         if not _account_matches(payment, account):
             _flag(payment, f"{kind} from account {account!r}, not the merchant's")
             return "account mismatch"
@@ -534,16 +559,81 @@ def handle_event(event: dict[str, Any]) -> str:
     if kind == "charge.refunded":
         payment = _payment_for(obj.get("payment_intent"), obj.get("id"))
         if payment is None:
-            return "unknown charge"
+            return _group_refunds(obj)
         record_provider_refunds(payment.id, int(obj.get("amount_refunded") or 0))
         return "refunds recorded"
     if kind == "charge.dispute.created":
         payment = _payment_for(obj.get("payment_intent"), obj.get("charge"))
         if payment is None:
-            return "unknown charge"
+            group = _group_for(obj.get("payment_intent"))
+            if group is None:
+                return "unknown charge"
+            _flag_group(group.id, f"dispute opened ({obj.get('reason') or 'no reason given'})")
+            return "dispute flagged"
         _flag(payment, f"dispute opened ({obj.get('reason') or 'no reason given'})")
         return "dispute flagged"
     return "ignored"
+
+
+# --- an account-page group's PaymentIntent (portal/payments/groups.py) -----------------
+
+
+def _group_for(intent_id: str | None) -> PaymentGroup | None:
+    if not intent_id:
+        return None
+    return db.session.scalars(
+        select(PaymentGroup).where(PaymentGroup.provider_payment_id == intent_id)
+    ).first()
+
+
+def _group_event(event: dict[str, Any]) -> str:
+    """A PaymentIntent event of a group: applied to the group and every member at once,
+    under the group's locks (apply_group_state); a duplicate changes nothing."""
+    kind, obj, account = event["type"], event["data"]["object"], event.get("account")
+    group = _group_for(obj.get("id"))
+    if group is None:
+        return "unknown payment intent"
+    merchant = db.session.get_one(Merchant, group.merchant_id)
+    named = (obj.get("metadata") or {}).get("payment_group_id")
+    if (merchant.stripe_account or None) != (account or None):
+        return _flag_group(group.id, f"{kind} from account {account!r}, not the merchant's")
+    if named != group.id:
+        return _flag_group(group.id, f"{kind} names group {named!r}, expected {group.id}")
+    state = _intent_state(kind, obj, cast(Payment, group))
+    prs, group, members = lock_group(group.id)
+    outcome = apply_group_state(prs, group, members, state, source=f"webhook:{event['id']}")
+    return f"{state.status}: {outcome}"
+
+
+def _flag_group(group_id: str, reason: str) -> str:
+    _prs, group, members = lock_group(group_id)
+    group.flagged_reason = reason[:300]
+    for member in members:
+        flag(member, f"group {group.id}: {reason}")
+    db.session.flush()
+    return "group flagged"
+
+
+def _group_refunds(charge: dict[str, Any]) -> str:
+    """``charge.refunded`` of a group's intent. The portal's own refunds are booked on
+    their member already; a refund made in Stripe's dashboard names no member: all of
+    what remains is booked on every member, anything less is flagged for support."""
+    group = _group_for(charge.get("payment_intent"))
+    if group is None:
+        return "unknown charge"
+    member_ids = sorted(db.session.scalars(select(Payment.id).where(Payment.group_id == group.id)))
+    for member_id in member_ids:  # a refund of ours still waiting for Stripe ends first
+        serialize_refunds(member_id)
+    _prs, group, members = lock_group(group.id)
+    booked = sum(m.amount_refunded for m in members)
+    total = int(charge.get("amount_refunded") or 0)
+    if total <= booked:
+        return "refunds recorded"
+    if total >= group.amount:
+        for member in members:
+            note_provider_refunds(member, member.amount)
+        return "refunds recorded"
+    return _flag_group(group.id, f"{total - booked} refunded outside the portal: whose share?")
 
 
 register_provider("stripe", StripeProvider)
