@@ -430,7 +430,7 @@ def request_card(request_id: str) -> Response:
     try:
         body = printable_card(pr.merchant, pr.id, size, _locale())
     except ApiError:
-        abort(404)
+        abort(409)  # the request is the merchant's, but not a reusable link (or it is void)
     response = Response(body, mimetype="application/pdf")
     response.headers["Content-Disposition"] = f'attachment; filename="card-{size}.pdf"'
     return response

@@ -166,4 +166,4 @@ def test_console_makes_a_reusable_link_and_its_cards(app):
         assert (round(width, 1), round(height, 1)) == mm and "Boulangerie Lenoir" in text
     assert browser.get(f"/merchant/requests/{pr_id}/card.pdf?size=a4").status_code == 404
     ordinary = make_request(m, wallet_body()).id
-    assert browser.get(f"/merchant/requests/{ordinary}/card.pdf").status_code == 404
+    assert browser.get(f"/merchant/requests/{ordinary}/card.pdf").status_code == 409

@@ -37,18 +37,25 @@ from portal.delivery import shortlinks
 from portal.delivery.models import LinkDelivery
 from portal.extensions import db
 from portal.ledger.models import CallbackDelivery, CallbackEndpoint, Event
-from portal.links import form_token, link_token, request_id_from_token
+from portal.links import account_token, form_token, link_token, request_id_from_token
 from portal.merchant_console.models import MerchantUser
 from portal.merchants.models import ApiKey
 from portal.merchants.services import create_api_key, hash_key, revoke_api_key
 from portal.payment_requests.models import PaymentRequest
+from portal.payments.groups import Selection, start_group
 from portal.payments.models import Payment
 from portal.payments.refunds import refund_payment
 from portal.payments.services import fulfil_payment, prepare_payment, start_payment
 from portal.states import RequestStatus
 from portal.support import actions as support
 from portal.support.models import StaffUser
-from tests.factories import MerchantWithKey, make_merchant, make_request, statement_body
+from tests.factories import (
+    MerchantWithKey,
+    deposit_body,
+    make_merchant,
+    make_request,
+    statement_body,
+)
 from tests.functional.merchant_console.helpers import console_user, sign_in
 from tests.functional.support.test_console import PASSWORD, https_client, login, staff, token
 
@@ -68,7 +75,29 @@ OTHER_AUTH: dict[str, str] = {
     "/docs/api": "the API reference: a page rendering /api/v1/openapi.json, no data",
     "/.well-known/apple-developer-merchantid-domain-association": "Apple Pay's public "
     "domain association file from configuration, the same for every caller (404 unset)",
+    "/u/<token>": "the signed unsubscribe link of a reminder (its own salt; a merchant, a "
+    "channel and an address hash): the token is the capability, and it only stops reminders",
+    **{
+        f"/a/<token>{tail}": "the signed account link (a merchant id and a customer reference, "
+        "its own salt): the token is the capability; a group of another account is a 404, "
+        "ids of another customer's requests are refused, forms need the link's form token"
+        for tail in (
+            "",
+            "/pay",
+            "/checkout/<group_id>",
+            "/checkout/<group_id>/<step>",
+            "/return/<group_id>",
+            "/receipt/<group_id>",
+            "/receipt/<group_id>.pdf",
+        )
+    },
 }
+# API routes whose path names one of the caller's own customer references, not an object
+# id: another merchant's reference names the caller's own (empty) customer, never A's.
+API_BY_REFERENCE: dict[str, str] = {
+    "/api/v1/customers/<reference>/link": "the account link of the caller's own customer",
+}
+REFERENCE_VALUES = {"reference": "CUST-ALPHA"}
 # Routes that exist only with PORTAL_ENV=development (portal/devtools): read-only pages
 # for the developer at the keyboard, answering loopback clients only (a 404 to anyone
 # else), absent from the URL map of every other environment. See the test below.
@@ -278,6 +307,9 @@ def world(app: Flask, client: FlaskClient) -> World:
     prepare_payment(pending)  # as the pay form does: the checkout page only reads
     pending.flagged, pending.flagged_reason = True, "alpha amount mismatch"
     db.session.commit()
+    deposit = make_request(a, deposit_body(reference="ALPHA-DEPOSIT", customer=ALPHA_CUSTOMER))
+    group = start_group(a.merchant, "CUST-ALPHA", Selection(requests=frozenset({deposit.id})))
+    db.session.commit()
     admin_a = staff("admin", merchants=[a.id], email="alpha-admin@portal.test")
     support.perform(admin_a, open_request, "resend_link", "alpha customer asked", "email")
     link_delivery = db.session.scalars(
@@ -290,18 +322,22 @@ def world(app: Flask, client: FlaskClient) -> World:
         "pending_request": pending_request.id, "payment": payment.id,
         "pending_payment": pending.id, "refund": refund.id, "event": event.id,
         "callback_delivery": deliveries[0].id, "link_delivery": link_delivery.id,
-        "endpoint": endpoint.id, "channel": "email", "step": "3ds",
+        "endpoint": endpoint.id, "channel": "email", "step": "3ds", "group": group.id,
+        "deposit": deposit.id,
         "merchant_user": clerk_a.id, "merchant_owner": owner_a.id,
         "api_key": db.session.scalars(select(ApiKey.id).where(ApiKey.merchant_id == a.id)).first(),
     })  # fmt: skip
 
     b_open = make_request(b, statement_body(reference="BRAVO-OPEN"))
+    bravo = {"name": "Bob Bravo", "reference": "CUST-BRAVO"}
+    b_deposit = make_request(b, deposit_body(reference="BRAVO-DEPOSIT", customer=bravo))
     b_paid, b_payment = _paid(b, statement_body(reference="BRAVO-PAID"))
     b_event = db.session.scalars(
         select(Event).where(Event.merchant_id == b.id, Event.type == "payment.succeeded")
     ).one()
     b_side = Side(b, {
         "merchant": b.id, "open": b_open.id, "paid": b_paid.id, "payment": b_payment.id,
+        "deposit": b_deposit.id,
         "event": b_event.id, "channel": "email",
     })  # fmt: skip
     owner_b = console_user(b.merchant, "bravo-owner@shop.test")
@@ -415,6 +451,8 @@ def area(rule: Rule) -> str:
     """Which sweep covers the rule: 'api', 'console', 'link' or 'other' (allow-listed)."""
     if rule.rule in OTHER_AUTH:
         return "other"
+    if rule.rule in API_BY_REFERENCE:
+        return "api-reference"
     if rule.rule.startswith("/api/"):
         return "api"
     if rule.endpoint.startswith("support."):
@@ -529,7 +567,7 @@ def test_api_routes_without_an_id_never_show_or_touch_another_merchant(
                 assert resp.status_code in (200, 400, 422), (rule.rule, query, resp.status_code)
                 assert not leaked(resp.get_data(as_text=True), hidden), (rule.rule, query)
     listed = client.get("/api/v1/payment-requests", headers=b.merchant.headers).json
-    assert {pr["id"] for pr in listed["data"]} == {b.ids["open"], b.ids["paid"]}
+    assert {pr["id"] for pr in listed["data"]} == {b.ids[k] for k in ("open", "paid", "deposit")}
     events = client.get("/api/v1/events", headers=b.merchant.headers).json
     assert b.ids["event"] in {e["id"] for e in events["data"]}
     a_ids = ids_of(a.merchant.id)
@@ -573,9 +611,12 @@ def test_every_api_route_needs_a_key(app: Flask, client: FlaskClient, world: Wor
     before = everything()
     calls = []
     for rule in rules(app, "/api/"):
-        if area(rule) != "api":
+        if area(rule) not in ("api", "api-reference"):
             continue
-        values = {name: world.a.ids[API_OBJECTS[name][0]] for name in rule.arguments}
+        values = {
+            name: REFERENCE_VALUES.get(name) or world.a.ids[API_OBJECTS[name][0]]
+            for name in rule.arguments
+        }
         for method in methods(rule):
             path = fill(rule, values)
             body = API_BODIES.get((method, rule.rule)) or API_NO_ID_BODIES.get(
@@ -933,6 +974,8 @@ def every_value(world: World) -> dict[str, str]:
         "token": link_token(ids["pending_request"]),
         "code": "0" * 16,  # the short link's code: of the right form, of no request
         "payment_id": ids["pending_payment"],
+        "group_id": ids["group"],
+        "reference": "CUST-ALPHA",
         "request_id": ids["open"],
         "event_id": ids["event"],
         "refund_id": ids["refund"],
@@ -1011,7 +1054,9 @@ def test_state_changing_forms_need_a_csrf_token(app: Flask, world: World) -> Non
         form = {**FORM, "email": admin.email, "password": PASSWORD}
         forms = []
         for rule in rules(app):
-            if area(rule) in ("api", "other") or not set(methods(rule)) & STATE_CHANGING:
+            if area(rule) in ("api", "api-reference", "other"):
+                continue
+            if not set(methods(rule)) & STATE_CHANGING:
                 continue
             forms += [(m, concrete(rule, world)) for m in methods(rule) if m in STATE_CHANGING]
         # logout last: the controls below need the session until then
@@ -1082,9 +1127,69 @@ def test_allow_listed_routes_check_their_own_proof(app: Flask, world: World) -> 
         resp = client.get(apple)
         assert resp.status_code == 404 and not leaked(resp.get_data(as_text=True), hidden)
         checked.add(apple)
+    if "/u/<token>" in present:  # a forged or foreign token stops nothing
+        for forged in ("x", link_token(world.a.ids["open"]), "a" * 40 + "." + "b" * 43):
+            assert client.get(f"/u/{forged}").status_code == 404, forged
+            assert client.post(f"/u/{forged}").status_code == 404, forged
+        checked.add("/u/<token>")
+    checked |= _account_pages_check_their_token(app, world, present)
     after = everything()
     assert after == before, diff(before, after)
     assert checked == present, f"allow-listed without a check here: {present - checked}"
+
+
+def _account_pages_check_their_token(app: Flask, world: World, present: set[str]) -> set[str]:
+    """``/a/…``: a forged token, a /p/ link's token or another merchant's is a 404 on every
+    page; B's account token never reaches A's group; A's request ids ticked on B's page are
+    refused; a form without its link's form token is a 400."""
+    account = {r for r in present if r.startswith("/a/")}
+    if not account:
+        return set()
+    client = https_client(app)
+    b_token = account_token(world.b.merchant.id, "CUST-BRAVO")
+    forged = [
+        "x",
+        link_token(world.a.ids["open"]),
+        account_token(world.a.merchant.id, "CUST-ALPHA")[:-2],
+    ]
+    values = {"group_id": world.a.ids["group"], "step": "3ds"}
+    for rule in (r for r in rules(app) if r.rule in account):
+        for capability in (*forged, b_token):
+            path = fill(rule, {**values, "token": capability})
+            for method in methods(rule):
+                expected = 404 if capability != b_token or "group_id" in rule.arguments else None
+                resp = client.open(path, method=method, data=FORM)
+                if expected is not None:  # a form without its token: refused before that
+                    refused = (expected, 400) if method in STATE_CHANGING else (expected,)
+                    assert resp.status_code in refused, (method, path, resp.status_code)
+    page = client.get(f"/a/{b_token}")
+    assert page.status_code == 200 and not leaked(page.get_data(as_text=True), markers(world))
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert csrf, "B's account page has its form"
+    ticked = {"csrf_token": csrf.group(1), "request": world.a.ids["deposit"]}
+    assert client.post(f"/a/{b_token}/pay", data=ticked).status_code == 422
+    assert (
+        client.post(f"/a/{b_token}/pay", data={"request": world.a.ids["deposit"]}).status_code
+        == 400
+    )
+    return account
+
+
+def test_the_account_link_of_another_merchants_reference_is_the_callers_own(
+    app: Flask, client: FlaskClient, world: World
+) -> None:
+    """POST /customers/CUST-ALPHA/link with B's key: B's own customer of that name, whose
+    page lists nothing of A's; A's key gets A's (the control)."""
+    before = rows_of(world.a.merchant.id)
+    path = "/api/v1/customers/CUST-ALPHA/link"
+    b_link = client.post(path, headers=world.b.merchant.headers)
+    assert b_link.status_code == 200 and b_link.json["open_requests"] == []
+    assert not leaked(b_link.get_data(as_text=True), ids_of(world.a.merchant.id))
+    shown = https_client(app).get(b_link.json["url"].split("://", 1)[1].partition("/")[2])
+    assert shown.status_code == 200 and world.a.ids["deposit"] not in shown.text
+    a_link = client.post(path, headers=world.a.merchant.headers)
+    assert world.a.ids["deposit"] in a_link.json["open_requests"]
+    assert rows_of(world.a.merchant.id) == before
 
 
 # --- the development tools ------------------------------------------------------------
