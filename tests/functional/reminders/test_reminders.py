@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from portal.delivery.models import LinkDelivery
+from portal.delivery.sms import sms_segments
 from portal.extensions import db
 from portal.jobs.periodic import send_due_reminders, send_reminders
 from portal.jobs.worker import run_due_jobs
@@ -183,7 +184,9 @@ def test_an_sms_reminder_goes_through_the_sms_boundary(app, twilio):
     sent = [r.form() for r in twilio.requests]
     assert sent and all(f["To"] == ["+32470123456"] for f in sent)
     text = sent[0]["Body"][0]
-    assert text.startswith("Herinnering van Test Shop") and "/p/" in text and "/u/" in text
+    assert text.startswith("Herinnering van Test Shop") and "/s/" in text and "/u/" in text
+    # what is due and the short link make one GSM-7 segment; the unsubscribe link follows
+    assert sms_segments(text.split(" Geen herinneringen")[0]).count == 1
     assert {d.channel for d in deliveries(pr)} == {"sms"}
 
 
