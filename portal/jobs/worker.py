@@ -56,21 +56,41 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 10000}"
 
 
+class Done:
+    """What :func:`execute_job` returns when the job's success was committed with its work."""
+
+
+DONE = Done()
+
+
 def run_job(job: Claimed) -> None:
     """Run one claimed job and record its outcome (commits)."""
-    finish_job(job.id, job.worker, execute_job(job.kind, dict(job.payload)))
+    outcome = execute_job(job.kind, dict(job.payload), job)
+    if not isinstance(outcome, Done):
+        finish_job(job.id, job.worker, outcome)
 
 
-def execute_job(kind: str, payload: dict[str, Any]) -> Exception | None:
+def execute_job(
+    kind: str, payload: dict[str, Any], job: Claimed | None = None
+) -> Exception | Done | None:
     """Run a claimed job's handler and commit what it left pending; returns what it raised
-    (a failing job must never kill the worker). Records nothing: see :func:`finish_job`."""
+    (a failing job must never kill the worker), or :data:`DONE` when ``job`` was marked
+    done in the same commit as the handler's work. Records nothing else: see
+    :func:`finish_job`."""
     handler = HANDLERS.get(kind)
     try:
         if handler is None:
             raise LookupError(f"no handler for job kind {kind!r}")
         handler(payload)
-        # The job is the boundary: the handler's work is committed here, before the job
-        # is marked done (if this fails the job runs again; marking it done is idempotent).
+        # The job is the boundary. A handler that used the database has its work and the
+        # job's success committed together, in one commit: if that fails, neither is
+        # kept and the job is retried, as when its work alone failed to commit. One that
+        # did not (its effect is outside: nothing to lose) is marked done on its own,
+        # by finish_job, which waits out a database outage instead of running it again.
+        if job is not None and db.session().in_transaction():
+            _mark_done(job.id, job.worker)
+            db.session.commit()
+            return DONE
         db.session.commit()
     except RetryLater as retry:
         # A retry is an outcome, not a failure of the run: what the handler recorded of
@@ -88,11 +108,7 @@ def finish_job(job_id: int, worker: str | None, error: Exception | None) -> None
     later (dead-lettered after its last attempt). Nothing is written once another worker
     holds the job. Idempotent, so it may be called again when the database failed."""
     if error is None:
-        db.session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.locked_by == worker)
-            .values(status=JobStatus.DONE, finished_at=utcnow(), locked_by=None, locked_until=None)
-        )
+        _mark_done(job_id, worker)
         db.session.commit()
         return
     db.session.rollback()
@@ -113,6 +129,15 @@ def finish_job(job_id: int, worker: str | None, error: Exception | None) -> None
         if not isinstance(error, RetryLater):
             log.warning("job %s (%s) will be retried: %s", job.id, job.kind, job.last_error)
     db.session.commit()
+
+
+def _mark_done(job_id: int, worker: str | None) -> None:
+    """Done, unless another worker holds the job now (no commit)."""
+    db.session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.locked_by == worker)
+        .values(status=JobStatus.DONE, finished_at=utcnow(), locked_by=None, locked_until=None)
+    )
 
 
 def run_due_jobs(limit: int = 1000, worker: str | None = None) -> int:
@@ -157,7 +182,9 @@ class Worker:
         # transaction, with no read of the job before it.
         with self.app.app_context():
             try:
-                self._record(job.id, job.worker, execute_job(job.kind, dict(job.payload)))
+                outcome = execute_job(job.kind, dict(job.payload), job)
+                if not isinstance(outcome, Done):
+                    self._record(job.id, job.worker, outcome)
             except (OperationalError, InterfaceError) as exc:
                 log.warning(
                     "database unavailable around job %s (%s); it runs after its lease",

@@ -92,9 +92,13 @@ def lock_payment(payment_id: str) -> Payment:
     ).one()
 
 
-def lock_payment_and_request(payment_id: str) -> tuple[PaymentRequest, Payment]:
-    """Both rows locked, in the documented order."""
-    request_id = db.session.scalar(select(Payment.request_id).where(Payment.id == payment_id))
+def lock_payment_and_request(
+    payment_id: str, request_id: str | None = None
+) -> tuple[PaymentRequest, Payment]:
+    """Both rows locked, in the documented order. ``request_id``: the payment's request,
+    when the caller has read it already (a payment never changes request)."""
+    if request_id is None:
+        request_id = db.session.scalar(select(Payment.request_id).where(Payment.id == payment_id))
     if request_id is None:
         raise LookupError(payment_id)
     return lock_request(request_id), lock_payment(payment_id)
@@ -430,7 +434,10 @@ def _settle(pr: PaymentRequest, payment: Payment, state: ProviderPayment) -> str
 
 def _apply_money(pr: PaymentRequest, payment: Payment) -> None:
     payment.applied = True
-    payment.receipt_number = next_receipt_number(pr.merchant_id)
+    # The merchant's counter is an UPDATE of its own: without autoflush, the payment's
+    # changes go out in one UPDATE with its receipt number, not in two.
+    with db.session.no_autoflush:
+        payment.receipt_number = next_receipt_number(pr.merchant_id)
     pr.amount_paid += payment.amount
     became_paid = False
     fully = pr.amount is None or pr.amount_paid >= pr.amount
@@ -515,11 +522,16 @@ def _apply_state(pr: PaymentRequest, payment: Payment, state: ProviderPayment, s
 
 
 def apply_provider_payment(
-    payment_id: str, state: ProviderPayment, *, source: str = "provider"
+    payment_id: str,
+    state: ProviderPayment,
+    *,
+    source: str = "provider",
+    request_id: str | None = None,
 ) -> str:
     """What the provider says of an attempt, applied exactly once (webhooks, return page,
-    reconciliation). Returns the outcome; the caller commits."""
-    pr, payment = lock_payment_and_request(payment_id)
+    reconciliation). Returns the outcome; the caller commits. ``request_id``: the
+    payment's request, when the caller has read it (see :func:`lock_payment_and_request`)."""
+    pr, payment = lock_payment_and_request(payment_id, request_id)
     outcome = _apply_locked(pr, payment, state, source=source)
     db.session.flush()
     return outcome

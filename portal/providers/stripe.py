@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, cast
 from urllib.parse import urlsplit
 
 import stripe
@@ -497,7 +497,16 @@ INTENT_EVENTS = {
 }
 
 
-def _payment_for(intent_id: str | None, charge_id: str | None = None) -> Payment | None:
+class _Target(NamedTuple):
+    """What an event names, read in one statement (payment, its request and its merchant's
+    connected account): enough to check the event before any lock is taken."""
+
+    id: str
+    request_id: str
+    stripe_account: str | None
+
+
+def _payment_for(intent_id: str | None, charge_id: str | None = None) -> _Target | None:
     conditions = []
     if intent_id:
         conditions.append(Payment.provider_payment_id == intent_id)
@@ -505,22 +514,27 @@ def _payment_for(intent_id: str | None, charge_id: str | None = None) -> Payment
         conditions.append(Payment.provider_charge_id == charge_id)
     if not conditions:
         return None
-    return db.session.scalars(select(Payment).where(or_(*conditions))).first()
+    row = db.session.execute(
+        select(Payment.id, Payment.request_id, Merchant.stripe_account)
+        .join(Merchant, Merchant.id == Payment.merchant_id)
+        .where(or_(*conditions))
+        .limit(1)
+    ).first()
+    return _Target(*row) if row is not None else None
 
 
-def _account_matches(payment: Payment, account: str | None) -> bool:
+def _account_matches(target: _Target, account: str | None) -> bool:
     """A Connect event must come from the merchant's own connected account."""
-    merchant = db.session.get_one(Merchant, payment.merchant_id)
-    return (merchant.stripe_account or None) == (account or None)
+    return (target.stripe_account or None) == (account or None)
 
 
-def _flag(payment: Payment, reason: str) -> None:
-    _, payment = lock_payment_and_request(payment.id)
+def _flag(target: _Target, reason: str) -> None:
+    _, payment = lock_payment_and_request(target.id, target.request_id)
     flag(payment, reason)
     db.session.flush()
 
 
-def _intent_state(kind: str, obj: dict[str, Any], payment: Payment) -> ProviderPayment:
+def _intent_state(kind: str, obj: dict[str, Any], target: _Target) -> ProviderPayment:
     state = state_from_intent(obj)
     if kind == "payment_intent.payment_failed":
         state.status = "failed"
@@ -528,9 +542,9 @@ def _intent_state(kind: str, obj: dict[str, Any], payment: Payment) -> ProviderP
         # Stripe's events name the charge by id only: ask for it, so the receipt can say
         # which card or method paid. Without an answer the payment still settles.
         try:
-            fetched = StripeProvider().retrieve(payment)
+            fetched = StripeProvider().retrieve(db.session.get_one(Payment, target.id))
         except ProviderError as exc:
-            log.warning("payment %s: charge details unavailable: %s", payment.id, exc)
+            log.warning("payment %s: charge details unavailable: %s", target.id, exc)
         else:
             for attr in ("charge_id", "method_type", "card_brand", "card_last4"):
                 setattr(state, attr, getattr(state, attr) or getattr(fetched, attr))
@@ -543,34 +557,36 @@ def handle_event(event: dict[str, Any]) -> str:
     obj = event["data"]["object"]
     account = event.get("account")
     if kind in INTENT_EVENTS:
-        payment = _payment_for(obj.get("id"))
-        if payment is None:
+        target = _payment_for(obj.get("id"))
+        if target is None:
             return _group_event(event)
-        if not _account_matches(payment, account):
-            _flag(payment, f"{kind} from account {account!r}, not the merchant's")
+        if not _account_matches(target, account):
+            _flag(target, f"{kind} from account {account!r}, not the merchant's")
             return "account mismatch"
         link = (obj.get("metadata") or {}).get("payment_request_id")
-        if link != payment.request_id:
-            _flag(payment, f"{kind} names request {link!r}, expected {payment.request_id}")
+        if link != target.request_id:
+            _flag(target, f"{kind} names request {link!r}, expected {target.request_id}")
             return "request mismatch"
-        state = _intent_state(kind, obj, payment)
-        outcome = apply_provider_payment(payment.id, state, source=f"webhook:{event['id']}")
+        state = _intent_state(kind, obj, target)
+        outcome = apply_provider_payment(
+            target.id, state, source=f"webhook:{event['id']}", request_id=target.request_id
+        )
         return f"{state.status}: {outcome}"
     if kind == "charge.refunded":
-        payment = _payment_for(obj.get("payment_intent"), obj.get("id"))
-        if payment is None:
+        target = _payment_for(obj.get("payment_intent"), obj.get("id"))
+        if target is None:
             return _group_refunds(obj)
-        record_provider_refunds(payment.id, int(obj.get("amount_refunded") or 0))
+        record_provider_refunds(target.id, int(obj.get("amount_refunded") or 0))
         return "refunds recorded"
     if kind == "charge.dispute.created":
-        payment = _payment_for(obj.get("payment_intent"), obj.get("charge"))
-        if payment is None:
+        target = _payment_for(obj.get("payment_intent"), obj.get("charge"))
+        if target is None:
             group = _group_for(obj.get("payment_intent"))
             if group is None:
                 return "unknown charge"
             _flag_group(group.id, f"dispute opened ({obj.get('reason') or 'no reason given'})")
             return "dispute flagged"
-        _flag(payment, f"dispute opened ({obj.get('reason') or 'no reason given'})")
+        _flag(target, f"dispute opened ({obj.get('reason') or 'no reason given'})")
         return "dispute flagged"
     return "ignored"
 
