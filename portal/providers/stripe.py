@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, cast
 from urllib.parse import urlsplit
 
@@ -534,7 +534,11 @@ def _flag(target: _Target, reason: str) -> None:
     db.session.flush()
 
 
-def _intent_state(kind: str, obj: dict[str, Any], target: _Target) -> ProviderPayment:
+def _intent_state(
+    kind: str, obj: dict[str, Any], subject_id: str, load: Callable[[], Payment]
+) -> ProviderPayment:
+    """What an intent event says; ``load`` gives what was charged (a payment, or a group
+    read as one), asked for only when the event lacks the card's details."""
     state = state_from_intent(obj)
     if kind == "payment_intent.payment_failed":
         state.status = "failed"
@@ -542,9 +546,9 @@ def _intent_state(kind: str, obj: dict[str, Any], target: _Target) -> ProviderPa
         # Stripe's events name the charge by id only: ask for it, so the receipt can say
         # which card or method paid. Without an answer the payment still settles.
         try:
-            fetched = StripeProvider().retrieve(db.session.get_one(Payment, target.id))
+            fetched = StripeProvider().retrieve(load())
         except ProviderError as exc:
-            log.warning("payment %s: charge details unavailable: %s", target.id, exc)
+            log.warning("payment %s: charge details unavailable: %s", subject_id, exc)
         else:
             for attr in ("charge_id", "method_type", "card_brand", "card_last4"):
                 setattr(state, attr, getattr(state, attr) or getattr(fetched, attr))
@@ -567,7 +571,10 @@ def handle_event(event: dict[str, Any]) -> str:
         if link != target.request_id:
             _flag(target, f"{kind} names request {link!r}, expected {target.request_id}")
             return "request mismatch"
-        state = _intent_state(kind, obj, target)
+        payment_id = target.id
+        state = _intent_state(
+            kind, obj, payment_id, lambda: db.session.get_one(Payment, payment_id)
+        )
         outcome = apply_provider_payment(
             target.id, state, source=f"webhook:{event['id']}", request_id=target.request_id
         )
@@ -615,7 +622,7 @@ def _group_event(event: dict[str, Any]) -> str:
         return _flag_group(group.id, f"{kind} from account {account!r}, not the merchant's")
     if named != group.id:
         return _flag_group(group.id, f"{kind} names group {named!r}, expected {group.id}")
-    state = _intent_state(kind, obj, cast(Payment, group))
+    state = _intent_state(kind, obj, group.id, lambda: cast(Payment, group))
     prs, group, members = lock_group(group.id)
     outcome = apply_group_state(prs, group, members, state, source=f"webhook:{event['id']}")
     return f"{state.status}: {outcome}"
