@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -28,7 +28,7 @@ from portal.jobs.models import Job
 from portal.notices.services import digest_merchants, plan_digest
 from portal.payment_requests.services import expire_overdue
 from portal.payments.groups import mark_group_asked, refresh_group, stuck_groups
-from portal.payments.models import PaymentGroup
+from portal.payments.models import Payment, PaymentGroup
 from portal.payments.services import mark_asked, refresh_payment, stuck_payments
 from portal.providers.base import ProviderError
 from portal.providers.circuit import ProviderGuard
@@ -61,45 +61,40 @@ def reconcile_payments(budget: float | None = None) -> None:
     waits, unasked, for the next run."""
 
     guard = ProviderGuard(RECONCILE_BUDGET if budget is None else budget)
-    checked = 0
-    for payment in stuck_payments():
-        if not guard.allow(payment.provider):
-            continue
-        payment_id, provider = payment.id, payment.provider
-        try:
-            refresh_payment(payment)
-        except ProviderError as exc:
-            db.session.rollback()
-            log.warning("reconciling %s failed: %s", payment_id, exc)
-            guard.failed(provider, exc)
-        else:
-            guard.succeeded(provider)
-        mark_asked(payment_id)
-        db.session.commit()
-        checked += 1
-    checked += _reconcile_groups(guard)
+    payments = ((p.id, p.provider) for p in stuck_payments())
+    checked = _ask_each(
+        guard, payments, lambda pid: refresh_payment(db.session.get_one(Payment, pid)), mark_asked
+    )
+    # The account page's groups, stuck the same way.
+    groups = ((gid, db.session.get_one(PaymentGroup, gid).provider) for gid in stuck_groups())
+    checked += _ask_each(guard, groups, refresh_group, mark_group_asked)
     if checked:
         log.info("asked the provider about %s stuck payment(s)", checked)
     if guard.skipped:
         log.info("%s stuck payment(s) wait for the next run (budget or circuit)", guard.skipped)
 
 
-def _reconcile_groups(guard: ProviderGuard) -> int:
-    """The account page's groups stuck the same way: one transaction each."""
+def _ask_each(
+    guard: ProviderGuard,
+    stuck: Iterable[tuple[str, str]],
+    refresh: Callable[[str], object],
+    mark: Callable[[str], None],
+) -> int:
+    """Ask the provider about each stuck (id, provider) the guard lets through, one
+    transaction each; the number asked."""
     checked = 0
-    for group_id in stuck_groups():
-        provider = db.session.get_one(PaymentGroup, group_id).provider
+    for item_id, provider in stuck:
         if not guard.allow(provider):
             continue
         try:
-            refresh_group(group_id)
+            refresh(item_id)
         except ProviderError as exc:
             db.session.rollback()
-            log.warning("reconciling %s failed: %s", group_id, exc)
+            log.warning("reconciling %s failed: %s", item_id, exc)
             guard.failed(provider, exc)
         else:
             guard.succeeded(provider)
-        mark_group_asked(group_id)
+        mark(item_id)
         db.session.commit()
         checked += 1
     return checked
