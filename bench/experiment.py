@@ -151,8 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--admin-url", default=os.environ.get("BENCH_ADMIN_URL", DEFAULT_ADMIN_URL))
+    parser.add_argument(
+        "--db-name", default="portal_bench_exp", help="seeded once and kept (one per checkout)"
+    )
     args = parser.parse_args(argv)
-    plan = Plan(db_name="portal_bench_exp", admin_url=args.admin_url, duration_s=args.duration)
+    plan = Plan(db_name=args.db_name, admin_url=args.admin_url, duration_s=args.duration)
     seeded = ensure_db(plan)
     work = Path(tempfile.mkdtemp(prefix="portal-bench-exp-"))
     env = portal_env(plan, seeded.url)
