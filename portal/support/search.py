@@ -14,7 +14,7 @@ from portal.extensions import db
 from portal.links import request_id_from_token
 from portal.merchants.models import Merchant
 from portal.payment_requests.models import PaymentRequest
-from portal.payments.models import Payment
+from portal.payments.models import Payment, PaymentGroup
 from portal.support.models import StaffUser
 
 
@@ -50,12 +50,19 @@ def _match(user: StaffUser, text: str) -> Any:
         return PaymentRequest.id == (_request_of_link(text) or "")
     if text.startswith("pr_"):
         return PaymentRequest.id == text
-    if text.startswith(("pay_", "pi_", "ch_", "sbx_")):
+    if text.startswith(("pay_", "pi_", "ch_", "sbx_", "pg_")):
         return _by_payment(
             or_(
                 Payment.id == text,
                 Payment.provider_payment_id == text,
                 Payment.provider_charge_id == text,
+                # An account-page charge is the group's at the provider: its members
+                # (one payment per request) are found by the group's id or its intent.
+                Payment.group_id.in_(
+                    select(PaymentGroup.id).where(
+                        or_(PaymentGroup.id == text, PaymentGroup.provider_payment_id == text)
+                    )
+                ),
             )
         )
     if "@" in text:

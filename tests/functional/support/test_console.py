@@ -252,6 +252,46 @@ def test_search_by_each_key(https):
     assert f"/support/requests/{pr.id}" in dated.text
 
 
+def test_search_finds_each_request_of_an_account_page_charge(https):
+    """One charge at the provider paid several requests: the agent pastes the group's
+    intent id (what the merchant sees in Stripe) or its id and finds every request."""
+    from portal.payments.models import PaymentGroup
+
+    m = make_merchant()
+    first, paid_first = paid_request(
+        m, **{k: v for k, v in statement_body(reference="G-1").items() if k != "kind"}
+    )
+    second, paid_second = paid_request(
+        m, **{k: v for k, v in statement_body(reference="G-2").items() if k != "kind"}
+    )
+    alone, _ = paid_request(
+        m, **{k: v for k, v in statement_body(reference="G-3").items() if k != "kind"}
+    )
+    group = PaymentGroup(
+        merchant_id=m.id,
+        customer_reference="C-1",
+        account_key=f"{m.id}:C-1",
+        selection_key="k",
+        amount=paid_first.amount + paid_second.amount,
+        currency=paid_first.currency,
+        status="succeeded",
+        provider="sandbox",
+        provider_payment_id="pi_group_intent",
+    )
+    db.session.add(group)
+    db.session.flush()
+    paid_first.group_id = paid_second.group_id = group.id
+    db.session.commit()
+    login(https, staff())
+    for q in ["pi_group_intent", group.id]:
+        page = https.get("/support/search", query_string={"q": q}).text
+        assert f"/support/requests/{first.id}" in page, q
+        assert f"/support/requests/{second.id}" in page, q
+        assert f"/support/requests/{alone.id}" not in page, q
+    other = https.get("/support/search", query_string={"q": "pi_another_intent"}).text
+    assert f"/support/requests/{first.id}" not in other
+
+
 def test_scoped_agent_never_sees_another_merchant(https):
     mine, theirs = make_merchant(name="Mine"), make_merchant(name="Theirs")
     own, other = make_request(mine), make_request(theirs, statement_body(reference="THEIRS"))
