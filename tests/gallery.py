@@ -18,6 +18,7 @@ from portal.links import form_token, link_token
 from portal.merchants.models import Merchant
 from portal.payment_requests.models import PaymentRequest
 from portal.payments.models import Payment
+from portal.reminders.optouts import unsubscribe_token
 from tests.factories import deposit_body, make_merchant, make_request, statement_body, wallet_body
 
 LOCALES = ("en", "fr", "nl", "de")
@@ -73,6 +74,12 @@ def _fill_error(page) -> None:
     page.wait_for_selector("#pay-error")
 
 
+def _stop_reminders(page) -> None:
+    with page.expect_navigation():
+        page.locator("form button").click()
+    assert page.locator("form button").count() == 0  # the confirmation, not the question
+
+
 def _open_menu(page) -> None:
     page.locator("details.languages summary").click()
 
@@ -102,7 +109,13 @@ def build(app: Flask, locale: str) -> list[Shot]:
             "3ds": _request(shop, statement_body(), locale, "S-3DS"),
         }
         headers = shop.headers
-        return _pages(client, ids, headers, locale)
+        shots = _pages(client, ids, headers, locale)
+        # a reminder's unsubscribe link (e-mail and SMS), before and after the click
+        for channel, address in (("email", "jan@example.com"), ("sms", "+32470112233")):
+            path = f"/u/{unsubscribe_token(shop.id, channel, address)}?lang={locale}"
+            shots.append(Shot(f"unsubscribe-{channel}", path))
+        shots.append(Shot("unsubscribe-done", path, _stop_reminders))
+        return shots
 
 
 def _pages(client, ids: dict[str, str], headers: dict[str, str], locale: str) -> list[Shot]:

@@ -68,7 +68,7 @@ def test_no_customer_page_has_an_accessibility_violation(live_server, browser, l
             if problems:
                 found[f"{shot.name} at {width}px"] = problems
         context.close()
-    assert len(shots) >= 19  # every kind and state (see tests/gallery.py)
+    assert len(shots) >= 22  # every kind and state (see tests/gallery.py)
     assert found == {}
 
 
