@@ -15,14 +15,13 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import segno
 from flask import g, render_template
 from flask_babel import force_locale
-from weasyprint import CSS, HTML  # type: ignore[import-untyped]
-from weasyprint.urls import URLFetcher  # type: ignore[import-untyped]
 
 from portal.config import ROOT
 
@@ -34,20 +33,34 @@ class RemoteFetchRefused(ValueError):
     """A document tried to load something from outside the portal."""
 
 
-class LocalFetcher(URLFetcher):
-    """``data:`` URLs and files under ``static/``; nothing else, never the network."""
+# WeasyPrint is imported where a PDF is drawn, not with the portal: its import (and the
+# user-agent stylesheets it parses then) was about a third of a web worker's start-up time
+# and memory, in every process, for documents few of them ever draw.
+@cache
+def _fetcher_class() -> type:
+    from weasyprint.urls import URLFetcher  # type: ignore[import-untyped]
 
-    def __init__(self) -> None:
-        super().__init__(allowed_protocols=("data", "file"), allow_redirects=False)
+    class LocalFetcher(URLFetcher):
+        """``data:`` URLs and files under ``static/``; nothing else, never the network."""
 
-    def fetch(self, url: str, headers: Any = None) -> Any:
-        if url.startswith("file://"):
-            path = Path(url[len("file://") :].split("?")[0]).resolve()
-            if not path.is_relative_to(STATIC):
+        def __init__(self) -> None:
+            super().__init__(allowed_protocols=("data", "file"), allow_redirects=False)
+
+        def fetch(self, url: str, headers: Any = None) -> Any:
+            if url.startswith("file://"):
+                path = Path(url[len("file://") :].split("?")[0]).resolve()
+                if not path.is_relative_to(STATIC):
+                    raise RemoteFetchRefused(f"not fetched while drawing a PDF: {url[:80]}")
+            elif not url.startswith("data:"):
                 raise RemoteFetchRefused(f"not fetched while drawing a PDF: {url[:80]}")
-        elif not url.startswith("data:"):
-            raise RemoteFetchRefused(f"not fetched while drawing a PDF: {url[:80]}")
-        return super().fetch(url, headers)
+            return super().fetch(url, headers)
+
+    return LocalFetcher
+
+
+def local_fetcher() -> Any:
+    """WeasyPrint's fetcher for a document: local files under ``static/`` and data URLs."""
+    return _fetcher_class()()
 
 
 def drawable_logo(logo_url: str | None) -> str | None:
@@ -85,7 +98,9 @@ def render_pdf(
         html = render_template(
             template, merchant=merchant, logo=drawable_logo(merchant.logo_url), **context
         )
-    document = HTML(string=html, base_url=STATIC.as_uri() + "/", url_fetcher=LocalFetcher())
+    from weasyprint import CSS, HTML  # type: ignore[import-untyped]
+
+    document = HTML(string=html, base_url=STATIC.as_uri() + "/", url_fetcher=local_fetcher())
     sheets = [CSS(filename=str(stylesheet))] if stylesheet else []
     return document.write_pdf(stylesheets=sheets) or b""
 

@@ -133,9 +133,9 @@ def test_a_remote_logo_is_never_fetched(app):
     assert drawable_logo("file:///etc/passwd") is None
     assert drawable_logo("/static/../portal/config.py") is None
     assert drawable_logo(f"data:image/png;base64,{PNG}").startswith("data:image/png")
-    from portal.documents import LocalFetcher
+    from portal.documents import local_fetcher
 
     with pytest.raises(RemoteFetchRefused):
-        LocalFetcher().fetch("http://127.0.0.1:1/")
+        local_fetcher().fetch("http://127.0.0.1:1/")
     with pytest.raises(RemoteFetchRefused):
-        LocalFetcher().fetch("file:///etc/passwd")
+        local_fetcher().fetch("file:///etc/passwd")
