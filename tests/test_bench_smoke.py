@@ -80,6 +80,12 @@ def test_bench_smoke_run_reports_every_scenario(admin_url: str, tmp_path: Path) 
     assert api["measured"], api
     assert api["error_count"] == 0, api
     assert api["created_rows"] > 0
+    # The console's search is measured at both loads, signed in and not rate limited.
+    search = scenarios["support_search"]
+    assert search["measured"], search
+    for load in (search, search["at_8"]):
+        assert load["requests"] > 0 and load["error_count"] == 0, load
+    assert search["at_8"]["connections"] == 8
     # A scenario either has figures or says why it has none: never a made-up number.
     for name, result in scenarios.items():
         assert result["measured"] or result["why"], name
