@@ -22,6 +22,7 @@ import threading
 import time
 from collections import OrderedDict
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -200,15 +201,21 @@ def redeliver_event(merchant_id: str, event_id: str) -> list[CallbackDelivery]:
     return queued
 
 
+@lru_cache(maxsize=1024)
+def _signer(secret: str) -> Webhook:
+    """The secret's key, decoded once, not once a callback (a signer holds no state)."""
+    return Webhook(secret)
+
+
 def signature_header(endpoint: CallbackEndpoint, msg_id: str, at: datetime, body: str) -> str:
     """``v1,<base64>`` — and the previous secret's signature too during a rotation."""
-    signatures = [Webhook(endpoint.secret).sign(msg_id, at, body)]
+    signatures = [_signer(endpoint.secret).sign(msg_id, at, body)]
     if (
         endpoint.previous_secret
         and endpoint.previous_secret_expires_at
         and (endpoint.previous_secret_expires_at > utcnow())
     ):
-        signatures.append(Webhook(endpoint.previous_secret).sign(msg_id, at, body))
+        signatures.append(_signer(endpoint.previous_secret).sign(msg_id, at, body))
     return " ".join(signatures)
 
 
