@@ -258,15 +258,9 @@ def test_search_finds_each_request_of_an_account_page_charge(https):
     from portal.payments.models import PaymentGroup
 
     m = make_merchant()
-    first, paid_first = paid_request(
-        m, **{k: v for k, v in statement_body(reference="G-1").items() if k != "kind"}
-    )
-    second, paid_second = paid_request(
-        m, **{k: v for k, v in statement_body(reference="G-2").items() if k != "kind"}
-    )
-    alone, _ = paid_request(
-        m, **{k: v for k, v in statement_body(reference="G-3").items() if k != "kind"}
-    )
+    first, paid_first = paid_request(m, reference="G-1")
+    second, paid_second = paid_request(m, reference="G-2")
+    alone, _ = paid_request(m, reference="G-3")
     group = PaymentGroup(
         merchant_id=m.id,
         customer_reference="C-1",
