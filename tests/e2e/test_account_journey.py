@@ -64,6 +64,7 @@ def test_one_line_and_a_deposit_paid_at_once(live_server, browser, shot, receive
     expect(page.get_by_role("heading", name="Receipt")).to_be_visible()
     expect(page.get_by_text("Bread")).to_be_visible()
     expect(page.get_by_text("DEP-1")).to_be_visible()
+    page.wait_for_load_state("load")  # measured with its stylesheets applied
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     assert violations(page, axe) == []
     shot(page, "receipt")

@@ -33,6 +33,9 @@ WIDER = """() => [...document.querySelectorAll("body *")]
 
 
 def _no_horizontal_scroll(page) -> None:
+    # A page whose text is visible may still wait for its stylesheets; measured before
+    # they apply, the unstyled navigation is wider than the phone.
+    page.wait_for_load_state("load")
     fits = page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
     assert fits, (page.url, widths, page.evaluate(WIDER))

@@ -103,11 +103,15 @@ def test_the_thread_writes_the_opens_by_itself(pg_url):
     _empty(app)
 
 
-def test_gunicorn_s_worker_exit_hook_writes_what_is_left(batched):
+def test_gunicorn_s_worker_exit_hook_writes_what_is_left(batched, monkeypatch, tmp_path):
     import importlib.util
 
     from portal.config import ROOT
 
+    # gunicorn.conf.py points Prometheus at a multiprocess folder through the environment;
+    # that setting must end with this test, or every later /metrics in this process reads
+    # an empty folder instead of its own counters.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     spec = importlib.util.spec_from_file_location("gunicorn_conf", ROOT / "gunicorn.conf.py")
     conf = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(conf)
