@@ -133,7 +133,9 @@ class Settings(BaseModel):
     renewal_rate_limit: RateLimit = "5 per hour"
     login_rate_limit: RateLimit = "10 per minute"
     login_account_rate_limit: RateLimit = "20 per hour"
-    webhook_rate_limit: RateLimit = "600 per minute"
+    # Stripe sends every merchant's events from a few addresses: the limit is that of one
+    # busy provider address, not one shop (a forged body costs one HMAC, no write).
+    webhook_rate_limit: RateLimit = "100 per second"
     console_rate_limit: RateLimit = "300 per minute"
     # Seconds a form's CSRF token stays valid: the customer's pay forms (a tab left open
     # overnight still pays), the support console's forms (docs/security.md).

@@ -80,6 +80,10 @@ def test_bench_smoke_run_reports_every_scenario(admin_url: str, tmp_path: Path) 
     assert api["measured"], api
     assert api["error_count"] == 0, api
     assert api["created_rows"] > 0
+    # Every webhook post is answered 2xx (duplicates too), none is fulfilled twice.
+    hooks = scenarios["webhook_ingest"]
+    assert hooks["error_count"] == 0 and hooks["fulfilled"] > 0, hooks
+    assert hooks["double_fulfilments"] == 0, hooks
     # The console's search is measured at both loads, signed in and not rate limited.
     search = scenarios["support_search"]
     assert search["measured"], search
