@@ -46,12 +46,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     from portal import observability, security, transactions, web
-    from portal.extensions import babel, csrf, db, limiter, migrate
+    from portal.extensions import babel, csrf, db, init_migrations, limiter
 
     db.init_app(app)
     with app.app_context():
         configure_sqlite(db.engine)
-    migrate.init_app(app, db, directory=str(ROOT / "migrations"))
+    init_migrations(app, str(ROOT / "migrations"))
     babel.init_app(app, locale_selector=web.select_locale)
     csrf.init_app(app)
     app.after_request(web.retry_after_only_when_waiting)  # before the limiter: runs after it

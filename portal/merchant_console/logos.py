@@ -12,14 +12,17 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
+from typing import TYPE_CHECKING
 
 from flask import current_app
-from PIL import Image, UnidentifiedImageError
 
 from portal.errors import Invalid
 from portal.extensions import db
 from portal.merchant_console.accounts import audit
 from portal.merchant_console.models import MerchantLogo, MerchantUser
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 MAX_BYTES = 512 * 1024
 MAX_SIDE_IN = 4000  # what may be uploaded
@@ -29,6 +32,9 @@ FORMATS = ("PNG", "JPEG")
 
 
 def _decode(data: bytes) -> Image.Image:
+    # Pillow (2 MB of every worker's memory) is imported by the upload that needs it.
+    from PIL import Image, UnidentifiedImageError
+
     if not data:
         raise Invalid("logo_missing", "Choose a PNG or JPEG file.", "logo")
     if len(data) > MAX_BYTES:
