@@ -34,6 +34,12 @@ def formatting_locale(language: str, country: str | None) -> str:
 
 
 @cache
+def _parsed(locale: str) -> Locale:
+    """Babel parses a locale given as text at every call: once per process here."""
+    return Locale.parse(locale)
+
+
+@cache
 def zone(name: str | None) -> ZoneInfo:
     try:
         return ZoneInfo(name or DEFAULT_ZONE)
@@ -46,13 +52,13 @@ def local_day(value: date | datetime, fmt: str, locale: str, zone_name: str | No
     if isinstance(value, datetime):
         aware = value if value.tzinfo else value.replace(tzinfo=UTC)
         value = aware.astimezone(zone(zone_name)).date()
-    return format_date(value, fmt, locale=locale)
+    return format_date(value, fmt, locale=_parsed(locale))
 
 
 def local_moment(value: datetime, locale: str, zone_name: str | None) -> str:
     """An instant on the merchant's clock with its zone: ``6 Nov 2026, 14:05 (Europe/Brussels)``."""
     tz = zone(zone_name)
     aware = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(tz)
-    day = format_date(aware.date(), "medium", locale=locale)
-    time = format_time(aware, "short", locale=locale)
+    day = format_date(aware.date(), "medium", locale=_parsed(locale))
+    time = format_time(aware, "short", locale=_parsed(locale))
     return f"{day}, {time} ({tz.key})"
