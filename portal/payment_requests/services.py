@@ -259,29 +259,44 @@ def parse_create(data: Mapping[str, Any]) -> schemas.AnyCreate:
 
 
 @cache
-def _multirow_insert(table: str, columns: tuple[str, ...], rows: int, paramstyle: str) -> str:
-    mark = "?" if paramstyle == "qmark" else "%s"
-    row = "(" + ", ".join([mark] * len(columns)) + ")"
+def _multirow_insert(table: str, columns: tuple[str, ...], rows: int) -> str:
+    """SQLite's: ``INSERT … VALUES (?, …), (?, …)``, one row of marks per line."""
+    row = "(" + ", ".join(["?"] * len(columns)) + ")"
     # Names from the models' own tables, values only as parameters: nothing from input.
     names = ", ".join(columns)
     return f"INSERT INTO {table} ({names}) VALUES " + ", ".join([row] * rows)  # noqa: S608
 
 
+@cache
+def _unnest_insert(table: Table) -> str:
+    """PostgreSQL's: ``INSERT … SELECT * FROM unnest(%s::int[], …)``, one array per column:
+    the same short statement for any number of lines, so psycopg converts it once (it
+    converts a statement of more than 50 parameters again at every call, a tenth of a
+    create's CPU with 20 lines of 7 columns) and the server can keep it prepared."""
+    columns = [c for c in table.columns if c.key != "id"]
+    names = ", ".join(c.key for c in columns)
+    arrays = ", ".join(f"%s::{c.type.compile(dialect=db.engine.dialect)}[]" for c in columns)
+    return f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays})"  # noqa: S608
+
+
 def _insert_lines(pr: PaymentRequest, lines: list[StatementLine] | list[OrderLine]) -> None:
-    """Up to 500 lines in one multi-row ``INSERT … VALUES (…), (…)``: one statement and one
-    round trip, not an executemany of one statement per line, nor ORM objects (a create's
-    largest cost). The request's collection is filled from the same objects, so the
-    answer shows them."""
+    """Up to 500 lines in one INSERT: one statement and one round trip, not an executemany
+    of one statement per line, nor ORM objects (a create's largest cost). The request's
+    collection is filled from the same objects, so the answer shows them."""
     model = type(lines[0])
     table = model.__table__
     assert isinstance(table, Table)
-    columns = [c.key for c in table.columns if c.key != "id"]
+    names = tuple(c.key for c in table.columns if c.key != "id")
     for line in lines:
         line.request_id = pr.id
-    # The driver's own SQL, built once per (table, number of lines): SQLAlchemy would
-    # compile and key a multi-row VALUES statement again at every create.
-    sql = _multirow_insert(table.name, tuple(columns), len(lines), db.engine.dialect.paramstyle)
-    values = tuple(getattr(ln, c) for ln in lines for c in columns)
+    # The driver's own SQL, built once per table (and number of lines on SQLite):
+    # SQLAlchemy would compile and key a multi-row statement again at every create.
+    if db.engine.dialect.name == "postgresql":
+        sql = _unnest_insert(table)
+        values: tuple[Any, ...] = tuple([getattr(ln, n) for ln in lines] for n in names)
+    else:
+        sql = _multirow_insert(table.name, names, len(lines))
+        values = tuple(getattr(ln, n) for ln in lines for n in names)
     db.session.connection().exec_driver_sql(sql, values)
     attribute = "statement_lines" if model is StatementLine else "order_lines"
     set_committed_value(pr, attribute, lines)
