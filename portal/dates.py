@@ -34,9 +34,10 @@ def formatting_locale(language: str, country: str | None) -> str:
 
 
 @cache
-def _parsed(locale: str) -> Locale:
-    """Babel parses a locale given as text at every call: once per process here."""
-    return Locale.parse(locale)
+def babel_locale(code: str) -> Locale:
+    """Babel parses a locale given as text at every call: once per process here (dates
+    and money)."""
+    return Locale.parse(code)
 
 
 @cache
@@ -52,13 +53,13 @@ def local_day(value: date | datetime, fmt: str, locale: str, zone_name: str | No
     if isinstance(value, datetime):
         aware = value if value.tzinfo else value.replace(tzinfo=UTC)
         value = aware.astimezone(zone(zone_name)).date()
-    return format_date(value, fmt, locale=_parsed(locale))
+    return format_date(value, fmt, locale=babel_locale(locale))
 
 
 def local_moment(value: datetime, locale: str, zone_name: str | None) -> str:
     """An instant on the merchant's clock with its zone: ``6 Nov 2026, 14:05 (Europe/Brussels)``."""
     tz = zone(zone_name)
     aware = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(tz)
-    day = format_date(aware.date(), "medium", locale=_parsed(locale))
-    time = format_time(aware, "short", locale=_parsed(locale))
+    day = format_date(aware.date(), "medium", locale=babel_locale(locale))
+    time = format_time(aware, "short", locale=babel_locale(locale))
     return f"{day}, {time} ({tz.key})"

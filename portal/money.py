@@ -11,9 +11,10 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from functools import cache
 
-from babel import Locale
 from babel.core import get_global
 from babel.numbers import format_currency, get_currency_precision, get_territory_currencies
+
+from portal.dates import babel_locale
 
 
 class MoneyError(ValueError):
@@ -69,11 +70,6 @@ def to_major(amount: int, currency: str) -> Decimal:
     return Decimal(amount).scaleb(-digits).quantize(Decimal(1).scaleb(-digits))
 
 
-@cache
-def _locale(code: str) -> Locale:
-    return Locale.parse(code)
-
-
 def format_money(amount: int, currency: str, locale: str = "en") -> str:
     """Locale-aware display: ``€ 1.234,56`` in nl, ``1 234,56 €`` in fr."""
-    return format_currency(to_major(amount, currency), currency, locale=_locale(str(locale)))
+    return format_currency(to_major(amount, currency), currency, locale=babel_locale(str(locale)))

@@ -254,16 +254,17 @@ def _closed(pr: PaymentRequest) -> Response:
 
 # What the page and its PDF show of a payment (Core rows with these attribute names), in
 # a statement built once: building and keying a query costs more than running it.
+_payments_table = Payment.__table__
 _PAYMENTS = (
     select(
-        *(getattr(Payment.__table__.c, name)
+        *(_payments_table.c[name]
           for name in ("id", "status", "applied", "amount", "currency", "amount_refunded",
                        "receipt_number", "succeeded_at", "created_at"))
     )
-    .where(Payment.__table__.c.request_id == bindparam("request_id"))
-    .where(Payment.__table__.c.applied
-           | (Payment.__table__.c.status == PaymentStatus.PROCESSING.value))
-    .order_by(Payment.__table__.c.created_at)
+    .where(_payments_table.c.request_id == bindparam("request_id"))
+    .where(_payments_table.c.applied
+           | (_payments_table.c.status == PaymentStatus.PROCESSING.value))
+    .order_by(_payments_table.c.created_at)
 )  # fmt: skip
 
 

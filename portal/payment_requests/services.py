@@ -268,14 +268,14 @@ def _multirow_insert(table: str, columns: tuple[str, ...], rows: int) -> str:
 
 
 @cache
-def _unnest_insert(table: Table) -> str:
+def _unnest_insert(table: Table, columns: tuple[str, ...]) -> str:
     """PostgreSQL's: ``INSERT … SELECT * FROM unnest(%s::int[], …)``, one array per column:
     the same short statement for any number of lines, so psycopg converts it once (it
     converts a statement of more than 50 parameters again at every call, a tenth of a
     create's CPU with 20 lines of 7 columns) and the server can keep it prepared."""
-    columns = [c for c in table.columns if c.key != "id"]
-    names = ", ".join(c.key for c in columns)
-    arrays = ", ".join(f"%s::{c.type.compile(dialect=db.engine.dialect)}[]" for c in columns)
+    dialect = db.engine.dialect
+    arrays = ", ".join(f"%s::{table.c[name].type.compile(dialect=dialect)}[]" for name in columns)
+    names = ", ".join(columns)
     return f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays})"  # noqa: S608
 
 
@@ -292,7 +292,7 @@ def _insert_lines(pr: PaymentRequest, lines: list[StatementLine] | list[OrderLin
     # The driver's own SQL, built once per table (and number of lines on SQLite):
     # SQLAlchemy would compile and key a multi-row statement again at every create.
     if db.engine.dialect.name == "postgresql":
-        sql = _unnest_insert(table)
+        sql = _unnest_insert(table, names)
         values: tuple[Any, ...] = tuple([getattr(ln, n) for ln in lines] for n in names)
     else:
         sql = _multirow_insert(table.name, names, len(lines))
