@@ -21,10 +21,27 @@ from typing import Any
 from flask import current_app, g
 from flask.sansio.app import App
 from flask_babel import get_locale
+from jinja2 import pass_context
+from jinja2.runtime import Context
 from markupsafe import Markup
+from sqlalchemy import bindparam, select
+
+from portal.extensions import db
+from portal.payment_requests.models import StatementLine
 
 TEMPLATE = "customer/_lines.html"
 EXTENSION = "portal.statement_lines"
+# The page's own translations and formatters (portal.web.bound_helpers), passed on.
+HELPERS = ("gettext", "ngettext", "format_money", "format_date")
+
+# What the table shows of a line, as Core rows in a statement built once: twenty ORM
+# objects (and their identity map entries) cost more than the table's query.
+_lines_table = StatementLine.__table__
+_LINES = (
+    select(*(_lines_table.c[name] for name in ("date", "description", "reference", "amount")))
+    .where(_lines_table.c.request_id == bindparam("request_id"))
+    .order_by(_lines_table.c.position)
+)
 
 
 class RenderedLines:
@@ -62,14 +79,18 @@ def init_app(app: App) -> None:
     app.jinja_env.globals["statement_lines_table"] = statement_lines_table
 
 
-def statement_lines_table(pr: Any) -> Markup:
-    """The ``<table>`` (and its "show the other lines" part) of a statement's lines."""
+@pass_context
+def statement_lines_table(context: Context, pr: Any) -> Markup:
+    """The ``<table>`` (and its "show the other lines" part) of a statement's lines,
+    rendered with the calling page's bound translations and formatters."""
     key = (pr.id, str(get_locale()), g.get("merchant_country"), g.get("time_zone"), pr.currency)
     cache: RenderedLines = current_app.extensions[EXTENSION]
 
     def render() -> Markup:
+        rows = db.session.execute(_LINES, {"request_id": pr.id}).all()
         template = current_app.jinja_env.get_template(TEMPLATE)
+        helpers = {name: context[name] for name in HELPERS if name in context}
         # The output of an autoescaping template: already escaped.
-        return Markup(template.render(lines=pr.statement_lines, pr=pr))  # noqa: S704
+        return Markup(template.render(lines=rows, pr=pr, **helpers))  # noqa: S704
 
     return cache.get(key, render)
