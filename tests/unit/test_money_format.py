@@ -18,7 +18,7 @@ AMOUNTS = [0, 1, -1, 5, 9, 10, 99, 100, 101, 999, 1000, 1001, 1234, 12345, 99999
 @pytest.mark.parametrize("locale", LOCALES)
 def test_every_currency_reads_as_babel_writes_it(locale):
     draw = random.Random(locale)
-    amounts = AMOUNTS + [draw.randrange(-10**12, 10**12) for _ in range(30)]
+    amounts = AMOUNTS + [draw.randrange(-(10**12), 10**12) for _ in range(30)]
     differ = [
         (currency, amount, format_money(amount, currency, locale))
         for currency in sorted(supported_currencies())
