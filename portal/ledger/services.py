@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 from portal.db_types import isoformat
 from portal.errors import Invalid
 from portal.extensions import db
-from portal.ledger.callbacks import fan_out as fan_out_callbacks
+from portal.ledger.callbacks import fan_out
 from portal.ledger.models import Event
 from portal.merchants.models import Merchant
 from portal.states import EventType
@@ -25,6 +25,20 @@ def next_event_seq(merchant_id: str) -> int:
         .values(event_seq=Merchant.event_seq + 1)
         .returning(Merchant.event_seq)
     ).scalar_one()
+
+
+def take_numbers(merchant_id: str, events: int, receipts: int) -> tuple[int, int]:
+    """Bump the merchant's event counter by ``events`` and its receipt counter by
+    ``receipts`` in one UPDATE (which locks its row until commit, as each of them alone
+    would): (the first of the event numbers taken, the last receipt number taken). A
+    fulfilment takes its receipt's and its one or two events' numbers this way."""
+    event_seq, receipt_seq = db.session.execute(
+        update(Merchant)
+        .where(Merchant.id == merchant_id)
+        .values(event_seq=Merchant.event_seq + events, receipt_seq=Merchant.receipt_seq + receipts)
+        .returning(Merchant.event_seq, Merchant.receipt_seq)
+    ).one()
+    return event_seq - events + 1, receipt_seq
 
 
 def request_summary(pr: Any) -> dict[str, Any]:
@@ -92,32 +106,52 @@ def record_event(
     request: Any,
     payment: Any = None,
     extra: dict[str, Any] | None = None,
+    *,
+    seq: int | None = None,
 ) -> Event:
-    """Write an event in the current transaction (no commit) and queue its deliveries."""
-    if event_type not in EVENT_TYPES:
-        raise ValueError(f"unknown event type {event_type!r}")
-    data: dict[str, Any] = {"payment_request": request_summary(request)}
-    if payment is not None:
-        data["payment"] = payment_summary(payment)
-    if extra:
-        data.update(extra)
-    event = Event(
-        merchant_id=request.merchant_id,
-        seq=next_event_seq(request.merchant_id),
-        type=event_type,
-        request_id=request.id,
-        payment_id=payment.id if payment is not None else None,
-        data=data,
-    )
-    db.session.add(event)
+    """Write an event in the current transaction (no commit) and queue its deliveries.
+    ``seq``: its number, when the caller took it (:func:`take_numbers`)."""
+    return record_events(request, payment, [(event_type, extra)], seq=seq)[0]
+
+
+def record_events(
+    request: Any,
+    payment: Any,
+    kinds: list[tuple[str, dict[str, Any] | None]],
+    *,
+    seq: int | None = None,
+) -> list[Event]:
+    """The events of one change of ``request`` (``(type, extra)`` each, in order), written
+    in the current transaction (no commit): numbered from ``seq`` when the caller took
+    the numbers (:func:`take_numbers`), else each from the merchant's counter. What they
+    say of the request and the payment is built once, and the merchant's endpoints are
+    read once for all their deliveries."""
+    for event_type, _ in kinds:
+        if event_type not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {event_type!r}")
+    summary = request_summary(request)
+    paid = payment_summary(payment) if payment is not None else None
+    events = []
+    for offset, (event_type, extra) in enumerate(kinds):
+        data: dict[str, Any] = {"payment_request": summary}
+        if paid is not None:
+            data["payment"] = paid
+        if extra:
+            data.update(extra)
+        events.append(
+            Event(
+                merchant_id=request.merchant_id,
+                seq=next_event_seq(request.merchant_id) if seq is None else seq + offset,
+                type=event_type,
+                request_id=request.id,
+                payment_id=payment.id if payment is not None else None,
+                data=data,
+            )
+        )
+    db.session.add_all(events)
     db.session.flush()
-    fan_out(event)
-    return event
-
-
-def fan_out(event: Event) -> None:
-    """Queue one delivery per enabled callback endpoint that wants this event type."""
-    fan_out_callbacks(event)
+    fan_out(events)
+    return events
 
 
 def list_events(

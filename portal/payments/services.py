@@ -31,7 +31,7 @@ from sqlalchemy import select, update
 from portal.db_types import utcnow
 from portal.extensions import db
 from portal.jobs.queue import MAIL_ATTEMPTS, enqueue
-from portal.ledger.services import record_event
+from portal.ledger.services import record_event, record_events, take_numbers
 from portal.merchants.models import Merchant
 from portal.payment_requests.models import PaymentRequest
 from portal.payments.booking import allocate, book_early_refunds
@@ -359,14 +359,8 @@ def authenticate_payment(payment_id: str, approved: bool, *, source: str) -> Non
     _apply_locked(pr, payment, state, source=source)
 
 
-def next_receipt_number(merchant_id: str) -> str:
-    """The merchant's next receipt number (locks its row until commit): never reused."""
-    seq = db.session.execute(
-        update(Merchant)
-        .where(Merchant.id == merchant_id)
-        .values(receipt_seq=Merchant.receipt_seq + 1)
-        .returning(Merchant.receipt_seq)
-    ).scalar_one()
+def receipt_number(seq: int) -> str:
+    """A receipt's number from the merchant's counter (never reused: see ``take_numbers``)."""
     return f"R-{seq:06d}"
 
 
@@ -434,23 +428,25 @@ def _settle(pr: PaymentRequest, payment: Payment, state: ProviderPayment) -> str
 
 def _apply_money(pr: PaymentRequest, payment: Payment) -> None:
     payment.applied = True
-    # The merchant's counter is an UPDATE of its own: without autoflush, the payment's
-    # changes go out in one UPDATE with its receipt number, not in two.
-    with db.session.no_autoflush:
-        payment.receipt_number = next_receipt_number(pr.merchant_id)
     pr.amount_paid += payment.amount
-    became_paid = False
     fully = pr.amount is None or pr.amount_paid >= pr.amount
     new = RequestStatus.PAID if fully else RequestStatus.PARTIALLY_PAID
+    became_paid = new == RequestStatus.PAID
+    # The receipt's number and the events' numbers in one UPDATE of the merchant's row;
+    # without autoflush, the payment's changes then go out in one UPDATE with its receipt
+    # number, not in two.
+    with db.session.no_autoflush:
+        seq, receipt = take_numbers(pr.merchant_id, events=2 if became_paid else 1, receipts=1)
+    payment.receipt_number = receipt_number(receipt)
     if new != pr.status:
         transition(pr, new)
-    if new == RequestStatus.PAID:
-        pr.paid_at = payment.succeeded_at
-        became_paid = True
-    db.session.flush()
-    record_event("payment.succeeded", pr, payment, extra=allocate(pr, payment))
     if became_paid:
-        record_event("payment_request.paid", pr, payment)
+        pr.paid_at = payment.succeeded_at
+    db.session.flush()
+    kinds: list[tuple[str, dict[str, Any] | None]] = [("payment.succeeded", allocate(pr, payment))]
+    if became_paid:
+        kinds.append(("payment_request.paid", None))
+    record_events(pr, payment, kinds, seq=seq)
     if payment.group_id is None:  # a group's one receipt lists its members (groups.py)
         enqueue("send_receipt", {"payment_id": payment.id}, max_attempts=MAIL_ATTEMPTS)
     _close_attempts_that_no_longer_fit(pr, payment)

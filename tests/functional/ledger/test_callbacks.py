@@ -292,3 +292,52 @@ def test_endpoint_cli(app):
     assert db.session.get(CallbackEndpoint, added["id"]).enabled is False
     bad = runner.invoke(args=["merchant", "endpoint", "add", m.id, "ftp://x"])
     assert bad.exit_code != 0
+
+
+def test_a_settlement_fans_out_its_two_events_with_one_read_of_the_endpoints(app, receiver):
+    from sqlalchemy import event as sa_event
+
+    from portal.ledger.models import Event
+    from portal.merchants.models import Merchant
+
+    m = make_merchant()
+    every = add_endpoint(m.id, f"{receiver.url}/all")
+    add_endpoint(m.id, f"{receiver.url}/paid", ["payment_request.paid"])  # the second endpoint
+    db.session.commit()
+    pr = make_request(m, statement_body())
+    payment = start_payment(pr, None)
+    db.session.commit()
+    seen: list[str] = []
+
+    def note(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    sa_event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        fulfil_payment(payment.id)
+        db.session.commit()
+    finally:
+        sa_event.remove(db.engine, "before_cursor_execute", note)
+    assert sum("FROM callback_endpoints" in s for s in seen) == 1
+    # The receipt's number and both events' numbers: one UPDATE of the merchant's row.
+    assert sum(s.startswith("UPDATE merchants") for s in seen) == 1
+    db.session.expire_all()
+    merchant = db.session.get(Merchant, m.id)
+    assert (merchant.event_seq, merchant.receipt_seq) == (2, 1)
+    events = {e.id: e for e in db.session.query(Event).filter_by(request_id=pr.id)}
+    assert sorted((e.seq, e.type) for e in events.values()) == [
+        (1, "payment.succeeded"), (2, "payment_request.paid")
+    ]  # fmt: skip
+    deliveries = {d.id: d for d in db.session.query(CallbackDelivery)}
+    assert sorted((d.endpoint_id == every.id, events[d.event_id].type)
+                  for d in deliveries.values()) == [
+        (False, "payment_request.paid"), (True, "payment.succeeded"), (True, "payment_request.paid")
+    ]  # fmt: skip
+    # Each delivery has its job on its endpoint's queue, queued in the events' order.
+    jobs = db.session.query(Job).filter_by(kind="deliver_callback").order_by(Job.id).all()
+    assert [j.queue_key for j in jobs] == [
+        f"endpoint:{deliveries[j.payload['delivery_id']].endpoint_id}" for j in jobs
+    ]
+    queued = [events[deliveries[j.payload["delivery_id"]].event_id].seq for j in jobs]
+    assert queued == sorted(queued) and len(jobs) == 3
+    assert db.session.get(type(payment), payment.id).receipt_number == "R-000001"

@@ -16,10 +16,12 @@ from tests.functional.stripe_provider.test_webhooks import post, stripe_app, str
 __all__ = ["stripe_app"]  # the fixture, for this module's tests
 
 # The statements a fulfilment of a two-line statement issues (BEGIN and COMMIT aside):
-# the event id, one read of what the event names, the two locks, the money and the
-# lines, two events with their deliveries, the receipt job, the other open attempts,
-# the savepoint around the change and the event's outcome.
-FULFILMENT_BUDGET = 22
+# the event id, one read of what the event names, the two locks, the receipt's and the
+# events' numbers (one UPDATE), the money and the lines (one statement for all the lines'
+# standing, one for their allocation rows), two events with their deliveries (one read of
+# the endpoints), the receipt job, the other open attempts, the savepoint around the
+# change and the event's outcome.
+FULFILMENT_BUDGET = 19
 
 
 @pytest.fixture
@@ -56,8 +58,11 @@ def test_a_fulfilment_reads_each_row_once(stripe_app, client, merchant, statemen
     full_reads = [s for s in payment_reads if "payments.amount" in s]
     assert len(full_reads) == 2  # the lock, and the request's other open attempts
     assert len(_reads(statements, "statement_lines")) == 1  # the default statement's 2 lines
-    # The payment's changes and its receipt number go out in one UPDATE.
+    # The payment's changes and its receipt number go out in one UPDATE; the receipt's
+    # and the two events' numbers in another, of the merchant.
     assert len([s for s in statements if s.startswith("UPDATE payments ")]) == 1
+    assert len([s for s in statements if s.startswith("UPDATE merchants ")]) == 1
+    assert len([s for s in statements if " FROM callback_endpoints " in s]) == 1
 
 
 def test_a_duplicate_costs_the_event_id_insert_only(stripe_app, client, merchant, statements):
