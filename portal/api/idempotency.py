@@ -11,16 +11,27 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from portal.api.models import IdempotencyKey
+from portal.db_types import utcnow
 from portal.errors import ApiError, Conflict
 from portal.extensions import db
 
 Response = tuple[int, dict[str, Any]]
+
+# The key's row is written with Core statements built once: it is never read back as an
+# object, and the ORM's unit of work would cost two flushes a create.
+_keys = cast(Table, IdempotencyKey.__table__)
+_CLAIM = insert(_keys)
+_ANSWER = (
+    update(_keys)
+    .where(_keys.c.merchant_id == bindparam("m"), _keys.c.key == bindparam("k"))
+    .values(response_status=bindparam("status"), response_body=bindparam("body"))
+)
 
 
 def fingerprint(method: str, path: str, body: Any) -> str:
@@ -56,15 +67,15 @@ def run_idempotent(
         )
     # Insert first, look up only on a conflict: a replay is rare, a new request is not,
     # and the insert is also what makes a concurrent twin wait for this one's commit.
-    row = IdempotencyKey(
-        merchant_id=merchant_id, key=key, fingerprint=fp, response_status=0, response_body={}
-    )
     try:
-        db.session.add(row)
-        db.session.flush()
+        db.session.execute(
+            _CLAIM,
+            {"merchant_id": merchant_id, "key": key, "fingerprint": fp, "response_status": 0,
+             "response_body": {}, "created_at": utcnow()},
+        )  # fmt: skip
         status, body = produce()
-        row.response_status, row.response_body = status, body
-        db.session.flush()
+        db.session.flush()  # what produce() added, before its answer is stored
+        db.session.execute(_ANSWER, {"m": merchant_id, "k": key, "status": status, "body": body})
     except IntegrityError:
         db.session.rollback()
         stored = _replay(merchant_id, key, fp)

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import joinedload
 
 from portal.db_types import utcnow
@@ -138,14 +138,20 @@ def revoke_api_key(key_id: str) -> ApiKey | None:
     return key
 
 
+# Every API call looks its key up: the statement is built once, not at each call.
+_KEY_BY_HASH = (
+    select(ApiKey)
+    .options(joinedload(ApiKey.merchant))
+    .where(ApiKey.key_hash == bindparam("digest"))
+)
+
+
 def authenticate(secret: str) -> ApiKey | None:
     """The live key for ``secret``, or None. Updates last use at most once a minute."""
     if not secret or len(secret) > 200:
         return None
     digest = hash_key(secret)
-    key = db.session.scalars(
-        select(ApiKey).options(joinedload(ApiKey.merchant)).where(ApiKey.key_hash == digest)
-    ).first()
+    key = db.session.scalars(_KEY_BY_HASH, {"digest": digest}).first()
     if key is None or key.revoked_at is not None or not hmac.compare_digest(key.key_hash, digest):
         return None
     now = utcnow()
