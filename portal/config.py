@@ -118,8 +118,9 @@ class Settings(BaseModel):
     # Link opens are written by a thread of each web process this often (0: in the page's
     # own transaction, as always on SQLite); portal/customer/opens.py.
     open_count_flush_seconds: Annotated[float, Field(ge=0)] = 1.0
-    # Statement lines tables kept rendered per worker process (0: rendered on every view).
-    statement_cache_size: NonNegativeInt = 2048
+    # Statement lines tables kept rendered per worker process (0: rendered on every view);
+    # about 9 KB each with 20 lines, and a miss costs a tenth of a page (bench/README.md).
+    statement_cache_size: NonNegativeInt = 256
     job_lease_seconds: PositiveInt = 60
     worker_threads: PositiveInt = 4
     callback_timeout: PositiveFloat = 15.0  # seconds

@@ -75,7 +75,7 @@ class RenderedLines:
 
 
 def init_app(app: App) -> None:
-    app.extensions[EXTENSION] = RenderedLines(app.config.get("PORTAL_STATEMENT_CACHE_SIZE", 2048))
+    app.extensions[EXTENSION] = RenderedLines(app.config.get("PORTAL_STATEMENT_CACHE_SIZE", 256))
     app.jinja_env.globals["statement_lines_table"] = statement_lines_table
 
 
