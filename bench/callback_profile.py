@@ -1,15 +1,15 @@
 """CPU per callback delivery in-process, and where it goes (``cProfile`` on CPU time).
 
     .venv/bin/python -m bench.experiment 'portal:create_app()'   # seeds portal_bench_exp once
-    .venv/bin/python -m bench.webhook_profile                    # leaves succeeded payments
     .venv/bin/python -m bench.callback_profile                   # 500 deliveries: ms CPU each
     .venv/bin/python -m bench.callback_profile --profile --sort tottime
 
 As ``bench.page_profile`` for the page: every merchant of the experiment database gets one
 endpoint at the bench's receiver (``bench.receiver``, in a child process, so its CPU is not
-counted), ``payment.refunded`` events are recorded for succeeded payments as the bench's
-``callback_throughput`` does, and this process delivers them one after another
-(the claim, the delivery, the commit, as a worker's thread), without threads. Jobs left
+counted), ``payment.refunded`` events are recorded for succeeded payments by
+``bench.scenarios.queue_refund_callbacks`` (as the bench's ``callback_throughput``), and
+this process delivers them one after another (the claim, the delivery, the commit, as a
+worker's thread), without threads. Jobs left
 queued in the experiment database are marked done first.
 """
 
@@ -38,13 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     app = inprocess.portal_app(args.db)
     from sqlalchemy import text
 
-    from bench.scenarios import _drain_jobs, _endpoints
+    from bench.scenarios import _drain_jobs, _endpoints, queue_refund_callbacks
     from portal.extensions import db
     from portal.jobs.claims import claim_jobs
     from portal.jobs.worker import run_job, worker_name
-    from portal.ledger.services import record_event
-    from portal.payment_requests.models import PaymentRequest
-    from portal.payments.models import Payment
 
     receiver = subprocess.Popen(
         [sys.executable, "-c", RECEIVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
@@ -56,24 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         _drain_jobs(ctx)  # type: ignore[arg-type]
         _endpoints(ctx, url)  # type: ignore[arg-type]
         warm = 20
+        queue_refund_callbacks(app, args.deliveries + warm)
         with app.app_context():
-            pairs = db.session.execute(
-                text(
-                    "SELECT DISTINCT ON (merchant_id) request_id, id FROM payments "
-                    "WHERE status = 'succeeded' ORDER BY merchant_id, id"
-                )
-            ).all()
-            if not pairs:
-                parser.error("no succeeded payment: run bench.webhook_profile once")
-            objects = [
-                (db.session.get(PaymentRequest, r), db.session.get(Payment, p)) for r, p in pairs
-            ]
-            for i in range(args.deliveries + warm):
-                pr, payment = objects[i % len(objects)]
-                record_event("payment.refunded", pr, payment)
-            db.session.commit()
-            del objects, pairs
-            db.session.remove()  # as in a worker: no request or payment held by the session
             name = worker_name()
 
             def deliver(n: int) -> None:

@@ -25,6 +25,8 @@ from bench import seed
 from bench.servers import cpu_seconds, measured_wrk, start_spies, stop_spies
 
 if TYPE_CHECKING:
+    from flask import Flask
+
     from bench.run import Context
 
 
@@ -447,53 +449,58 @@ def _drain_jobs(ctx: Context) -> None:
         db.session.remove()
 
 
-def callback_throughput(ctx: Context) -> dict[str, Any]:
-    """Queue N callbacks (real events through record_event), then 2 workers deliver them all."""
-    _callbacks_ready(ctx)
-    from bench.receiver import Receiver
+_SUCCEEDED_PER_MERCHANT = text(
+    "SELECT DISTINCT ON (merchant_id) request_id, id FROM payments "
+    "WHERE status = 'succeeded' ORDER BY merchant_id, id"
+)
+
+
+def queue_refund_callbacks(app: Flask, count: int) -> tuple[float, int]:
+    """Record ``count`` events (real ones, through record_event) for succeeded payments of
+    every merchant, so each endpoint gets its share of callbacks; fulfils a few payments
+    first when there is none. Returns (the seconds the recording took, the merchants)."""
     from portal.extensions import db
     from portal.ledger.services import record_event
     from portal.payment_requests.models import PaymentRequest
     from portal.payments.models import Payment
 
+    with app.app_context():
+        pairs = db.session.execute(_SUCCEEDED_PER_MERCHANT).all()
+        if not pairs:
+            db.session.remove()
+            from portal.payments.services import fulfil_payment
+
+            for payment in seed.seed_stripe_payments(app, 20, "cbt"):
+                fulfil_payment(payment["id"])
+                db.session.commit()
+            pairs = db.session.execute(_SUCCEEDED_PER_MERCHANT).all()
+        objects = [
+            (db.session.get(PaymentRequest, r), db.session.get(Payment, p)) for r, p in pairs
+        ]
+        t0 = time.monotonic()
+        for i in range(count):
+            pr, payment = objects[i % len(objects)]
+            # The database allows one payment.succeeded per payment: a type it does not
+            # count, with the same request-and-payment body, for as many as are wanted.
+            record_event("payment.refunded", pr, payment)
+            if i % 200 == 199:
+                db.session.commit()
+        db.session.commit()
+        queue_s = time.monotonic() - t0
+        db.session.remove()  # as in a worker: no request or payment held by the session
+    return queue_s, len(pairs)
+
+
+def callback_throughput(ctx: Context) -> dict[str, Any]:
+    """Queue N callbacks (real events through record_event), then 2 workers deliver them all."""
+    _callbacks_ready(ctx)
+    from bench.receiver import Receiver
+
     count = 200 if ctx.plan.smoke else 10_000
     _drain_jobs(ctx)  # only these callbacks in the queue (no leftovers of earlier scenarios)
     with Receiver() as receiver:
         _endpoints(ctx, receiver.url)
-        with ctx.app.app_context():
-            pairs = db.session.execute(
-                text(
-                    "SELECT DISTINCT ON (merchant_id) request_id, id FROM payments "
-                    "WHERE status = 'succeeded' ORDER BY merchant_id, id"
-                )
-            ).all()
-            if not pairs:
-                db.session.remove()
-                from portal.payments.services import fulfil_payment
-
-                for payment in seed.seed_stripe_payments(ctx.app, 20, "cbt"):
-                    fulfil_payment(payment["id"])
-                    db.session.commit()
-                pairs = db.session.execute(
-                    text(
-                        "SELECT DISTINCT ON (merchant_id) request_id, id FROM payments "
-                        "WHERE status = 'succeeded' ORDER BY merchant_id, id"
-                    )
-                ).all()
-            objects = [
-                (db.session.get(PaymentRequest, r), db.session.get(Payment, p)) for r, p in pairs
-            ]
-            t0 = time.monotonic()
-            for i in range(count):
-                pr, payment = objects[i % len(objects)]
-                # The database allows one payment.succeeded per payment: a type it does not
-                # count, with the same request-and-payment body, for as many as are wanted.
-                record_event("payment.refunded", pr, payment)
-                if i % 200 == 199:
-                    db.session.commit()
-            db.session.commit()
-            queue_s = time.monotonic() - t0
-            db.session.remove()
+        queue_s, merchants = queue_refund_callbacks(ctx.app, count)
         before = len(receiver.arrivals)
         with Workers(ctx, 2) as workers:
             pids = [proc.pid for proc in workers.procs]
@@ -513,11 +520,11 @@ def callback_throughput(ctx: Context) -> dict[str, Any]:
         "all_delivered": done,
         "rate": (delivered - 1) / span if span > 0 else 0.0,
         "rate_from_start": delivered / (finished - started),
-        "endpoints": len(pairs),
+        "endpoints": merchants,
         "queue_s": round(queue_s, 1),
         "cpu_ms_per_req": worker_cpu * 1000 / delivered,
         "note": (
-            f"{delivered}/{count} delivered to {len(pairs)} endpoints; "
+            f"{delivered}/{count} delivered to {merchants} endpoints; "
             f"rate from first to last arrival"
         ),
     }

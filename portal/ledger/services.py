@@ -17,16 +17,6 @@ from portal.states import EventType
 EVENT_TYPES = tuple(EventType)
 
 
-def next_event_seq(merchant_id: str) -> int:
-    """Bump and return the merchant's event counter (locks its row until commit)."""
-    return db.session.execute(
-        update(Merchant)
-        .where(Merchant.id == merchant_id)
-        .values(event_seq=Merchant.event_seq + 1)
-        .returning(Merchant.event_seq)
-    ).scalar_one()
-
-
 def take_numbers(merchant_id: str, events: int, receipts: int) -> tuple[int, int]:
     """Bump the merchant's event counter by ``events`` and its receipt counter by
     ``receipts`` in one UPDATE (which locks its row until commit, as each of them alone
@@ -39,6 +29,11 @@ def take_numbers(merchant_id: str, events: int, receipts: int) -> tuple[int, int
         .returning(Merchant.event_seq, Merchant.receipt_seq)
     ).one()
     return event_seq - events + 1, receipt_seq
+
+
+def next_event_seq(merchant_id: str) -> int:
+    """Bump and return the merchant's event counter (locks its row until commit)."""
+    return take_numbers(merchant_id, events=1, receipts=0)[0]
 
 
 def request_summary(pr: Any) -> dict[str, Any]:
