@@ -137,6 +137,7 @@ def measure(spec: str, ctx: Context, what: str, profile: bool) -> dict[str, Any]
         c1, p1 = cpu_seconds(workers), cpu_seconds(pg)
         for proc, _ in spies:
             proc.wait(timeout=60)
+        result["rss_mb"] = server.worker_rss_mb()
     result["gunicorn_cpu_ms_per_req"] = 1000 * (c1 - c0) / max(result["requests"], 1)
     result["postgres_cpu_ms_per_req"] = 1000 * (p1 - p0) / max(result["requests"], 1)
     if spies:
@@ -166,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{spec}: {r['rps']:.0f} req/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
             f"errors {r['error_count']}; CPU per request: gunicorn "
-            f"{r['gunicorn_cpu_ms_per_req']:.2f} ms, postgres {r['postgres_cpu_ms_per_req']:.2f} ms"
+            f"{r['gunicorn_cpu_ms_per_req']:.2f} ms, "
+            f"postgres {r['postgres_cpu_ms_per_req']:.2f} ms; "
+            f"worker RSS {', '.join(f'{mb:.1f}' for mb in r['rss_mb'])} MB"
         )
         for share, name in r.get("profile", []):
             print(f"    {share:5.1f}%  {name}")
