@@ -31,15 +31,15 @@ import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from flask import current_app
-from sqlalchemy import Select, Table, bindparam, func, or_, select, text, update
+from sqlalchemy import Select, bindparam, func, or_, select, text, update
 from sqlalchemy.orm import aliased
 
 from portal.db_types import UTCDateTime, utcnow
 from portal.extensions import db, execute_count
-from portal.jobs.models import Job
+from portal.jobs.models import Job, jobs_table
 from portal.states import JobStatus
 
 log = logging.getLogger(__name__)
@@ -299,17 +299,16 @@ def _in_flight() -> Select[str | None, int]:
     )
 
 
-_jobs = cast(Table, Job.__table__)
 # PostgreSQL's claim of the picked jobs still queued, built once (every claim runs it): an
 # ORM UPDATE built at each claim costs more than its round trip.
 _TAKE = (
-    update(_jobs)
+    update(jobs_table)
     .where(
-        _jobs.c.id.in_(
-            select(_jobs.c.id)
+        jobs_table.c.id.in_(
+            select(jobs_table.c.id)
             .where(
-                _jobs.c.id.in_(bindparam("ids", expanding=True)),
-                _jobs.c.status == JobStatus.QUEUED.value,
+                jobs_table.c.id.in_(bindparam("ids", expanding=True)),
+                jobs_table.c.status == JobStatus.QUEUED.value,
             )
             .with_for_update(skip_locked=True)
             .scalar_subquery()
@@ -319,9 +318,9 @@ _TAKE = (
         status=JobStatus.RUNNING.value,
         locked_by=bindparam("worker"),
         locked_until=bindparam("until"),
-        attempts=_jobs.c.attempts + 1,
+        attempts=jobs_table.c.attempts + 1,
     )
-    .returning(_jobs.c.id, _jobs.c.kind, _jobs.c.payload, _jobs.c.queue_key)
+    .returning(jobs_table.c.id, jobs_table.c.kind, jobs_table.c.payload, jobs_table.c.queue_key)
 )
 
 

@@ -21,16 +21,16 @@ from collections import Counter
 from collections.abc import Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
 from flask import Flask
-from sqlalchemy import Table, bindparam, update
+from sqlalchemy import bindparam, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from portal.db_types import utcnow
 from portal.extensions import db
 from portal.jobs.claims import PER_KEY_LIMIT, Claimed, claim, claim_jobs
-from portal.jobs.models import Job
+from portal.jobs.models import Job, jobs_table
 from portal.jobs.periodic import run_periodic, start_duties
 from portal.jobs.queue import HANDLERS, RetryLater
 from portal.jobs.wakeup import Wakeup, listen_url
@@ -131,13 +131,10 @@ def finish_job(job_id: int, worker: str | None, error: Exception | None) -> None
     db.session.commit()
 
 
-_jobs = cast(Table, Job.__table__)
-
-
 def _done_statement(held: Any) -> Any:
     return (
-        update(_jobs)
-        .where(_jobs.c.id == bindparam("job_id"), held)
+        update(jobs_table)
+        .where(jobs_table.c.id == bindparam("job_id"), held)
         .values(
             status=JobStatus.DONE.value, finished_at=bindparam("now"), locked_by=None,
             locked_until=None,
@@ -147,8 +144,8 @@ def _done_statement(held: Any) -> Any:
 
 # Core statements built once (every job ends with one): the ORM's bulk UPDATE costs more
 # than its round trip, and there is no Job object to keep in step.
-_DONE_BY_WORKER = _done_statement(_jobs.c.locked_by == bindparam("worker"))
-_DONE_UNCLAIMED = _done_statement(_jobs.c.locked_by.is_(None))
+_DONE_BY_WORKER = _done_statement(jobs_table.c.locked_by == bindparam("worker"))
+_DONE_UNCLAIMED = _done_statement(jobs_table.c.locked_by.is_(None))
 
 
 def _mark_done(job_id: int, worker: str | None) -> None:
