@@ -1,7 +1,8 @@
 """App variants for before/after experiments: the portal with one setting changed.
 
 Used by ``python -m bench.experiment``; each variant is a gunicorn app spec such as
-``bench.variants:no_pre_ping()``. They change configuration only, never code.
+``bench.variants:no_pre_ping()``. They change configuration, or put back one saving to
+measure it against (``whole_locale_data``).
 """
 
 from __future__ import annotations
@@ -32,3 +33,11 @@ def insert_pages_of_10() -> Flask:
     return create_app(
         {"SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "insertmanyvalues_page_size": 10}}
     )
+
+
+def whole_locale_data() -> Flask:
+    """Babel's whole CLDR data kept, as before portal/dates.py dropped the unused parts."""
+    import portal.dates
+
+    portal.dates.UNUSED_CLDR = ()
+    return create_app()

@@ -13,10 +13,26 @@ from datetime import UTC, date, datetime
 from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from babel import Locale, UnknownLocaleError
+from babel import Locale, UnknownLocaleError, localedata
+from babel.core import get_global
 from babel.dates import format_date, format_time
 
 DEFAULT_ZONE = "Europe/Brussels"
+
+# Babel keeps a locale's whole CLDR data once it is loaded, its parents' too (nl_BE, nl and
+# root: about 0.5 MB each, 3 MB for the eight locales a Belgian shop's pages use). The
+# portal formats numbers, money, days and times; it never names units, languages,
+# territories or time zones through Babel (a zone is shown by its key), nor formats
+# intervals, lists, compact numbers or durations. (Currency names stay: Babel's money
+# formatter looks them up for every amount, whatever the pattern.) Those parts are dropped
+# at a locale's first use, so a web worker does not hold them (bench/README.md, Memory).
+UNUSED_CLDR = (
+    "character_order", "compact_currency_formats", "compact_decimal_formats",
+    "compound_unit_patterns", "currency_unit_patterns", "date_fields", "datetime_skeletons",
+    "day_period_rules", "interval_formats", "languages", "list_patterns",
+    "measurement_systems", "meta_zones", "scripts", "territories", "time_zones",
+    "unit_display_names", "unit_patterns", "variants", "zone_formats",
+)  # fmt: skip
 
 
 @cache
@@ -36,8 +52,24 @@ def formatting_locale(language: str, country: str | None) -> str:
 @cache
 def babel_locale(code: str) -> Locale:
     """Babel parses a locale given as text at every call: once per process here (dates
-    and money)."""
-    return Locale.parse(code)
+    and money), its unused CLDR data dropped then."""
+    locale = Locale.parse(code)
+    trim_locale_data(str(locale))
+    return locale
+
+
+def trim_locale_data(name: str) -> None:
+    """Drop what the portal never formats from a locale's data and its parents' (Babel's
+    ``load`` returns the one cached dictionary every ``Locale`` of that name reads)."""
+    while True:
+        data = localedata.load(name)
+        for key in UNUSED_CLDR:
+            data.pop(key, None)
+        if name == "root":
+            return
+        # Babel's own inheritance: an exception (en_BE → en_150), else the shorter name.
+        parent = get_global("parent_exceptions").get(name)
+        name = parent or (name.rsplit("_", 1)[0] if "_" in name else "root")
 
 
 @cache

@@ -19,7 +19,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import segno
 from flask import g, render_template
 from flask_babel import force_locale
 
@@ -130,6 +129,8 @@ CARD_SIZES = {"a6": (105.0, 148.0), "card": (85.6, 54.0)}
 def card_pdf(pr: Any, locale: str, size: str, url: str) -> bytes:
     """A card to print for a link (a reusable top-up's, on a counter or a loyalty card):
     the shop's name and logo, the link's QR code and a call to action, in ``locale``."""
+    import segno  # not held by every web worker: cards are rare
+
     width, height = CARD_SIZES[size]
     qr = segno.make(url, error="m").svg_data_uri(scale=4, border=2)
     return render_pdf(

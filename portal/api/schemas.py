@@ -16,7 +16,6 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal, TypeAlias
 from zoneinfo import available_timezones
 
-import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
@@ -36,6 +35,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from portal.money import is_supported_currency
+from portal.phones import is_country, valid_e164
 from portal.reminders.schedule import RULE_PATTERN, parse_rule
 from portal.states import EventType, PaymentStatus, RequestStatus
 
@@ -167,13 +167,10 @@ def normalise_phone(value: str, region: str | None = None) -> str:
     value = value.strip()
     if not value or len(value) > 32:
         raise ValueError(value)
-    try:
-        number = phonenumbers.parse(value, region)
-    except phonenumbers.NumberParseException:
-        raise ValueError(value) from None
-    if not phonenumbers.is_valid_number(number):
+    number = valid_e164(value, region)
+    if number is None:
         raise ValueError(value)
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return number
 
 
 def _currency(value: str) -> str:
@@ -740,7 +737,7 @@ class Merchant(Answer):
 
 
 def _country(value: str) -> str:
-    if value.upper() not in phonenumbers.SUPPORTED_REGIONS:
+    if not is_country(value.upper()):
         raise ValueError(value)
     return value.upper()
 

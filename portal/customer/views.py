@@ -11,9 +11,8 @@ from __future__ import annotations
 import io
 import logging
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import segno
 from flask import (
     Blueprint,
     abort,
@@ -62,6 +61,9 @@ from portal.payments.services import (
 )
 from portal.states import OPEN_ATTEMPT, SETTLED, PaymentStatus, RequestStatus
 from portal.web import SUPPORTED_LOCALES, bound_helpers
+
+if TYPE_CHECKING:
+    import segno
 
 log = logging.getLogger(__name__)
 bp = Blueprint("customer", __name__, url_prefix="/p")
@@ -435,6 +437,8 @@ def _qr(token: str) -> segno.QRCode:
     pr = db.session.get(PaymentRequest, request_id) if request_id else None
     if pr is None or pr.status in CLOSED or pr.is_expired():
         abort(404)
+    import segno  # 1.2 MB held by a worker only once a QR code is asked for
+
     return segno.make(link_url(pr.id), error="m")
 
 

@@ -23,10 +23,9 @@ import time
 from collections import OrderedDict
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
-import urllib3
 from flask import current_app
 from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import joinedload
@@ -46,6 +45,9 @@ from portal.ledger.models import (
 )
 from portal.notices import services as notices
 from portal.states import CallbackStatus, EventType
+
+if TYPE_CHECKING:
+    import urllib3
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +235,9 @@ def _post(
     url: str, body: bytes, headers: dict[str, str], timeout: float
 ) -> tuple[int, bytes, str | None]:
     """POST to the checked address; returns (status, body excerpt, Retry-After)."""
+    # urllib3 (1.3 MB) is imported by the worker's first callback, not by every web worker.
+    import urllib3
+
     scheme, host, port, ip = resolve_callback_url(url, allow_private=_allow_private())
     parts = urlsplit(url)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -265,6 +270,8 @@ _pools_lock = threading.Lock()
 
 
 def _pool(scheme: str, host: str, port: int, ip: str) -> urllib3.HTTPConnectionPool:
+    import urllib3
+
     key = (scheme, host, port, ip)
     with _pools_lock:
         pool = _pools.get(key)
@@ -283,6 +290,14 @@ def _pool(scheme: str, host: str, port: int, ip: str) -> urllib3.HTTPConnectionP
             _, oldest = _pools.popitem(last=False)
             oldest.close()
         return pool
+
+
+def post_errors() -> tuple[type[Exception], ...]:
+    """What a failed post raises: a refused address, HTTP and socket errors (an ``except``
+    evaluates this only when something was raised)."""
+    import urllib3
+
+    return (UnsafeURL, urllib3.exceptions.HTTPError, OSError)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -367,7 +382,7 @@ def deliver_callback(payload: dict[str, Any]) -> None:
                 retry_after = _retry_after(retry_header)
         except UnsafeURL as exc:
             attempt.error = f"refused: {exc}"
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
+        except post_errors() as exc:
             attempt.error = f"{type(exc).__name__}: {exc}"[:500]
         attempt.latency_ms = int((time.monotonic() - started) * 1000)
     delivery.last_status_code = status

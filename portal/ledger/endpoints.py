@@ -11,7 +11,6 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-import urllib3
 from flask import current_app
 from sqlalchemy import select, update
 
@@ -23,6 +22,7 @@ from portal.jobs.queue import enqueue, job_handler
 from portal.ledger.callbacks import (
     USER_AGENT,
     UnsafeURL,
+    post_errors,
     resolve_callback_url,
     rotate_secret,
     signature_header,
@@ -134,5 +134,5 @@ def send_test_callback(payload: dict[str, Any]) -> None:
             endpoint.url, body.encode(), headers, current_app.config["PORTAL_CALLBACK_TIMEOUT"]
         )
         log.info("test event %s to %s: HTTP %s", payload["id"], endpoint.id, status)
-    except (UnsafeURL, urllib3.exceptions.HTTPError, OSError) as exc:
+    except post_errors() as exc:
         log.info("test event %s to %s failed: %s", payload["id"], endpoint.id, exc)

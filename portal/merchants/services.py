@@ -10,7 +10,6 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import phonenumbers
 from flask import current_app
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import joinedload
@@ -21,6 +20,7 @@ from portal.extensions import db
 from portal.ids import random_token
 from portal.merchants.models import ApiKey, Merchant
 from portal.money import MoneyError, format_money, is_supported_currency, to_minor
+from portal.phones import is_country
 
 KEY_PREFIX = "sk_portal_"
 LOCALES = ("en", "fr", "nl", "de")
@@ -47,7 +47,7 @@ def normalise_origin(origin: str) -> str:
 def check_place(country: str, time_zone: str) -> tuple[str, str]:
     """A two-letter country code (``BE``) and an IANA time zone (``Europe/Brussels``)."""
     country = country.strip().upper()
-    if not re.fullmatch(r"[A-Z]{2}", country) or country not in phonenumbers.SUPPORTED_REGIONS:
+    if not re.fullmatch(r"[A-Z]{2}", country) or not is_country(country):
         raise MerchantError(f"unknown country {country!r} (ISO 3166-1 alpha-2, e.g. BE)")
     try:
         ZoneInfo(time_zone)

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-import phonenumbers
 from sqlalchemy import func, or_, select
 
 from portal.extensions import db
@@ -15,6 +14,7 @@ from portal.links import request_id_from_token
 from portal.merchants.models import Merchant
 from portal.payment_requests.models import PaymentRequest
 from portal.payments.models import Payment, PaymentGroup
+from portal.phones import e164
 from portal.support.models import StaffUser
 
 
@@ -119,21 +119,13 @@ def _phone_conditions(user: StaffUser, text: str) -> list[Any]:
         by_country.setdefault(country, []).append(merchant_id)
     conditions = []
     for country, merchant_ids in by_country.items():
-        e164 = _e164(digits, country)
-        if e164:
+        number = e164(digits, country)
+        if number:
             conditions.append(
-                (PaymentRequest.customer_phone == e164)
+                (PaymentRequest.customer_phone == number)
                 & PaymentRequest.merchant_id.in_(merchant_ids)
             )
     return conditions
-
-
-def _e164(digits: str, country: str) -> str | None:
-    try:
-        number = phonenumbers.parse(digits, country)
-    except phonenumbers.NumberParseException:
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def _amount(text: str) -> int | None:

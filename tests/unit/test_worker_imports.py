@@ -16,8 +16,11 @@ from portal.config import ROOT
 from portal.observability import migrations_head
 
 # Alembic through Flask-Migrate (11 MB), Pillow (2 MB, logo uploads), WeasyPrint (PDFs),
-# the Stripe SDK (the sandbox provider is configured here).
-LEFT_OUT = ("alembic", "flask_migrate", "PIL", "weasyprint", "stripe")
+# the Stripe SDK (the sandbox provider is configured here), segno (1.2 MB, QR codes),
+# urllib3 (1.3 MB, the worker's callbacks), phonenumbers (1.1 MB, numbers and countries).
+LEFT_OUT = (
+    "alembic", "flask_migrate", "PIL", "weasyprint", "stripe", "segno", "urllib3", "phonenumbers",
+)  # fmt: skip
 
 
 def test_create_app_leaves_the_heavy_libraries_out(tmp_path: Path) -> None:
