@@ -7,27 +7,17 @@ a web worker that only serves link pages never holds it (bench/README.md, "Memor
 from __future__ import annotations
 
 
-def e164(value: str, region: str | None = None) -> str | None:
-    """``0470 12 34 56`` in ``BE`` → ``+32470123456``; None when it does not parse (no
-    check that such a number exists: a search looks up what was typed)."""
+def e164(value: str, region: str | None = None, *, dialable: bool = False) -> str | None:
+    """``0470 12 34 56`` in ``BE`` → ``+32470123456``; None when it does not parse, or
+    with ``dialable`` when no such number can be dialled (a search looks up what was
+    typed; a number to send to must exist)."""
     import phonenumbers
 
     try:
         number = phonenumbers.parse(value, region)
     except phonenumbers.NumberParseException:
         return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-def valid_e164(value: str, region: str | None = None) -> str | None:
-    """The number in E.164 when it is one that can be dialled, else None."""
-    import phonenumbers
-
-    try:
-        number = phonenumbers.parse(value, region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(number):
+    if dialable and not phonenumbers.is_valid_number(number):
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 

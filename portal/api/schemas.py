@@ -35,7 +35,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from portal.money import is_supported_currency
-from portal.phones import is_country, valid_e164
+from portal.phones import e164, is_country
 from portal.reminders.schedule import RULE_PATTERN, parse_rule
 from portal.states import EventType, PaymentStatus, RequestStatus
 
@@ -167,7 +167,7 @@ def normalise_phone(value: str, region: str | None = None) -> str:
     value = value.strip()
     if not value or len(value) > 32:
         raise ValueError(value)
-    number = valid_e164(value, region)
+    number = e164(value, region, dialable=True)
     if number is None:
         raise ValueError(value)
     return number

@@ -42,7 +42,7 @@ libc.fclose(fp)
 
 
 def heaps(tmp_path: Path, mode: str, **env: str) -> int:
-    out = tmp_path / f"{mode}-{len(env)}.xml"
+    out = tmp_path / "malloc_info.xml"
     unset = ("MALLOC_ARENA_MAX", "WEB_MALLOC_ARENAS")
     clean = {k: v for k, v in os.environ.items() if k not in unset}
     subprocess.run(
